@@ -1,0 +1,86 @@
+import { ConfigError } from '../errors.ts';
+
+/**
+ * Typed readers over an environment map. Each throws a ConfigError whose
+ * message is one line naming the variable and what is wrong with it, so that
+ * `runMain` can print it and exit non-zero before anything starts.
+ */
+export type Env = Record<string, string | undefined>;
+
+function raw(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+export function str(env: Env, name: string, fallback?: string): string {
+  const v = raw(env, name) ?? fallback;
+  if (v === undefined) throw new ConfigError(`${name} is required but not set`);
+  return v;
+}
+
+export function optionalStr(env: Env, name: string): string | undefined {
+  return raw(env, name);
+}
+
+export function int(env: Env, name: string, fallback: number, opts: { min?: number; max?: number } = {}): number {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  if (!/^-?\d+$/.test(v)) throw new ConfigError(`${name} must be an integer, got "${v}"`);
+  const n = Number(v);
+  if (opts.min !== undefined && n < opts.min) throw new ConfigError(`${name} must be >= ${opts.min}, got ${n}`);
+  if (opts.max !== undefined && n > opts.max) throw new ConfigError(`${name} must be <= ${opts.max}, got ${n}`);
+  return n;
+}
+
+export function bool(env: Env, name: string, fallback: boolean): boolean {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  if (/^(1|true|yes|on)$/i.test(v)) return true;
+  if (/^(0|false|no|off)$/i.test(v)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${v}"`);
+}
+
+export function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const v = raw(env, name);
+  if (v === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got "${v}"`);
+  }
+  return v as T;
+}
+
+export function url(env: Env, name: string, fallback: string | undefined, protocols: readonly string[]): string {
+  const v = str(env, name, fallback);
+  let parsed: URL;
+  try {
+    parsed = new URL(v);
+  } catch {
+    throw new ConfigError(`${name} must be a URL, got "${redactUrl(v)}"`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
+  }
+  return v;
+}
+
+export function list(env: Env, name: string, fallback: string): string[] {
+  const items = str(env, name, fallback).split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new ConfigError(`${name} must list at least one value`);
+  return items;
+}
+
+/** Host:port for a listener; refuses to bind beyond loopback unless asked to explicitly. */
+export function listenHost(env: Env, name: string): string {
+  return str(env, name, '127.0.0.1');
+}
+
+/** Replace a password in a connection URL so the URL can be logged. */
+export function redactUrl(value: string): string {
+  try {
+    const u = new URL(value);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return value.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * The project's named errors. Each carries a stable `code` a user can look up
+ * in docs/errors.md, a `retriable` flag that tells loops whether to back off
+ * and try again or to stop, and the underlying `cause`.
+ */
+export type ErrorCode =
+  | 'CONFIG_INVALID'
+  | 'SOURCE_NOT_READY'
+  | 'SOURCE_PROTOCOL'
+  | 'DECODE_FAILED'
+  | 'VALIDATION_FAILED'
+  | 'SCHEMA_REGISTRY'
+  | 'SCHEMA_INCOMPATIBLE'
+  | 'KAFKA_UNAVAILABLE'
+  | 'SINK_UNAVAILABLE'
+  | 'MIGRATION_FAILED'
+  | 'STACK_UNAVAILABLE';
+
+export abstract class CdcError extends Error {
+  abstract readonly code: ErrorCode;
+  abstract readonly retriable: boolean;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad or missing configuration: fatal at start-up, one line to the user. */
+export class ConfigError extends CdcError {
+  readonly code = 'CONFIG_INVALID' as const;
+  readonly retriable = false;
+}
+
+/** The source database cannot do logical replication as configured (wal_level, REPLICATION role, slot or publication mismatch). */
+export class SourceNotReadyError extends CdcError {
+  readonly code = 'SOURCE_NOT_READY' as const;
+  readonly retriable = false;
+}
+
+/** A message could not be decoded (bad bytes, unknown schema id, bad pgoutput). Goes to a dead-letter topic, never dropped. */
+export class DecodeError extends CdcError {
+  readonly code = 'DECODE_FAILED' as const;
+  readonly retriable = false;
+}
+
+/** A message decoded but breaks the data contract (missing key, impossible value). Goes to a dead-letter topic. */
+export class ValidationError extends CdcError {
+  readonly code = 'VALIDATION_FAILED' as const;
+  readonly retriable = false;
+}
+
+/** A downstream store (Kafka, Postgres, Redis, the registry) is unreachable or refused a write; retry with backoff. */
+export class UnavailableError extends CdcError {
+  readonly retriable = true;
+  constructor(
+    readonly code: 'KAFKA_UNAVAILABLE' | 'SINK_UNAVAILABLE' | 'SCHEMA_REGISTRY' | 'STACK_UNAVAILABLE',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A new schema version was rejected by the registry's compatibility rules. */
+export class SchemaIncompatibleError extends CdcError {
+  readonly code = 'SCHEMA_INCOMPATIBLE' as const;
+  readonly retriable = false;
+}
+
+export class MigrationError extends CdcError {
+  readonly code = 'MIGRATION_FAILED' as const;
+  readonly retriable = false;
+}
+
+export function isRetriable(err: unknown): boolean {
+  return err instanceof CdcError ? err.retriable : false;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
