@@ -1,0 +1,516 @@
+#!/usr/bin/env bash
+# The project's local stack of real servers, no Docker:
+#   PostgreSQL 15 (Debian) 127.0.0.1:55432   Redis (Debian) 127.0.0.1:56379
+#   Kafka 3.9.1 KRaft (Maven Central) 127.0.0.1:59092 (controller 59093)
+#   our schema registry (src/registry/main.ts) http://127.0.0.1:58081
+#
+#   bash scripts/stack.sh up|down|status|restart [service]|logs [service]
+#
+# All state lives under $REPO/.stack/. `up` is idempotent: what runs and
+# answers is left alone, what is missing (apt packages, node_modules, the
+# Kafka classpath, a cluster) is installed or created first. See docs/stack.md.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE="$REPO/.stack"
+TPL="$REPO/stack"
+
+# Fixed by docs/CONVENTIONS.md; the STACK_* overrides exist only to run a
+# second, throw-away stack beside the shared one (e.g. to test this script).
+PG_PORT=${STACK_PG_PORT:-55432}
+REDIS_PORT=${STACK_REDIS_PORT:-56379}
+KAFKA_PORT=${STACK_KAFKA_PORT:-59092}
+KAFKA_CONTROLLER_PORT=${STACK_KAFKA_CONTROLLER_PORT:-59093}
+REGISTRY_PORT=${STACK_REGISTRY_PORT:-58081}
+HOST=127.0.0.1
+
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_DIR="$STATE/pg"
+PG_DATA="$PG_DIR/data"
+PG_LOG="$PG_DIR/postgres.log"
+REDIS_DIR="$STATE/redis"
+KAFKA_DIR="$STATE/kafka"
+REGISTRY_DIR="$STATE/registry"
+REGISTRY_MAIN="$REPO/src/registry/main.ts"
+
+# Seconds each service may take to answer after start.
+PG_TIMEOUT=${STACK_PG_TIMEOUT:-60}
+REDIS_TIMEOUT=${STACK_REDIS_TIMEOUT:-30}
+KAFKA_TIMEOUT=${STACK_KAFKA_TIMEOUT:-120}
+REGISTRY_TIMEOUT=${STACK_REGISTRY_TIMEOUT:-60}
+
+DATABASES=(shop warehouse registry)
+
+log() { printf '[stack] %s\n' "$*"; }
+warn() { printf '[stack] WARNING: %s\n' "$*" >&2; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# --- installs ---------------------------------------------------------------
+
+APT_UPDATED=0
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=()
+  if ! is_root; then
+    command -v sudo >/dev/null || die "need apt packages ${missing[*]} but am not root and have no sudo"
+    sudo=(sudo -n)
+  fi
+  log "installing apt packages: ${missing[*]}"
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    "${sudo[@]}" apt-get update -qq
+    APT_UPDATED=1
+  fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+ensure_tools() {
+  local pkgs=()
+  [ -x "$PG_BIN/postgres" ] || pkgs+=(postgresql-15)
+  command -v redis-server >/dev/null || pkgs+=(redis-server)
+  command -v redis-cli >/dev/null || pkgs+=(redis-tools)
+  command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || pkgs+=(maven)
+  command -v flock >/dev/null || pkgs+=(util-linux)
+  [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}"
+  command -v node >/dev/null || die "node (>= 20.10) is not installed"
+}
+
+ensure_node_modules() {
+  if [ ! -d "$REPO/node_modules/kafkajs" ] || [ ! -d "$REPO/node_modules/tsx" ]; then
+    log "node_modules missing: npm ci"
+    (cd "$REPO" && npm ci --no-audit --no-fund)
+  fi
+}
+
+# --- helpers ------------------------------------------------------------------
+
+# True when something accepts TCP connections on 127.0.0.1:$1.
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# Pid from a pidfile if that process is alive and its command line contains
+# $2 (guards against a stale pidfile whose pid was reused); else nothing.
+live_pid() {
+  local file=$1 pattern=$2 pid
+  [ -f "$file" ] || return 1
+  pid=$(tr -dc '0-9' <"$file")
+  [ -n "$pid" ] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern" || return 1
+  echo "$pid"
+}
+
+# Wait for pid to exit, SIGKILL after $2 seconds.
+stop_pid() {
+  local pid=$1 timeout=$2 name=$3 i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < timeout * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  warn "$name (pid $pid) did not stop in ${timeout}s: SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+render() { # template output key=value...
+  local tpl=$1 out=$2 expr=() kv
+  shift 2
+  for kv in "$@"; do expr+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+  sed "${expr[@]}" "$tpl" >"$out.tmp"
+  mv "$out.tmp" "$out"
+}
+
+tail_log() { [ -f "$1" ] && { echo "----- last lines of $1 -----" >&2; tail -n "${2:-30}" "$1" >&2; } || true; }
+
+now_ms() { date +%s%3N; }
+
+# --- PostgreSQL -------------------------------------------------------------
+
+# The socket path must fit in sun_path (107 bytes); a deep checkout falls
+# back to a directory under /tmp named after the checkout.
+pg_sockdir() {
+  local d="$PG_DIR/run"
+  if [ $((${#d} + 20)) -gt 107 ]; then
+    d="/tmp/stack-pg-$(printf '%s' "$REPO" | md5sum | cut -c1-12)"
+  fi
+  echo "$d"
+}
+
+# Runs a command as the cluster's OS owner: initdb refuses root, so as root
+# the cluster belongs to the `postgres` user that the Debian package creates.
+as_pg() {
+  if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_query() { "$PG_BIN/psql" -X -q -h "$HOST" -p "$PG_PORT" -U postgres -d "${2:-postgres}" -tAc "$1"; }
+pg_ready() { [ "$(pg_query 'select 1' 2>/dev/null)" = 1 ]; }
+
+pg_up() {
+  local sock owner
+  sock=$(pg_sockdir)
+  mkdir -p "$PG_DIR" "$sock"
+  if is_root; then
+    id postgres >/dev/null 2>&1 || die "OS user postgres missing (it comes with the postgresql-15 package)"
+    owner=$(stat -c %U "$PG_DIR")
+    [ "$owner" = postgres ] || chown -R postgres:postgres "$PG_DIR"
+    chown postgres:postgres "$sock"
+    runuser -u postgres -- test -x "$PG_DIR" ||
+      die "user postgres cannot reach $PG_DIR: every parent directory needs o+x"
+  fi
+  if [ ! -f "$PG_DATA/PG_VERSION" ]; then
+    log "postgres: initdb $PG_DATA"
+    as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust \
+      --encoding=UTF8 --locale=C.UTF-8 >"$PG_DIR/initdb.log" 2>&1 ||
+      { tail_log "$PG_DIR/initdb.log"; die "initdb failed"; }
+    echo "include 'stack.conf'" | as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
+  fi
+  # Config comes from stack/postgres on every up, so a changed template takes
+  # effect on the next restart.
+  render "$TPL/postgres/postgresql.conf" "$PG_DATA/stack.conf" \
+    "PORT=$PG_PORT" "SOCKDIR=$sock" "STATE=$STATE"
+  cp "$TPL/postgres/pg_hba.conf" "$PG_DATA/pg_hba.conf"
+  is_root && chown postgres:postgres "$PG_DATA/stack.conf" "$PG_DATA/pg_hba.conf"
+
+  if as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+    pg_ready || die "postgres runs (pidfile $PG_DATA/postmaster.pid) but does not answer on $HOST:$PG_PORT"
+    log "postgres: already up on $HOST:$PG_PORT"
+  else
+    port_open "$PG_PORT" && die "port $PG_PORT is taken by another process; not starting postgres"
+    log "postgres: starting on $HOST:$PG_PORT"
+    # pg_ctl removes a stale postmaster.pid by itself.
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$PG_TIMEOUT" start >/dev/null 9>&- ||
+      { tail_log "$PG_LOG"; die "postgres did not start"; }
+    local deadline=$(($(date +%s) + PG_TIMEOUT))
+    until pg_ready; do
+      [ "$(date +%s)" -lt "$deadline" ] || { tail_log "$PG_LOG"; die "postgres did not answer in ${PG_TIMEOUT}s"; }
+      sleep 0.2
+    done
+  fi
+  local db
+  for db in "${DATABASES[@]}"; do
+    if [ "$(pg_query "select 1 from pg_database where datname = '$db'")" != 1 ]; then
+      log "postgres: create database $db"
+      pg_query "create database $db" >/dev/null
+    fi
+  done
+  [ "$(pg_query 'show wal_level')" = logical ] || die "postgres wal_level is not logical (restart it: stack.sh restart postgres)"
+}
+
+pg_down() {
+  if [ -f "$PG_DATA/PG_VERSION" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+    log "postgres: stopping"
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null
+  else
+    log "postgres: not running"
+  fi
+}
+
+pg_status() {
+  if pg_ready; then
+    local pid
+    pid=$(head -1 "$PG_DATA/postmaster.pid" 2>/dev/null || echo '?')
+    printf '%-9s up    %s:%s  pid %s  wal_level=%s  data %s\n' postgres "$HOST" "$PG_PORT" "$pid" \
+      "$(pg_query 'show wal_level')" "${PG_DATA#"$REPO"/}"
+  else
+    printf '%-9s DOWN  %s:%s\n' postgres "$HOST" "$PG_PORT"
+    return 1
+  fi
+}
+
+# --- Redis ------------------------------------------------------------------
+
+redis_ping() { [ "$(redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
+
+redis_up() {
+  mkdir -p "$REDIS_DIR"
+  render "$TPL/redis/redis.conf" "$REDIS_DIR/redis.conf" "PORT=$REDIS_PORT" "STATE=$STATE"
+  if live_pid "$REDIS_DIR/redis.pid" redis-server >/dev/null; then
+    redis_ping || die "redis runs (pidfile $REDIS_DIR/redis.pid) but does not answer PING"
+    log "redis: already up on $HOST:$REDIS_PORT"
+    return
+  fi
+  rm -f "$REDIS_DIR/redis.pid"
+  port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; not starting redis"
+  log "redis: starting on $HOST:$REDIS_PORT"
+  redis-server "$REDIS_DIR/redis.conf" 9>&- || { tail_log "$REDIS_DIR/redis.log"; die "redis-server failed"; }
+  local deadline=$(($(date +%s) + REDIS_TIMEOUT))
+  until redis_ping; do
+    [ "$(date +%s)" -lt "$deadline" ] || { tail_log "$REDIS_DIR/redis.log"; die "redis did not answer PING in ${REDIS_TIMEOUT}s"; }
+    sleep 0.1
+  done
+}
+
+redis_down() {
+  local pid
+  if pid=$(live_pid "$REDIS_DIR/redis.pid" redis-server); then
+    log "redis: stopping"
+    # SHUTDOWN flushes the append-only file before exiting.
+    redis-cli -h "$HOST" -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true
+    stop_pid "$pid" 30 redis
+  else
+    log "redis: not running"
+  fi
+  rm -f "$REDIS_DIR/redis.pid"
+}
+
+redis_status() {
+  local pid
+  if redis_ping; then
+    pid=$(live_pid "$REDIS_DIR/redis.pid" redis-server || echo '?')
+    printf '%-9s up    %s:%s  pid %s  dir %s\n' redis "$HOST" "$REDIS_PORT" "$pid" "${REDIS_DIR#"$REPO"/}"
+  else
+    printf '%-9s DOWN  %s:%s\n' redis "$HOST" "$REDIS_PORT"
+    return 1
+  fi
+}
+
+# --- Kafka ------------------------------------------------------------------
+
+KAFKA_PID="$KAFKA_DIR/kafka.pid"
+KAFKA_CP="$KAFKA_DIR/classpath.txt"
+
+kafka_classpath() {
+  mkdir -p "$KAFKA_DIR"
+  local ok=1 jar
+  if [ ! -s "$KAFKA_CP" ] || [ "$TPL/kafka/pom.xml" -nt "$KAFKA_CP" ]; then
+    ok=0
+  else
+    # ~/.m2 may have been cleaned since the classpath was written.
+    while IFS= read -r jar; do [ -f "$jar" ] || { ok=0; break; }; done < <(tr ':' '\n' <"$KAFKA_CP")
+  fi
+  [ "$ok" -eq 1 ] && return 0
+  log "kafka: resolving classpath with maven (first run downloads ~60 MB into ~/.m2)"
+  local mvn=(mvn -q -B -f "$TPL/kafka/pom.xml" dependency:build-classpath "-Dmdep.outputFile=$KAFKA_CP")
+  # Offline first so that a warm ~/.m2 needs no network at all.
+  "${mvn[@]}" -o >"$KAFKA_DIR/mvn.log" 2>&1 || "${mvn[@]}" >"$KAFKA_DIR/mvn.log" 2>&1 ||
+    { tail_log "$KAFKA_DIR/mvn.log"; die "maven could not resolve the Kafka classpath"; }
+  [ -s "$KAFKA_CP" ] || die "maven wrote no classpath to $KAFKA_CP"
+}
+
+# The JVM command line of kafka-run-class.sh, minus JMX.
+kafka_java() {
+  KAFKA_JAVA=(java -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
+    -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true
+    "-Dkafka.logs.dir=$KAFKA_DIR/logs"
+    "-Dlog4j.configuration=file:$KAFKA_DIR/log4j.properties"
+    -cp "$(cat "$KAFKA_CP")")
+}
+
+kafka_probe() { node "$TPL/probe.mjs" kafka "$HOST:$KAFKA_PORT"; }
+
+kafka_up() {
+  kafka_classpath
+  mkdir -p "$KAFKA_DIR/logs"
+  render "$TPL/kafka/server.properties" "$KAFKA_DIR/server.properties" \
+    "PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "STATE=$STATE"
+  cp "$TPL/kafka/log4j.properties" "$KAFKA_DIR/log4j.properties"
+  kafka_java
+  local pid
+  if pid=$(live_pid "$KAFKA_PID" kafka.Kafka); then
+    log "kafka: already running (pid $pid)"
+  else
+    rm -f "$KAFKA_PID"
+    port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; not starting kafka"
+    port_open "$KAFKA_CONTROLLER_PORT" && die "port $KAFKA_CONTROLLER_PORT is taken by another process; not starting kafka"
+    if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+      [ -s "$KAFKA_DIR/cluster-id" ] ||
+        head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$KAFKA_DIR/cluster-id"
+      log "kafka: formatting storage (cluster id $(cat "$KAFKA_DIR/cluster-id"))"
+      "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --ignore-formatted \
+        -t "$(cat "$KAFKA_DIR/cluster-id")" -c "$KAFKA_DIR/server.properties" \
+        >"$KAFKA_DIR/format.log" 2>&1 || { tail_log "$KAFKA_DIR/format.log"; die "kafka storage format failed"; }
+    fi
+    log "kafka: starting on $HOST:$KAFKA_PORT (controller $KAFKA_CONTROLLER_PORT)"
+    # setsid: the broker must outlive the shell (and the CI step) that started it.
+    # fd 9 is the stack lock: no server may keep it open.
+    # $! must be the JVM itself (setsid and nohup exec), so the background
+    # job is a single command, not a list.
+    (
+      cd "$KAFKA_DIR" || exit 1
+      setsid nohup "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_DIR/server.properties" \
+        </dev/null >>"$KAFKA_DIR/kafka.out" 2>&1 9>&- &
+      echo $! >"$KAFKA_PID"
+    )
+    pid=$(cat "$KAFKA_PID")
+  fi
+  local deadline=$(($(date +%s) + KAFKA_TIMEOUT)) err
+  until err=$(kafka_probe 2>&1 >/dev/null); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail_log "$KAFKA_DIR/kafka.out"
+      tail_log "$KAFKA_DIR/logs/server.log"
+      die "kafka exited during startup"
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      tail_log "$KAFKA_DIR/logs/server.log"
+      die "kafka did not answer a metadata request on $HOST:$KAFKA_PORT in ${KAFKA_TIMEOUT}s (last error: $err)"
+    fi
+    sleep 0.5
+  done
+  log "kafka: up on $HOST:$KAFKA_PORT"
+}
+
+kafka_down() {
+  local pid
+  if pid=$(live_pid "$KAFKA_PID" kafka.Kafka); then
+    log "kafka: stopping (pid $pid)"
+    stop_pid "$pid" 60 kafka
+  else
+    log "kafka: not running"
+  fi
+  rm -f "$KAFKA_PID"
+}
+
+kafka_status() {
+  local info pid
+  if info=$(kafka_probe 2>/dev/null); then
+    pid=$(live_pid "$KAFKA_PID" kafka.Kafka || echo '?')
+    printf '%-9s up    %s:%s  pid %s  %s\n' kafka "$HOST" "$KAFKA_PORT" "$pid" "$info"
+  else
+    printf '%-9s DOWN  %s:%s\n' kafka "$HOST" "$KAFKA_PORT"
+    return 1
+  fi
+}
+
+# --- schema registry (ours) ---------------------------------------------------
+
+REGISTRY_PID="$REGISTRY_DIR/registry.pid"
+REGISTRY_URL="http://$HOST:$REGISTRY_PORT"
+registry_probe() { node "$TPL/probe.mjs" http "$REGISTRY_URL/subjects"; }
+
+registry_up() {
+  if [ ! -f "$REGISTRY_MAIN" ]; then
+    warn "registry: ${REGISTRY_MAIN#"$REPO"/} does not exist yet; not starting the schema registry"
+    return 0
+  fi
+  mkdir -p "$REGISTRY_DIR"
+  local pid
+  if pid=$(live_pid "$REGISTRY_PID" src/registry/main.ts); then
+    log "registry: already running (pid $pid)"
+  else
+    rm -f "$REGISTRY_PID"
+    port_open "$REGISTRY_PORT" && die "port $REGISTRY_PORT is taken by another process; not starting the registry"
+    log "registry: starting on $REGISTRY_URL"
+    (
+      cd "$REPO" || exit 1
+      export REGISTRY_HOST="$HOST" REGISTRY_PORT="$REGISTRY_PORT" \
+        REGISTRY_DATABASE_URL="${STACK_REGISTRY_DATABASE_URL:-postgres://postgres@$HOST:$PG_PORT/registry}"
+      setsid nohup node --import tsx src/registry/main.ts </dev/null >>"$REGISTRY_DIR/registry.log" 2>&1 9>&- &
+      echo $! >"$REGISTRY_PID"
+    )
+    pid=$(cat "$REGISTRY_PID")
+  fi
+  local deadline=$(($(date +%s) + REGISTRY_TIMEOUT)) err
+  until err=$(registry_probe 2>&1 >/dev/null); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail_log "$REGISTRY_DIR/registry.log"
+      die "the schema registry exited during startup"
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      tail_log "$REGISTRY_DIR/registry.log"
+      die "the schema registry did not answer GET /subjects in ${REGISTRY_TIMEOUT}s (last error: $err)"
+    fi
+    sleep 0.3
+  done
+  log "registry: up on $REGISTRY_URL"
+}
+
+registry_down() {
+  local pid
+  if pid=$(live_pid "$REGISTRY_PID" src/registry/main.ts); then
+    log "registry: stopping (pid $pid)"
+    stop_pid "$pid" 15 registry
+  else
+    log "registry: not running"
+  fi
+  rm -f "$REGISTRY_PID"
+}
+
+registry_status() {
+  local pid
+  if registry_probe >/dev/null 2>&1; then
+    pid=$(live_pid "$REGISTRY_PID" src/registry/main.ts || echo '?')
+    printf '%-9s up    %s  pid %s\n' registry "$REGISTRY_URL" "$pid"
+  elif [ ! -f "$REGISTRY_MAIN" ]; then
+    printf '%-9s n/a   %s  (src/registry/main.ts does not exist yet)\n' registry "$REGISTRY_URL"
+  else
+    printf '%-9s DOWN  %s\n' registry "$REGISTRY_URL"
+    return 1
+  fi
+}
+
+# --- commands -----------------------------------------------------------------
+
+SERVICES=(postgres redis kafka registry)
+
+svc_fn() { # service action
+  case $1 in
+  postgres) "pg_$2" ;;
+  redis | kafka | registry) "$1_$2" ;;
+  *) die "unknown service '$1' (one of: ${SERVICES[*]})" ;;
+  esac
+}
+
+lock() {
+  mkdir -p "$STATE"
+  exec 9>"$STATE/stack.lock"
+  flock -w 600 9 || die "another stack.sh holds $STATE/stack.lock"
+}
+
+cmd_up() {
+  local t0 s
+  t0=$(now_ms)
+  ensure_tools
+  lock
+  ensure_node_modules
+  for s in "${@:-${SERVICES[@]}}"; do svc_fn "$s" up; done
+  log "stack up in $((($(now_ms) - t0) / 1000)).$(((($(now_ms) - t0) % 1000) / 100))s"
+}
+
+cmd_down() {
+  lock
+  local s i list=("${@:-${SERVICES[@]}}")
+  # Reverse order: clients before the servers they use.
+  for ((i = ${#list[@]} - 1; i >= 0; i--)); do svc_fn "${list[$i]}" down; done
+}
+
+cmd_status() {
+  local s rc=0
+  for s in "${@:-${SERVICES[@]}}"; do svc_fn "$s" status || rc=1; done
+  return $rc
+}
+
+cmd_logs() {
+  local s=${1:-}
+  case $s in
+  postgres) tail -n 50 "$PG_LOG" ;;
+  redis) tail -n 50 "$REDIS_DIR/redis.log" ;;
+  kafka) tail -n 50 "$KAFKA_DIR/logs/server.log" ;;
+  registry) tail -n 50 "$REGISTRY_DIR/registry.log" ;;
+  *) die "usage: stack.sh logs postgres|redis|kafka|registry" ;;
+  esac
+}
+
+main() {
+  local cmd=${1:-}
+  [ $# -gt 0 ] && shift
+  case $cmd in
+  up) cmd_up "$@" ;;
+  down) cmd_down "$@" ;;
+  status) cmd_status "$@" ;;
+  restart) (cmd_down "$@") && cmd_up "$@" ;;
+  logs) cmd_logs "$@" ;;
+  *)
+    echo "usage: bash scripts/stack.sh up|down|status|restart [service...]|logs service" >&2
+    echo "services: ${SERVICES[*]}" >&2
+    exit 2
+    ;;
+  esac
+}
+
+main "$@"
