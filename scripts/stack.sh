@@ -149,6 +149,7 @@ as_pg() {
 
 pg_query() { "$PG_BIN/psql" -X -q -h "$HOST" -p "$PG_PORT" -U postgres -d "${2:-postgres}" -tAc "$1"; }
 pg_ready() { [ "$(pg_query 'select 1' 2>/dev/null)" = 1 ]; }
+pg_running() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
 
 pg_up() {
   local sock owner
@@ -176,8 +177,15 @@ pg_up() {
   cp "$TPL/postgres/pg_hba.conf" "$PG_DATA/pg_hba.conf"
   is_root && chown postgres:postgres "$PG_DATA/stack.conf" "$PG_DATA/pg_hba.conf"
 
-  if as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
-    pg_ready || die "postgres runs (pidfile $PG_DATA/postmaster.pid) but does not answer on $HOST:$PG_PORT"
+  local deadline=$(($(date +%s) + PG_TIMEOUT))
+  # A postmaster that is recovering, or whose children are still exiting
+  # after a crash, is "running" but does not answer yet: wait for either.
+  while pg_running && ! pg_ready; do
+    [ "$(date +%s)" -lt "$deadline" ] ||
+      { tail_log "$PG_LOG"; die "postgres runs (pidfile $PG_DATA/postmaster.pid) but does not answer on $HOST:$PG_PORT"; }
+    sleep 0.3
+  done
+  if pg_running && pg_ready; then
     log "postgres: already up on $HOST:$PG_PORT"
   else
     port_open "$PG_PORT" && die "port $PG_PORT is taken by another process; not starting postgres"
@@ -185,7 +193,7 @@ pg_up() {
     # pg_ctl removes a stale postmaster.pid by itself.
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -w -t "$PG_TIMEOUT" start >/dev/null 9>&- ||
       { tail_log "$PG_LOG"; die "postgres did not start"; }
-    local deadline=$(($(date +%s) + PG_TIMEOUT))
+    deadline=$(($(date +%s) + PG_TIMEOUT))
     until pg_ready; do
       [ "$(date +%s)" -lt "$deadline" ] || { tail_log "$PG_LOG"; die "postgres did not answer in ${PG_TIMEOUT}s"; }
       sleep 0.2
@@ -202,7 +210,7 @@ pg_up() {
 }
 
 pg_down() {
-  if [ -f "$PG_DATA/PG_VERSION" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+  if [ -f "$PG_DATA/PG_VERSION" ] && pg_running; then
     log "postgres: stopping"
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null
   else
