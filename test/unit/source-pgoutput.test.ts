@@ -99,10 +99,10 @@ describe('PgoutputDecoder', () => {
     expect(ins!.commitLsn).toBe(0x200n);
     expect(ins!.commitTimeUs).toBe(946684801000000n);
     expect(ins!.txId).toBe(777);
-    if (upd!.kind !== 'update') throw new Error('expected update');
+    if (upd?.kind !== "update") throw new Error("expected update");
     expect(upd.after[1]).toBe(UNAVAILABLE);
     expect(upd.before?.[1]).toBe('hello');
-    if (del!.kind !== 'delete') throw new Error('expected delete');
+    if (del?.kind !== "delete") throw new Error("expected delete");
     expect(del.beforeKeyOnly).toBe(true);
     expect(del.before[0]).toBe(1n);
   });
