@@ -1,4 +1,5 @@
 import type { ChangeEvent, Relation, Row } from '../source/change-event.ts';
+import type { ColumnValue } from '../source/pg-values.ts';
 import { OP_CODE } from '../source/change-event.ts';
 import type { AvroWriter } from './avro-writer.ts';
 import { columnCodec, EncodeError, type AvroSchema, type ColumnCodec } from './debezium-types.ts';
@@ -120,7 +121,7 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
 
   const writeRecord = (plan: FieldPlan[], w: AvroWriter, row: Row, keyOnly: boolean) => {
     for (const f of plan) {
-      let v = row[f.index]!;
+      let v = row[f.index] as ColumnValue;
       // A key-only before-image (replica identity default) sends null for non-key columns.
       if (keyOnly && !relation.columns[f.index]!.isKey) v = null;
       if (f.optional) {
