@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
 /**
  * Conformance of our registry with Confluent's REST API, driven over HTTP:
@@ -14,8 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  */
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
-const DATABASE_URL = process.env.REGISTRY_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:55432/registry';
-const SCHEMA = `registry_conf_${randomBytes(4).toString('hex')}`;
+const DATABASE_URL = stackEnv.registryDatabaseUrl; // REGISTRY_DATABASE_URL, else the stack's `registry` database
+const SCHEMA = uniqueId('registry_conf');
 const V1 = 'application/vnd.schemaregistry.v1+json';
 
 class RegistryProcess {
@@ -273,6 +273,16 @@ describe('registration and compatibility', () => {
     }
     expect((await call(A, 'GET', '/config', undefined, { accept: 'application/json' })).contentType).toBe('application/json');
     expect((await call(A, 'GET', '/config', undefined, { accept: '*/*' })).contentType).toBe(V1);
+  });
+
+  it('accepts the register body of the Java client / Kafka Connect', async () => {
+    const javaBody = { schema: JSON.stringify(orderV1), schemaType: 'AVRO', references: [], metadata: null, ruleSet: null };
+    const r = await call(A, 'POST', '/subjects/connect-value/versions?normalize=false', javaBody, {
+      accept: 'application/vnd.schemaregistry.v1+json, application/vnd.schemaregistry+json; qs=0.9, application/json; qs=0.5',
+    });
+    expect([r.status, r.contentType]).toEqual([200, V1]);
+    const lookup = await call(A, 'POST', '/subjects/connect-value?normalize=false&deleted=false', javaBody);
+    expect(lookup.body).toMatchObject({ subject: 'connect-value', version: 1, id: r.body.id });
   });
 
   it('handles subject names that need URL encoding', async () => {
