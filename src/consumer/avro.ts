@@ -1,0 +1,143 @@
+import avro from 'avsc';
+import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import { DecodeError, UnavailableError } from '../errors.ts';
+
+/**
+ * Avro decoding of Confluent-wire messages with exact numbers:
+ * - `long` decodes to bigint (LSNs and ids can pass 2^53);
+ * - `bytes` with logicalType `decimal` decodes to an exact decimal string,
+ *   its scale taken from the Avro `scale` attribute or, as Debezium/Kafka
+ *   Connect write it, from `connect.parameters.scale`.
+ * Debezium's VariableScaleDecimal is a plain record {scale, value}; it is
+ * turned into a string during validation (src/consumer/envelope.ts).
+ */
+
+export const bigintLong = avro.types.LongType.__with({
+  fromBuffer: (buf: Buffer) => buf.readBigInt64LE(),
+  toBuffer: (n: bigint | number) => {
+    const buf = Buffer.alloc(8);
+    buf.writeBigInt64LE(BigInt(n));
+    return buf;
+  },
+  fromJSON: (n: number | string) => BigInt(n),
+  toJSON: (n: bigint) => Number(n),
+  isValid: (n: unknown) => typeof n === 'bigint' || (typeof n === 'number' && Number.isSafeInteger(n)),
+  compare: (a: bigint, b: bigint) => (a === b ? 0 : a < b ? -1 : 1),
+});
+
+/** Unscaled big-endian two's complement bytes → decimal string with `scale` fraction digits. */
+export function decimalFromBytes(buf: Buffer, scale: number): string {
+  let n = 0n;
+  for (const b of buf) n = (n << 8n) | BigInt(b);
+  if (buf.length > 0 && (buf[0]! & 0x80) !== 0) n -= 1n << BigInt(buf.length * 8);
+  return unscaledToString(n, scale);
+}
+
+export function unscaledToString(n: bigint, scale: number): string {
+  const neg = n < 0n;
+  const digits = (neg ? -n : n).toString();
+  if (scale <= 0) return (neg ? '-' : '') + digits + '0'.repeat(-scale);
+  const padded = digits.padStart(scale + 1, '0');
+  return `${neg ? '-' : ''}${padded.slice(0, -scale)}.${padded.slice(-scale)}`;
+}
+
+/** Decimal string → unscaled bytes at `scale` (for fixtures and producers); refuses to round. */
+export function decimalToBytes(value: string, scale: number): Buffer {
+  const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(value);
+  if (!m) throw new TypeError(`not a decimal: ${value}`);
+  const [, sign, int, frac = ''] = m;
+  if (frac.length > scale && /[1-9]/.test(frac.slice(scale))) throw new RangeError(`${value} has more than ${scale} decimals`);
+  let n = BigInt(int! + frac.slice(0, scale).padEnd(scale, '0'));
+  if (sign) n = -n;
+  const bytes: number[] = [];
+  for (;;) {
+    bytes.unshift(Number(n & 0xffn));
+    const more = n >> 8n;
+    const byte = bytes[0]!;
+    if ((more === 0n && (byte & 0x80) === 0) || (more === -1n && (byte & 0x80) !== 0)) break;
+    n = more;
+  }
+  return Buffer.from(bytes);
+}
+
+export const DECIMAL_STRING = /^-?\d+(\.\d+)?$/;
+
+function scaleOf(schema: Record<string, unknown>): number {
+  const direct = schema.scale;
+  const params = schema['connect.parameters'] as Record<string, unknown> | undefined;
+  const raw = direct ?? params?.scale ?? 0;
+  const scale = Number(raw);
+  if (!Number.isInteger(scale)) throw new Error(`decimal with invalid scale ${String(raw)}`);
+  return scale;
+}
+
+export class DecimalType extends avro.types.LogicalType {
+  private readonly scale: number;
+  constructor(schema: avro.Schema, opts?: avro.ForSchemaOptions) {
+    super(schema, opts);
+    this.scale = scaleOf(schema as unknown as Record<string, unknown>);
+  }
+  override _fromValue(val: Buffer): string {
+    return decimalFromBytes(val, this.scale);
+  }
+  override _toValue(val: unknown): Buffer | unknown {
+    return typeof val === 'string' && DECIMAL_STRING.test(val) ? decimalToBytes(val, this.scale) : val;
+  }
+  override _resolve(type: avro.Type): ((x: unknown) => unknown) | undefined {
+    if (avro.Type.isType(type, 'logical:decimal') && (type as DecimalType).scale === this.scale) return (x) => x;
+    return undefined;
+  }
+}
+
+/** avsc options shared by decoding and by the test fixtures' encoding. */
+export function avroOptions(): avro.ForSchemaOptions {
+  return {
+    logicalTypes: { decimal: DecimalType },
+    typeHook: (schema: unknown) => {
+      if (schema === 'long' || (typeof schema === 'object' && !Array.isArray(schema) && (schema as { type?: unknown }).type === 'long' && !(schema as { logicalType?: unknown }).logicalType)) {
+        return bigintLong;
+      }
+      return undefined;
+    },
+  } as unknown as avro.ForSchemaOptions;
+}
+
+export function createRegistry(host: string): SchemaRegistry {
+  return new SchemaRegistry({ host, retry: { retries: 2 } }, { [SchemaType.AVRO]: avroOptions() });
+}
+
+function httpStatus(err: unknown): number | undefined {
+  const s = (err as { status?: unknown } | null)?.status;
+  return typeof s === 'number' ? s : undefined;
+}
+
+/**
+ * Decodes one Confluent-wire Avro message. Bytes that can never decode
+ * (wrong magic byte, unknown schema id, bad Avro) throw DecodeError, which
+ * sends the message to the dead-letter topic; a registry that cannot be
+ * reached throws a retriable UnavailableError, which must not.
+ */
+export async function decodeConfluent(registry: SchemaRegistry, buf: Buffer): Promise<unknown> {
+  if (buf.length < 5 || buf[0] !== 0) {
+    throw new DecodeError(buf.length < 5 ? `message of ${buf.length} bytes is too short for the Confluent wire format` : `magic byte ${buf[0]} is not 0 (not Confluent wire format)`);
+  }
+  const id = buf.readInt32BE(1);
+  let schema: { fromBuffer(b: Buffer): unknown };
+  try {
+    schema = (await registry.getSchema(id)) as unknown as { fromBuffer(b: Buffer): unknown };
+  } catch (err) {
+    const status = httpStatus(err);
+    if (status !== undefined && status >= 400 && status < 500) {
+      throw new DecodeError(`schema id ${id} could not be fetched (HTTP ${status})`, { cause: err });
+    }
+    if (!status && /schema|avro|type/i.test(String((err as Error)?.message)) && !/ECONN|ETIMEDOUT|socket|network/i.test(String((err as Error)?.message))) {
+      throw new DecodeError(`schema id ${id} is not a usable Avro schema: ${(err as Error).message}`, { cause: err });
+    }
+    throw new UnavailableError('SCHEMA_REGISTRY', `schema registry unreachable fetching id ${id}: ${(err as Error)?.message}`, { cause: err });
+  }
+  try {
+    return schema.fromBuffer(buf.subarray(5));
+  } catch (err) {
+    throw new DecodeError(`Avro payload does not match schema id ${id}: ${(err as Error).message}`, { cause: err });
+  }
+}

@@ -1,0 +1,127 @@
+import { ValidationError } from '../errors.ts';
+import { canonicalInstant } from '../transforms/time.ts';
+import { DECIMAL_STRING, decimalFromBytes } from './avro.ts';
+import { TABLES, isTableName, type Row, type TableName, type TableSpec } from './tables.ts';
+
+/**
+ * Runtime validation of a decoded Debezium envelope into a typed change.
+ * Accepts both our capture's output and Debezium's PostgreSQL connector:
+ * the same envelope and the same default encodings.
+ */
+export type Op = 'c' | 'u' | 'd' | 'r' | 't';
+
+export interface RowChange {
+  table: TableName;
+  op: Op;
+  before: Row | null;
+  after: Row | null;
+  /** LSN of the change (Debezium `source.lsn`). */
+  lsn: bigint;
+  /** Commit time in µs since the epoch: `source.ts_us`, else `source.ts_ms` × 1000. */
+  commitUs: bigint;
+  txId: bigint | null;
+  /** Columns of `after` the source did not send (unchanged TOASTed values) and `before` could not fill. */
+  unavailable: string[];
+}
+
+/** Debezium's placeholder for an unchanged TOASTed value (`unavailable.value.placeholder`). */
+export const UNAVAILABLE = '__debezium_unavailable_value';
+
+const OPS: readonly string[] = ['c', 'u', 'd', 'r', 't'];
+
+function fail(msg: string): never {
+  throw new ValidationError(msg);
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v);
+}
+
+function toBigint(v: unknown, what: string): bigint {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v);
+  if (typeof v === 'string' && /^-?\d+$/.test(v)) return BigInt(v);
+  return fail(`${what} must be an integer, got ${typeof v}`);
+}
+
+function normaliseValue(kind: string, v: unknown, col: string): string | null | typeof UNAVAILABLE {
+  if (v === null || v === undefined) return null;
+  if (v === UNAVAILABLE) return UNAVAILABLE;
+  switch (kind) {
+    case 'bigint':
+    case 'int':
+      return toBigint(v, col).toString();
+    case 'text':
+      if (typeof v !== 'string') fail(`${col} must be a string`);
+      return v;
+    case 'numeric':
+      if (typeof v === 'string' && DECIMAL_STRING.test(v)) return v; // decimal logical type, or decimal.handling.mode=string
+      if (isRecord(v) && Buffer.isBuffer(v.value) && (typeof v.scale === 'number' || typeof v.scale === 'bigint')) {
+        return decimalFromBytes(v.value, Number(v.scale)); // io.debezium.data.VariableScaleDecimal
+      }
+      if (typeof v === 'number') fail(`${col} arrived as a binary float; money must be exact (set Debezium decimal.handling.mode=precise or string)`);
+      return fail(`${col} is not a decimal`);
+    case 'timestamptz': {
+      if (typeof v !== 'string') fail(`${col} must be an ISO timestamp string (io.debezium.time.ZonedTimestamp)`);
+      return canonicalInstant(v) ?? fail(`${col} is not an ISO timestamp: ${v}`);
+    }
+    default:
+      return fail(`unknown column kind ${kind}`);
+  }
+}
+
+function normaliseRow(spec: TableSpec, raw: unknown, image: string): { row: Row; unavailable: string[] } | null {
+  if (raw === null || raw === undefined) return null;
+  if (!isRecord(raw)) fail(`${image} must be a record`);
+  const row: Row = {};
+  const unavailable: string[] = [];
+  for (const [col, kind] of Object.entries(spec.columns)) {
+    const v = normaliseValue(kind, raw[col], `${spec.name}.${image}.${col}`);
+    if (v === UNAVAILABLE) {
+      unavailable.push(col);
+      row[col] = null;
+    } else {
+      row[col] = v;
+    }
+  }
+  return { row, unavailable };
+}
+
+export function validateEnvelope(value: unknown): RowChange {
+  if (!isRecord(value)) fail('envelope must be a record');
+  const op = value.op;
+  if (typeof op !== 'string' || !OPS.includes(op)) fail(`op must be one of ${OPS.join(',')}, got ${String(op)}`);
+  const source = value.source;
+  if (!isRecord(source)) fail('source block is missing');
+  const table = source.table;
+  if (!isTableName(table)) fail(`source.table ${String(table)} is not a table this consumer knows`);
+  const spec = TABLES[table];
+  if (source.lsn === null || source.lsn === undefined) fail('source.lsn is missing');
+  const lsn = toBigint(source.lsn, 'source.lsn');
+  const commitUs = source.ts_us !== null && source.ts_us !== undefined
+    ? toBigint(source.ts_us, 'source.ts_us')
+    : toBigint(source.ts_ms, 'source.ts_ms') * 1000n;
+  const txId = source.txId === null || source.txId === undefined ? null : toBigint(source.txId, 'source.txId');
+
+  const before = normaliseRow(spec, value.before, 'before');
+  const after = normaliseRow(spec, value.after, 'after');
+  const change: RowChange = { table, op: op as Op, before: before?.row ?? null, after: after?.row ?? null, lsn, commitUs, txId, unavailable: [] };
+  if (op === 't') return change;
+  const image = op === 'd' ? before : after;
+  if (!image) fail(`op ${op} without ${op === 'd' ? 'before' : 'after'} image`);
+  const needed = op === 'd' ? spec.key : spec.required;
+  for (const col of needed) {
+    if (image.row[col] === null) fail(`${table}.${col} is required but null (op ${op})`);
+  }
+  if (after) {
+    // Fill unchanged TOASTed values from the before-image (REPLICA IDENTITY
+    // FULL); what stays unknown is kept from staging by the upsert.
+    for (const col of after.unavailable) {
+      const prior = before && !before.unavailable.includes(col) ? before.row[col] : null;
+      if (prior !== null && prior !== undefined) after.row[col] = prior;
+      else change.unavailable.push(col);
+    }
+    for (const col of spec.key) if (change.unavailable.includes(col)) fail(`key column ${col} unavailable`);
+  }
+  return change;
+}
