@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `npm run demo`: brings up the local stack, applies migrations, starts the
+# pipeline (capture, warehouse consumers, CLV API) in the background, writes
+# generated shop traffic into the source and waits until the warehouse has
+# caught up, then prints what it built. `npm run demo -- stop` stops the
+# pipeline processes (the stack keeps running; `npm run stack:down` stops it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+APP="$ROOT/.stack/app"
+mkdir -p "$APP"
+
+PSQL_SRC=(psql -X -q -t -A -h 127.0.0.1 -p "${PGPORT_STACK:-55432}" -U postgres -d shop)
+PSQL_WH=(psql -X -q -t -A -h 127.0.0.1 -p "${PGPORT_STACK:-55432}" -U postgres -d warehouse)
+
+stop_app() {
+  for name in api consumers capture; do
+    local pidfile="$APP/$name.pid"
+    if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      kill -TERM "$(cat "$pidfile")" || true
+      for _ in $(seq 1 100); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+      echo "stopped $name"
+    fi
+    rm -f "$pidfile"
+  done
+}
+
+start_app() {
+  local name=$1; shift
+  local pidfile="$APP/$name.pid"
+  if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    echo "$name already running (pid $(cat "$pidfile"))"
+    return
+  fi
+  nohup node --import tsx "$@" >>"$APP/$name.log" 2>&1 &
+  echo $! >"$pidfile"
+  echo "started $name (pid $!, log .stack/app/$name.log)"
+}
+
+if [[ ${1:-} == stop ]]; then
+  stop_app
+  exit 0
+fi
+
+bash scripts/stack.sh up
+npx tsx src/cli/migrate.ts all
+
+start_app capture src/cli/capture.ts
+start_app consumers consumers/warehouse/main.ts
+start_app api src/api/main.ts
+
+npx tsx src/cli/generate.ts --customers "${DEMO_CUSTOMERS:-1000}" --products "${DEMO_PRODUCTS:-200}" --orders "${DEMO_ORDERS:-3000}"
+
+echo "waiting for the warehouse to catch up with the source..."
+deadline=$((SECONDS + ${DEMO_TIMEOUT:-300}))
+while :; do
+  src=$("${PSQL_SRC[@]}" -c "SELECT (SELECT count(*) FROM customers) || '/' || (SELECT count(*) FROM orders) || '/' || (SELECT count(*) FROM order_items)")
+  wh=$("${PSQL_WH[@]}" -c "SELECT (SELECT count(*) FROM staging.stg_customers) || '/' || (SELECT count(*) FROM staging.stg_orders) || '/' || (SELECT count(*) FROM staging.stg_order_items)" 2>/dev/null || echo "-")
+  echo "  source customers/orders/lines $src   warehouse $wh"
+  [[ $src == "$wh" ]] && break
+  if (( SECONDS > deadline )); then
+    echo "the warehouse did not catch up in time; see .stack/app/*.log" >&2
+    exit 1
+  fi
+  sleep 2
+done
+
+echo
+echo "top customers by lifetime value (analytics.customer_lifetime_value):"
+psql -X -h 127.0.0.1 -p "${PGPORT_STACK:-55432}" -U postgres -d warehouse -c \
+  "SELECT customer_id, customer_segment, total_orders, total_revenue, avg_order_value, value_segment, frequency_segment
+     FROM analytics.customer_lifetime_value ORDER BY total_revenue DESC LIMIT 5"
+top=$("${PSQL_WH[@]}" -c "SELECT customer_id FROM analytics.customer_lifetime_value ORDER BY total_revenue DESC LIMIT 1")
+if [[ -n $top ]]; then
+  echo "GET http://127.0.0.1:58080/customers/$top/clv"
+  curl -sf "http://127.0.0.1:58080/customers/$top/clv" && echo
+fi
+echo
+echo "The pipeline keeps running: change rows in the shop database and watch the warehouse follow."
+echo "  npm run generate -- --orders 0 --rate 50 --duration 60   # steady traffic"
+echo "  npm run demo -- stop                                     # stop capture, consumers, API"
+echo "  npm run stack:down                                       # stop the servers"
