@@ -10,8 +10,8 @@ ROOT=$PWD
 APP="$ROOT/.stack/app"
 mkdir -p "$APP"
 
-PSQL_SRC=(psql -X -q -t -A -h 127.0.0.1 -p "${PGPORT_STACK:-55432}" -U postgres -d shop)
-PSQL_WH=(psql -X -q -t -A -h 127.0.0.1 -p "${PGPORT_STACK:-55432}" -U postgres -d warehouse)
+PSQL_SRC=(psql -X -q -t -A -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres -d shop)
+PSQL_WH=(psql -X -q -t -A -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres -d warehouse)
 
 stop_app() {
   for name in api consumers capture; do
@@ -67,7 +67,7 @@ done
 
 echo
 echo "top customers by lifetime value (analytics.customer_lifetime_value):"
-psql -X -h 127.0.0.1 -p "${PGPORT_STACK:-55432}" -U postgres -d warehouse -c \
+psql -X -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres -d warehouse -c \
   "SELECT customer_id, customer_segment, total_orders, total_revenue, avg_order_value, value_segment, frequency_segment
      FROM analytics.customer_lifetime_value ORDER BY total_revenue DESC LIMIT 5"
 top=$("${PSQL_WH[@]}" -c "SELECT customer_id FROM analytics.customer_lifetime_value ORDER BY total_revenue DESC LIMIT 1")
