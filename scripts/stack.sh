@@ -25,7 +25,7 @@ REGISTRY_PORT=${STACK_REGISTRY_PORT:-58081}
 HOST=127.0.0.1
 
 PG_BIN=/usr/lib/postgresql/15/bin
-PG_DIR="$STATE/pg"
+PG_DIR="$STATE/pg" # see pg_paths
 PG_DATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"
 REDIS_DIR="$STATE/redis"
@@ -131,6 +131,26 @@ now_ms() { date +%s%3N; }
 
 # --- PostgreSQL -------------------------------------------------------------
 
+# As root the cluster runs as `postgres`, which must be able to reach its
+# data directory. A checkout under a private directory (/root/...) cannot
+# give it that, so the cluster then lives in postgres's home, named after
+# the checkout, with .stack/pg a symlink to it.
+pg_paths() {
+  if is_root && id postgres >/dev/null 2>&1 && [ ! -L "$STATE/pg" ] &&
+    ! runuser -u postgres -- test -x "$REPO" 2>/dev/null; then
+    local home
+    home=$(getent passwd postgres | cut -d: -f6)
+    PG_DIR="${home:-/var/lib/postgresql}/stack-$(printf '%s' "$REPO" | md5sum | cut -c1-12)"
+    warn "postgres: user postgres cannot reach $REPO; cluster in $PG_DIR (linked from .stack/pg)"
+    mkdir -p "$STATE" "$PG_DIR"
+    [ -e "$STATE/pg" ] || ln -s "$PG_DIR" "$STATE/pg"
+  elif [ -L "$STATE/pg" ]; then
+    PG_DIR=$(readlink -f "$STATE/pg")
+  fi
+  PG_DATA="$PG_DIR/data"
+  PG_LOG="$PG_DIR/postgres.log"
+}
+
 # The socket path must fit in sun_path (107 bytes); a deep checkout falls
 # back to a directory under /tmp named after the checkout.
 pg_sockdir() {
@@ -144,7 +164,8 @@ pg_sockdir() {
 # Runs a command as the cluster's OS owner: initdb refuses root, so as root
 # the cluster belongs to the `postgres` user that the Debian package creates.
 as_pg() {
-  if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /, as the checkout itself may be out of postgres's reach.
+  if is_root; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 pg_query() { "$PG_BIN/psql" -X -q -h "$HOST" -p "$PG_PORT" -U postgres -d "${2:-postgres}" -tAc "$1"; }
@@ -153,6 +174,7 @@ pg_running() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
 
 pg_up() {
   local sock owner
+  pg_paths
   sock=$(pg_sockdir)
   mkdir -p "$PG_DIR" "$sock"
   if is_root; then
@@ -210,6 +232,7 @@ pg_up() {
 }
 
 pg_down() {
+  pg_paths
   if [ -f "$PG_DATA/PG_VERSION" ] && pg_running; then
     log "postgres: stopping"
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null
@@ -219,6 +242,7 @@ pg_down() {
 }
 
 pg_status() {
+  pg_paths
   if pg_ready; then
     local pid
     pid=$(head -1 "$PG_DATA/postmaster.pid" 2>/dev/null || echo '?')
