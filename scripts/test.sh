@@ -6,7 +6,7 @@
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$REPO"
+cd "$REPO" || exit 1
 
 bash scripts/stack.sh up || { echo "[test] the local stack did not come up (see above)" >&2; exit 1; }
 
