@@ -1,0 +1,70 @@
+import { DEFAULT_PORTS, loadStackConfig } from '../config/index.ts';
+import { int, listenHost, optionalStr, str, type Env } from '../config/env.ts';
+import { ConfigError } from '../errors.ts';
+import { DEFAULT_RECENCY_THRESHOLDS, type RecencyThresholds } from './recency.ts';
+
+export interface ApiConfig {
+  host: string;
+  /** 0 picks a free port (tests); the bound URL is exposed by the service. */
+  port: number;
+  warehouseUrl: string;
+  redisUrl: string;
+  /** Schema holding customer_lifetime_value; tests use their own. */
+  analyticsSchema: string;
+  /** Prefix of every Redis key the consumers write (must match theirs). */
+  redisKeyPrefix: string;
+  /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
+  authToken: string | undefined;
+  recency: RecencyThresholds;
+  /**
+   * A Redis lookup slower than this counts as Redis being unavailable and the
+   * request goes to Postgres: a stalled cache must not stall the API.
+   */
+  redisTimeoutMs: number;
+  /** Postgres statement_timeout for API queries. */
+  pgStatementTimeoutMs: number;
+  pgPoolMax: number;
+}
+
+// Interpolated into SQL as an identifier, so held to a plain lower-case identifier.
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export function loadApiConfig(env: Env = process.env): ApiConfig {
+  const stack = loadStackConfig(env);
+  const analyticsSchema = str(env, 'ANALYTICS_SCHEMA', 'analytics');
+  if (!SCHEMA_NAME.test(analyticsSchema)) {
+    throw new ConfigError(`ANALYTICS_SCHEMA must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, max 63), got "${analyticsSchema}"`);
+  }
+  const authToken = optionalStr(env, 'API_AUTH_TOKEN');
+  // A short token is guessable; refuse it rather than give a false sense of protection.
+  if (authToken !== undefined && authToken.length < 16) {
+    throw new ConfigError('API_AUTH_TOKEN must be at least 16 characters long');
+  }
+  const d = DEFAULT_RECENCY_THRESHOLDS;
+  const recency: RecencyThresholds = {
+    activeDays: int(env, 'RECENCY_ACTIVE_DAYS', d.activeDays, { min: 0 }),
+    coolingDays: int(env, 'RECENCY_COOLING_DAYS', d.coolingDays, { min: 0 }),
+    atRiskDays: int(env, 'RECENCY_AT_RISK_DAYS', d.atRiskDays, { min: 0 }),
+  };
+  if (!(recency.activeDays <= recency.coolingDays && recency.coolingDays <= recency.atRiskDays)) {
+    throw new ConfigError(
+      `recency thresholds must satisfy RECENCY_ACTIVE_DAYS <= RECENCY_COOLING_DAYS <= RECENCY_AT_RISK_DAYS, got ${recency.activeDays}/${recency.coolingDays}/${recency.atRiskDays}`,
+    );
+  }
+  return {
+    host: listenHost(env, 'API_HOST'),
+    port: int(env, 'API_PORT', DEFAULT_PORTS.api, { min: 0, max: 65535 }),
+    warehouseUrl: stack.warehouseUrl,
+    redisUrl: stack.redisUrl,
+    analyticsSchema,
+    redisKeyPrefix: env.REDIS_KEY_PREFIX ?? DEFAULT_REDIS_KEY_PREFIX,
+    authToken,
+    recency,
+    redisTimeoutMs: int(env, 'API_REDIS_TIMEOUT_MS', 50, { min: 1 }),
+    pgStatementTimeoutMs: int(env, 'API_PG_STATEMENT_TIMEOUT_MS', 2_000, { min: 1 }),
+    pgPoolMax: int(env, 'API_PG_POOL_MAX', 10, { min: 1 }),
+  };
+}
+
+/** Placeholder until the consumers' key layout lands in src/sinks/redis. */
+export const DEFAULT_REDIS_KEY_PREFIX = '';
