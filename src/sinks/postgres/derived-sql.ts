@@ -1,0 +1,91 @@
+/**
+ * SELECTs defining derived rows from staging, shared by the per-key
+ * recomputation (a WHERE on the affected keys) and the batch recomputation
+ * (no WHERE). Sharing them keeps one definition of each column; what the
+ * batch check then verifies is the incremental bookkeeping (which keys are
+ * affected, in which order), which is where streaming goes wrong.
+ */
+export interface ClvThresholds {
+  valueHigh: string;
+  valueMedium: string;
+  frequencyRepeat: number;
+  frequencyLoyal: number;
+}
+
+/** SPEC §3 defaults: high >= 1000, medium >= 250; 1 one_time, 2-4 repeat, >= 5 loyal. */
+export const DEFAULT_CLV_THRESHOLDS: ClvThresholds = { valueHigh: '1000', valueMedium: '250', frequencyRepeat: 2, frequencyLoyal: 5 };
+
+function checkThresholds(t: ClvThresholds): void {
+  if (!/^\d+(\.\d+)?$/.test(t.valueHigh) || !/^\d+(\.\d+)?$/.test(t.valueMedium)) throw new Error('CLV value thresholds must be decimals');
+  if (!Number.isInteger(t.frequencyRepeat) || !Number.isInteger(t.frequencyLoyal)) throw new Error('CLV frequency thresholds must be integers');
+}
+
+export const LINE_TOTAL = 'round(i.quantity * i.unit_price * (1 - i.discount), 2)';
+
+/**
+ * fact_orders rows. customer_key: the latest version starting at or before
+ * order_date (SPEC: the version containing it; in a gap after a delete, the
+ * last version before it); before the first version, the first version.
+ */
+export function factOrdersSelectSql(stg: string, dimCustomers: string, where = 'true'): string {
+  return `
+    SELECT md5(i.order_id::text || '-' || i.product_id::text) AS order_item_key, i.order_id, i.product_id, o.customer_id,
+      (SELECT d.customer_key FROM ${dimCustomers} d WHERE d.customer_id = o.customer_id
+        ORDER BY (d.effective_date <= o.order_date) DESC,
+                 CASE WHEN d.effective_date <= o.order_date THEN d.effective_date END DESC NULLS LAST,
+                 d.effective_date ASC, d.expiration_date DESC
+        LIMIT 1) AS customer_key,
+      md5(i.product_id::text) AS product_key,
+      to_char(o.order_date AT TIME ZONE 'UTC', 'YYYYMMDD')::int AS date_key,
+      o.order_date, o.status, i.quantity, i.unit_price, i.discount,
+      ${LINE_TOTAL} AS line_total,
+      sum(${LINE_TOTAL}) OVER (PARTITION BY i.order_id) AS order_total
+    FROM ${stg}.stg_order_items i JOIN ${stg}.stg_orders o ON o.order_id = i.order_id
+    WHERE ${where}`;
+}
+
+/** customer_lifetime_value rows (without `version`) over qualifying fact lines. */
+export function clvSelectSql(fact: string, dimCustomers: string, t: ClvThresholds, where = 'true'): string {
+  checkThresholds(t);
+  return `
+    SELECT f.customer_id, d.customer_key, d.customer_segment,
+      count(DISTINCT f.order_id)::int AS total_orders,
+      sum(f.quantity)::bigint AS total_items,
+      sum(f.line_total) AS total_revenue,
+      round(sum(f.line_total) / count(DISTINCT f.order_id), 2) AS avg_order_value,
+      min(f.order_date) AS first_order_date,
+      max(f.order_date) AS last_order_date,
+      floor(extract(epoch FROM max(f.order_date) - min(f.order_date)) / 86400)::int AS customer_lifetime_days,
+      CASE WHEN sum(f.line_total) >= ${t.valueHigh} THEN 'high' WHEN sum(f.line_total) >= ${t.valueMedium} THEN 'medium' ELSE 'low' END AS value_segment,
+      CASE WHEN count(DISTINCT f.order_id) >= ${t.frequencyLoyal} THEN 'loyal' WHEN count(DISTINCT f.order_id) >= ${t.frequencyRepeat} THEN 'repeat' ELSE 'one_time' END AS frequency_segment
+    FROM ${fact} f LEFT JOIN ${dimCustomers} d ON d.customer_id = f.customer_id AND d.is_current
+    WHERE f.status NOT IN ('cancelled', 'returned') AND f.customer_id IS NOT NULL AND (${where})
+    GROUP BY f.customer_id, d.customer_key, d.customer_segment`;
+}
+
+/** order_fulfillment rows: each status's first setting time from the order history; hours from placed_at. */
+export function fulfillmentSelectSql(stg: string, where = 'true'): string {
+  const first = (s: string) => `(SELECT min(h.updated_at) FROM ${stg}.order_status_changes h WHERE h.order_id = o.order_id AND h.op <> 'd' AND h.status = '${s}')`;
+  return `
+    SELECT x.*, round(extract(epoch FROM x.shipped_at - x.placed_at) / 3600, 2) AS hours_to_ship,
+                round(extract(epoch FROM x.delivered_at - x.placed_at) / 3600, 2) AS hours_to_deliver
+    FROM (
+      SELECT o.order_id, o.status, ${first('placed')} AS placed_at, ${first('shipped')} AS shipped_at, ${first('delivered')} AS delivered_at,
+             ${first('cancelled')} AS cancelled_at, ${first('returned')} AS returned_at
+      FROM ${stg}.stg_orders o WHERE ${where}
+    ) x`;
+}
+
+/** The Redis payload of every CLV row: the same fields the outbox carries. */
+export function clvPayloadSql(an: string, where = 'true'): string {
+  return `
+    SELECT v.customer_id::text AS customer_id, v.version::text AS version, jsonb_build_object(
+      'customer_id', v.customer_id::text, 'customer_key', v.customer_key, 'customer_segment', v.customer_segment,
+      'total_orders', v.total_orders::text, 'total_items', v.total_items::text, 'total_revenue', v.total_revenue::text,
+      'avg_order_value', v.avg_order_value::text,
+      'first_order_date', to_char(v.first_order_date AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+      'last_order_date', to_char(v.last_order_date AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+      'customer_lifetime_days', v.customer_lifetime_days::text, 'value_segment', v.value_segment,
+      'frequency_segment', v.frequency_segment) AS payload
+    FROM ${an}.customer_lifetime_value v WHERE ${where}`;
+}

@@ -1,0 +1,43 @@
+import pg from 'pg';
+
+/**
+ * Warehouse connections that never lose precision: timestamps come back as
+ * text (pg's default parser turns them into JS Dates and drops microseconds),
+ * bigint and numeric as strings, every session in UTC. Type parsers are set
+ * per pool, not globally, so other code in the process keeps pg's defaults.
+ */
+const TEXT_TYPES = new Set([1082 /* date */, 1114 /* timestamp */, 1184 /* timestamptz */, 20 /* int8 */, 1700 /* numeric */]);
+
+const types = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (TEXT_TYPES.has(oid)) return (v: string) => v;
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+} as unknown as pg.CustomTypesConfig;
+
+export function createWarehousePool(connectionString: string, max = 4): pg.Pool {
+  return new pg.Pool({ connectionString, max, types, options: '-c TimeZone=UTC', application_name: 'cdc-warehouse' });
+}
+
+export interface WarehouseSchemas {
+  staging: string;
+  analytics: string;
+  meta: string;
+}
+
+export const DEFAULT_WAREHOUSE_SCHEMAS: WarehouseSchemas = { staging: 'staging', analytics: 'analytics', meta: 'cdc_meta' };
+
+const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** Quoted schema names for SQL text; names are checked, never interpolated raw. */
+export function quoted(s: WarehouseSchemas): { stg: string; an: string; meta: string } {
+  for (const n of [s.staging, s.analytics, s.meta]) {
+    if (!IDENT.test(n)) throw new Error(`schema name "${n}" is not a plain identifier`);
+  }
+  return { stg: `"${s.staging}"`, an: `"${s.analytics}"`, meta: `"${s.meta}"` };
+}
+
+/** SQL rendering a timestamptz as the canonical µs ISO string (SPEC §3 format). */
+export function isoSql(expr: string): string {
+  return `to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+}

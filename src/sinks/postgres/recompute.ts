@@ -1,0 +1,189 @@
+import type pg from 'pg';
+import type { RowChange } from '../../consumer/envelope.ts';
+import { scd2Versions, type CustomerChange } from '../../transforms/scd2.ts';
+import { formatInstantUs } from '../../transforms/time.ts';
+import { clvPayloadSql, clvSelectSql, factOrdersSelectSql, fulfillmentSelectSql, DEFAULT_CLV_THRESHOLDS, type ClvThresholds } from './derived-sql.ts';
+import { quoted, type WarehouseSchemas } from './pool.ts';
+
+/**
+ * Per-affected-key recomputation of the derived tables from staging
+ * (docs/architecture.md, "Consumers"). Every derived row of an affected key
+ * is deleted and rebuilt from staging, never incremented, so the result
+ * does not depend on the order in which topics deliver.
+ */
+export interface DirectKeys {
+  customers: Set<string>;
+  /** Customers with new history rows: their SCD2 versions must be rebuilt. */
+  historyCustomers: Set<string>;
+  orders: Set<string>;
+  products: Set<string>;
+  orderDates: string[];
+}
+
+export function directKeys(changes: readonly RowChange[]): DirectKeys {
+  const k: DirectKeys = { customers: new Set(), historyCustomers: new Set(), orders: new Set(), products: new Set(), orderDates: [] };
+  for (const ch of changes) {
+    for (const img of [ch.before, ch.after]) {
+      if (!img) continue;
+      switch (ch.table) {
+        case 'customers':
+          k.customers.add(img.customer_id!);
+          k.historyCustomers.add(img.customer_id!);
+          break;
+        case 'orders':
+          k.orders.add(img.order_id!);
+          if (img.customer_id) k.customers.add(img.customer_id);
+          if (img.order_date) k.orderDates.push(img.order_date);
+          break;
+        case 'order_items':
+          k.orders.add(img.order_id!);
+          k.products.add(img.product_id!);
+          break;
+        case 'products':
+          k.products.add(img.product_id!);
+          break;
+      }
+    }
+  }
+  return k;
+}
+
+export interface PreState {
+  cells: Array<[number, string]>;
+  factCustomers: string[];
+}
+
+const arr = (s: Iterable<string>) => [...s];
+
+/** Reads, before staging changes, what the affected keys contribute now: their mart cells and the customers their lines belong to. */
+export async function captureBefore(client: pg.ClientBase, schemas: WarehouseSchemas, k: DirectKeys): Promise<PreState> {
+  const { an } = quoted(schemas);
+  if (k.orders.size === 0 && k.products.size === 0) return { cells: [], factCustomers: [] };
+  const cells = await client.query<{ date_key: number; category: string }>(
+    `SELECT DISTINCT f.date_key, p.category FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
+     WHERE (f.order_id = ANY($1::bigint[]) OR f.product_id = ANY($2::bigint[])) AND f.date_key IS NOT NULL AND p.category IS NOT NULL`,
+    [arr(k.orders), arr(k.products)]);
+  const cust = await client.query<{ customer_id: string }>(
+    `SELECT DISTINCT customer_id FROM ${an}.fact_orders WHERE order_id = ANY($1::bigint[]) AND customer_id IS NOT NULL`, [arr(k.orders)]);
+  return { cells: cells.rows.map((r) => [r.date_key, r.category]), factCustomers: cust.rows.map((r) => r.customer_id) };
+}
+
+async function rebuildDimCustomers(client: pg.ClientBase, stg: string, an: string, customers: string[]): Promise<void> {
+  if (customers.length === 0) return;
+  const { rows } = await client.query<{ customer_id: string; lsn: string; op: CustomerChange['op']; upd: string | null; com: string; seg: string | null; email: string | null; full_name: string | null }>(
+    `SELECT customer_id, lsn, op, (extract(epoch FROM updated_at) * 1000000)::bigint AS upd, (extract(epoch FROM committed_at) * 1000000)::bigint AS com,
+            customer_segment AS seg, email_normalized AS email, full_name
+     FROM ${stg}.customer_changes WHERE customer_id = ANY($1::bigint[]) ORDER BY customer_id, lsn`, [customers]);
+  const history = new Map<string, CustomerChange[]>();
+  for (const r of rows) {
+    const list = history.get(r.customer_id) ?? [];
+    list.push({ lsn: BigInt(r.lsn), op: r.op, updatedUs: r.upd === null ? null : BigInt(r.upd), committedUs: BigInt(r.com), segment: r.seg, email: r.email, fullName: r.full_name });
+    history.set(r.customer_id, list);
+  }
+  const versions = [...history].flatMap(([id, list]) => scd2Versions(id, list));
+  await client.query(`DELETE FROM ${an}.dim_customers WHERE customer_id = ANY($1::bigint[])`, [customers]);
+  if (versions.length === 0) return;
+  await client.query(
+    `INSERT INTO ${an}.dim_customers (customer_key, customer_id, email, full_name, customer_segment, effective_date, expiration_date, is_current)
+     SELECT customer_key, customer_id, email, full_name, customer_segment, effective_date, expiration_date, is_current
+     FROM jsonb_to_recordset($1::jsonb) AS r(customer_key text, customer_id bigint, email text, full_name text, customer_segment text,
+          effective_date timestamptz, expiration_date timestamptz, is_current boolean)`,
+    [JSON.stringify(versions.map((v) => ({
+      customer_key: v.customerKey, customer_id: v.customerId, email: v.email, full_name: v.fullName, customer_segment: v.segment,
+      effective_date: formatInstantUs(v.effectiveUs), expiration_date: formatInstantUs(v.expirationUs), is_current: v.isCurrent,
+    })))]);
+}
+
+export interface RecomputeResult {
+  /** Customers whose CLV row was rebuilt (and who got an outbox entry). */
+  clvCustomers: number;
+  factOrders: number;
+}
+
+export async function recomputeAffected(
+  client: pg.ClientBase,
+  schemas: WarehouseSchemas,
+  k: DirectKeys,
+  pre: PreState,
+  opts: { redisKeyPrefix: string; thresholds?: ClvThresholds },
+): Promise<RecomputeResult> {
+  const { stg, an, meta } = quoted(schemas);
+  const products = arr(k.products);
+  if (products.length > 0) {
+    await client.query(`DELETE FROM ${an}.dim_products WHERE product_id = ANY($1::bigint[])`, [products]);
+    await client.query(
+      `INSERT INTO ${an}.dim_products (product_key, product_id, product_name, category, price, rating, price_tier)
+       SELECT md5(product_id::text), product_id, product_name, category, price, rating,
+              CASE WHEN price < 25 THEN 'budget' WHEN price < 100 THEN 'mid' ELSE 'premium' END
+       FROM ${stg}.stg_products WHERE product_id = ANY($1::bigint[])`, [products]);
+  }
+  const historyCustomers = arr(k.historyCustomers);
+  await rebuildDimCustomers(client, stg, an, historyCustomers);
+
+  if (k.orderDates.length > 0) {
+    // Contiguous extension so the calendar has no holes; the default range is seeded by the migration.
+    const sorted = [...k.orderDates].sort();
+    await client.query(
+      `INSERT INTO ${an}.dim_date
+       SELECT * FROM ${an}.dim_date_rows(
+         LEAST(($1::timestamptz AT TIME ZONE 'UTC')::date, (SELECT min(date_day) FROM ${an}.dim_date)),
+         GREATEST(($2::timestamptz AT TIME ZONE 'UTC')::date, (SELECT max(date_day) FROM ${an}.dim_date)))
+       WHERE ($1::timestamptz AT TIME ZONE 'UTC')::date < (SELECT min(date_day) FROM ${an}.dim_date)
+          OR ($2::timestamptz AT TIME ZONE 'UTC')::date > (SELECT max(date_day) FROM ${an}.dim_date)
+       ON CONFLICT DO NOTHING`, [sorted[0], sorted[sorted.length - 1]]);
+  }
+
+  // Orders whose lines must be rebuilt: the directly changed ones, and every
+  // order of a customer whose versions changed (point-in-time customer_key).
+  const { rows: custOrders } = await client.query<{ order_id: string }>(
+    `SELECT order_id FROM ${stg}.stg_orders WHERE customer_id = ANY($1::bigint[])`, [historyCustomers]);
+  const factOrders = [...new Set([...k.orders, ...custOrders.map((r) => r.order_id)])];
+  if (factOrders.length > 0) {
+    await client.query(`DELETE FROM ${an}.fact_orders WHERE order_id = ANY($1::bigint[])`, [factOrders]);
+    await client.query(`INSERT INTO ${an}.fact_orders ${factOrdersSelectSql(stg, `${an}.dim_customers`, 'i.order_id = ANY($1::bigint[])')}`, [factOrders]);
+  }
+
+  if (k.orders.size > 0 || products.length > 0) {
+    const { rows: after } = await client.query<{ date_key: number; category: string }>(
+      `SELECT DISTINCT f.date_key, p.category FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
+       WHERE (f.order_id = ANY($1::bigint[]) OR f.product_id = ANY($2::bigint[])) AND f.date_key IS NOT NULL AND p.category IS NOT NULL`,
+      [arr(k.orders), products]);
+    const cells = new Map<string, [number, string]>();
+    for (const c of [...pre.cells, ...after.map((r) => [r.date_key, r.category] as [number, string])]) cells.set(`${c[0]}|${c[1]}`, c);
+    const dks = [...cells.values()].map((c) => c[0]);
+    const cats = [...cells.values()].map((c) => c[1]);
+    await client.query(
+      `DELETE FROM ${an}.mart_sales m USING unnest($1::int[], $2::text[]) AS c(date_key, category)
+       WHERE m.date_key = c.date_key AND m.category = c.category`, [dks, cats]);
+    await client.query(
+      `INSERT INTO ${an}.mart_sales (date_key, category, orders, units, revenue)
+       SELECT f.date_key, p.category, count(DISTINCT f.order_id), sum(f.quantity), sum(f.line_total)
+       FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
+       JOIN unnest($1::int[], $2::text[]) AS c(date_key, category) ON c.date_key = f.date_key AND c.category = p.category
+       WHERE f.status NOT IN ('cancelled', 'returned')
+       GROUP BY f.date_key, p.category`, [dks, cats]);
+  }
+
+  const { rows: orderCust } = await client.query<{ customer_id: string }>(
+    `SELECT DISTINCT customer_id FROM ${stg}.stg_orders WHERE order_id = ANY($1::bigint[]) AND customer_id IS NOT NULL`, [arr(k.orders)]);
+  const clvCustomers = [...new Set([...k.customers, ...pre.factCustomers, ...orderCust.map((r) => r.customer_id)])];
+  if (clvCustomers.length > 0) {
+    await client.query(`DELETE FROM ${an}.customer_lifetime_value WHERE customer_id = ANY($1::bigint[])`, [clvCustomers]);
+    await client.query(
+      `INSERT INTO ${an}.customer_lifetime_value
+       SELECT c.*, nextval('${meta}.clv_version_seq') FROM (${clvSelectSql(`${an}.fact_orders`, `${an}.dim_customers`, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS, 'f.customer_id = ANY($1::bigint[])')}) c`,
+      [clvCustomers]);
+    await client.query(
+      `INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
+       SELECT $2, c.id, COALESCE(p.version::bigint, nextval('${meta}.clv_version_seq')), p.payload
+       FROM unnest($1::bigint[]) AS c(id)
+       LEFT JOIN (${clvPayloadSql(an, 'v.customer_id = ANY($1::bigint[])')}) p ON p.customer_id = c.id::text`,
+      [clvCustomers, opts.redisKeyPrefix]);
+  }
+
+  if (k.orders.size > 0) {
+    await client.query(`DELETE FROM ${an}.order_fulfillment WHERE order_id = ANY($1::bigint[])`, [arr(k.orders)]);
+    await client.query(`INSERT INTO ${an}.order_fulfillment ${fulfillmentSelectSql(stg, 'o.order_id = ANY($1::bigint[])')}`, [arr(k.orders)]);
+  }
+  return { clvCustomers: clvCustomers.length, factOrders: factOrders.length };
+}
