@@ -3,16 +3,10 @@ import { int, listenHost, optionalStr, str, type Env } from '../config/env.ts';
 import { ConfigError } from '../errors.ts';
 import { DEFAULT_RECENCY_THRESHOLDS, type RecencyThresholds } from './recency.ts';
 
-export interface ApiConfig {
+export interface ApiConfig extends ClvStoreConfig {
   host: string;
   /** 0 picks a free port (tests); the bound URL is exposed by the service. */
   port: number;
-  warehouseUrl: string;
-  redisUrl: string;
-  /** Schema holding customer_lifetime_value; tests use their own. */
-  analyticsSchema: string;
-  /** Prefix of every Redis key the consumers write (must match theirs). */
-  redisKeyPrefix: string;
   /** When set, every route but /healthz needs `Authorization: Bearer <token>`. */
   authToken: string | undefined;
   recency: RecencyThresholds;
@@ -29,12 +23,33 @@ export interface ApiConfig {
 // Interpolated into SQL as an identifier, so held to a plain lower-case identifier.
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
-export function loadApiConfig(env: Env = process.env): ApiConfig {
+/** Where the CLV figures live: shared by the API and `redis:rebuild`. */
+export interface ClvStoreConfig {
+  warehouseUrl: string;
+  redisUrl: string;
+  /** Schema holding customer_lifetime_value; tests use their own. */
+  analyticsSchema: string;
+  /** Prefix of every Redis key the consumers write (must be theirs). */
+  redisKeyPrefix: string;
+}
+
+export function loadClvStoreConfig(env: Env = process.env): ClvStoreConfig {
   const stack = loadStackConfig(env);
   const analyticsSchema = str(env, 'ANALYTICS_SCHEMA', 'analytics');
   if (!SCHEMA_NAME.test(analyticsSchema)) {
     throw new ConfigError(`ANALYTICS_SCHEMA must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, max 63), got "${analyticsSchema}"`);
   }
+  return {
+    warehouseUrl: stack.warehouseUrl,
+    redisUrl: stack.redisUrl,
+    analyticsSchema,
+    // Not trimmed or defaulted through str(): an empty prefix is a valid, and the default, choice.
+    redisKeyPrefix: env.REDIS_KEY_PREFIX ?? DEFAULT_REDIS_KEY_PREFIX,
+  };
+}
+
+export function loadApiConfig(env: Env = process.env): ApiConfig {
+  const store = loadClvStoreConfig(env);
   const authToken = optionalStr(env, 'API_AUTH_TOKEN');
   // A short token is guessable; refuse it rather than give a false sense of protection.
   if (authToken !== undefined && authToken.length < 16) {
@@ -54,10 +69,7 @@ export function loadApiConfig(env: Env = process.env): ApiConfig {
   return {
     host: listenHost(env, 'API_HOST'),
     port: int(env, 'API_PORT', DEFAULT_PORTS.api, { min: 0, max: 65535 }),
-    warehouseUrl: stack.warehouseUrl,
-    redisUrl: stack.redisUrl,
-    analyticsSchema,
-    redisKeyPrefix: env.REDIS_KEY_PREFIX ?? DEFAULT_REDIS_KEY_PREFIX,
+    ...store,
     authToken,
     recency,
     redisTimeoutMs: int(env, 'API_REDIS_TIMEOUT_MS', 50, { min: 1 }),

@@ -1,0 +1,75 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Logger } from '../logger.ts';
+import { bearerChecker } from './auth.ts';
+import type { ClvPostgres } from './clv-pg.ts';
+import { ClvLookup, type ClvCache } from './clv-lookup.ts';
+import { ApiError } from './errors.ts';
+import type { ApiMetrics } from './metrics.ts';
+import type { RecencyThresholds } from './recency.ts';
+import { registerClvRoutes } from './routes-clv.ts';
+import { registerOpsRoutes } from './routes-ops.ts';
+
+export interface AppDeps {
+  pg: ClvPostgres;
+  cache: ClvCache;
+  metrics: ApiMetrics;
+  recency: RecencyThresholds;
+  /** When set, every route but /healthz requires `Authorization: Bearer <authToken>`. */
+  authToken: string | undefined;
+  log: Logger;
+}
+
+// Probes must work without credentials so orchestrators need no secret; it reveals nothing.
+const PUBLIC_ROUTES = new Set(['/healthz']);
+
+/** The HTTP surface of the CLV API (docs/api.md), without the listener, so tests can inject requests. */
+export function buildApiApp(deps: AppDeps): FastifyInstance {
+  const { log, metrics } = deps;
+  const app = Fastify({
+    loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger,
+    // Fastify's per-request logs would carry the request headers' neighbourhood; ours log
+    // method, route and status only, so the Authorization header can never end up in a log.
+    logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // No route takes a body.
+    bodyLimit: 1024,
+  });
+
+  if (deps.authToken !== undefined) {
+    const authorized = bearerChecker(deps.authToken);
+    app.addHook('onRequest', async (req, reply) => {
+      if (PUBLIC_ROUTES.has(req.routeOptions.url ?? '')) return;
+      if (!authorized(req.headers.authorization)) {
+        reply.header('www-authenticate', 'Bearer');
+        throw new ApiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token');
+      }
+    });
+  }
+
+  app.addHook('onResponse', async (req, reply) => {
+    const labels = { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
+    metrics.requests.inc(labels);
+    metrics.latency.observe(labels, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+    if (err instanceof ApiError) {
+      if (err.status >= 500) req.log.error({ err: err.cause ?? err, method: req.method, route: req.routeOptions.url }, err.message);
+      return reply.code(err.status).send(err.toBody());
+    }
+    const status = (err as FastifyError).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      return reply.code(status).send({ error: err.message, code: 'BAD_REQUEST' });
+    }
+    req.log.error({ err, method: req.method, route: req.routeOptions.url }, 'request failed');
+    return reply.code(500).send({ error: 'internal error', code: 'INTERNAL' });
+  });
+
+  app.setNotFoundHandler((req, reply) =>
+    reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}`, code: 'NOT_FOUND' }));
+
+  const lookup = new ClvLookup(deps.cache, deps.pg, metrics, log);
+  registerClvRoutes(app, { lookup, pg: deps.pg, recency: deps.recency });
+  registerOpsRoutes(app, { pg: deps.pg, cache: deps.cache, metrics });
+  return app;
+}

@@ -1,0 +1,111 @@
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { redactUrl } from '../config/env.ts';
+import type { Service } from '../lifecycle/service.ts';
+import type { Logger } from '../logger.ts';
+import { sleep } from '../util/sleep.ts';
+import { buildApiApp } from './app.ts';
+import { ClvPostgres } from './clv-pg.ts';
+import { RedisClvStore } from './clv-store.ts';
+import type { ApiConfig } from './config.ts';
+import { ApiMetrics } from './metrics.ts';
+
+/**
+ * Lookup-side Redis client. Fails fast instead of queueing: with no offline
+ * queue, a command while disconnected rejects at once, and commandTimeout
+ * bounds a stalled server, so each lookup falls back to Postgres within
+ * `timeoutMs` whatever state Redis is in. Reconnects in the background.
+ */
+export function createLookupRedis(redisUrl: string, timeoutMs: number, log: Logger): Redis {
+  const redis = new Redis(redisUrl, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: timeoutMs,
+    connectTimeout: 1_000,
+    retryStrategy: (times) => Math.min(times * 200, 2_000),
+  });
+  // ioredis emits 'error' on every failed reconnect; ClvLookup logs the outage once, so this stays at debug.
+  redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
+  return redis;
+}
+
+/** The CLV API as a Service: Postgres pool, Redis client and the HTTP listener. */
+export class ApiService implements Service {
+  readonly name = 'clv-api';
+  private pool: pg.Pool | undefined;
+  private redis: Redis | undefined;
+  private app: FastifyInstance | undefined;
+  private stopping: Promise<void> | undefined;
+  private boundUrl: string | undefined;
+
+  constructor(
+    private readonly config: ApiConfig,
+    private readonly log: Logger,
+  ) {}
+
+  /** Base URL once listening, e.g. http://127.0.0.1:58080 (the real port when configured with 0). */
+  get url(): string {
+    if (!this.boundUrl) throw new Error('CLV API is not listening');
+    return this.boundUrl;
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    const { config, log } = this;
+    this.pool = new pg.Pool({
+      connectionString: config.warehouseUrl,
+      max: config.pgPoolMax,
+      application_name: 'clv-api',
+      connectionTimeoutMillis: 2_000,
+      statement_timeout: config.pgStatementTimeoutMs,
+    });
+    // An idle client losing its connection must not crash the process; the next query reconnects.
+    this.pool.on('error', (err) => log.warn({ err }, 'idle warehouse connection failed'));
+    this.redis = createLookupRedis(config.redisUrl, config.redisTimeoutMs, log);
+    // Waited for briefly, so the first lookups after start-up do not all miss
+    // Redis, but not a condition of start-up: Postgres alone can serve, and
+    // the client keeps reconnecting in the background.
+    const connected = this.redis.connect().then(() => true, (err: Error) => {
+      log.warn({ err: err.message, redis: redactUrl(config.redisUrl) }, 'Redis not reachable at start-up; serving from Postgres');
+      return false;
+    });
+    await Promise.race([connected, sleep(1_000, signal)]);
+    if (signal.aborted) return;
+
+    this.app = buildApiApp({
+      pg: new ClvPostgres(this.pool, config.analyticsSchema),
+      cache: new RedisClvStore(this.redis, config.redisKeyPrefix),
+      metrics: new ApiMetrics(),
+      recency: config.recency,
+      authToken: config.authToken,
+      log,
+    });
+    await this.app.listen({ host: config.host, port: config.port });
+    const addr = this.app.server.address() as AddressInfo;
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    this.boundUrl = `http://${host}:${addr.port}`;
+    log.info({
+      url: this.boundUrl,
+      warehouse: redactUrl(config.warehouseUrl),
+      redis: redactUrl(config.redisUrl),
+      analyticsSchema: config.analyticsSchema,
+      redisKeyPrefix: config.redisKeyPrefix,
+      auth: config.authToken !== undefined ? 'bearer' : 'off',
+      recency: config.recency,
+    }, 'listening');
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= this.close();
+    return this.stopping;
+  }
+
+  private async close(): Promise<void> {
+    // Stop accepting requests and let in-flight ones finish before the clients go.
+    await this.app?.close();
+    this.redis?.disconnect();
+    await this.pool?.end();
+  }
+}
