@@ -150,7 +150,9 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
       w.string(src.db);
       w.long(1); w.string(`["${ev.commitLsn}","${ev.lsn}"]`);
       w.long(1); w.long(ev.commitTimeUs);
-      w.long(1); w.long(ev.commitTimeUs * 1000n);
+      // ts_ns stays null: nanoseconds since 1970 exceed 2^53, and JS Avro decoders
+      // (avsc, as the Confluent JS clients use it) refuse such longs by default.
+      w.long(0);
       w.string(relation.schema); w.string(relation.table);
       w.long(1); w.long(ev.txId);
       w.long(1); w.long(ev.lsn);
@@ -162,7 +164,7 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
       const nowUs = BigInt(Date.now()) * 1000n;
       w.long(1); w.long(nowUs / 1000n);
       w.long(1); w.long(nowUs);
-      w.long(1); w.long(nowUs * 1000n);
+      w.long(0);
     },
   };
 }

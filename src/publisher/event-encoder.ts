@@ -1,0 +1,78 @@
+import { CdcError } from '../errors.ts';
+import type { ChangeEvent } from '../source/change-event.ts';
+import { keyRow, validateChangeEvent } from '../source/change-event.ts';
+import { formatLsn } from '../source/lsn.ts';
+import { Unavailable } from '../source/pg-values.ts';
+import { AvroWriter } from './avro-writer.ts';
+import type { SourceInfo } from './relation-schema.ts';
+import type { PreparedRelation } from './schema-manager.ts';
+
+/**
+ * ChangeEvent -> Kafka records (Confluent wire format). A delete is followed
+ * by a tombstone (null value, same key) so compacted topics drop the key,
+ * unless disabled. An event that fails validation or encoding becomes a
+ * dead-letter record instead: it is never dropped, and the slot still only
+ * moves once that record is acknowledged.
+ */
+export interface EncodedRecord {
+  topic: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers?: Record<string, string>;
+}
+
+export interface EncodeResult {
+  records: EncodedRecord[];
+  /** Set when the event went to the dead-letter topic. */
+  error?: CdcError | Error;
+}
+
+function eventJson(ev: ChangeEvent): string {
+  return JSON.stringify(
+    { ...ev, relation: { schema: ev.relation.schema, table: ev.relation.table, columns: ev.relation.columns.map((c) => c.name) } },
+    (_k, v) => (typeof v === 'bigint' ? v.toString() : v instanceof Unavailable ? '__debezium_unavailable_value' : v?.type === 'Buffer' ? `\\x${Buffer.from(v.data).toString('hex')}` : v),
+  );
+}
+
+export class EventEncoder {
+  private readonly w = new AvroWriter(1024 * 1024);
+
+  constructor(private readonly source: SourceInfo, private readonly tombstones: boolean) {}
+
+  encode(ev: ChangeEvent, prepared: PreparedRelation): EncodeResult {
+    const topic = prepared.schemas.topic;
+    try {
+      validateChangeEvent(ev);
+      const w = this.w;
+      const row = keyRow(ev);
+      let key: Buffer | null = null;
+      if (row) {
+        w.reset();
+        w.raw(prepared.keyHeader);
+        prepared.schemas.writeKey(w, row);
+        key = w.copyFrom(0);
+      }
+      w.reset();
+      w.raw(prepared.valueHeader);
+      prepared.schemas.writeEnvelope(w, ev, this.source);
+      const records: EncodedRecord[] = [{ topic, key, value: w.copyFrom(0) }];
+      if (ev.kind === 'delete' && this.tombstones) records.push({ topic, key, value: null });
+      return { records };
+    } catch (err) {
+      const e = err as Error;
+      return {
+        error: e,
+        records: [{
+          topic: `${topic}.dlq`, key: null, value: Buffer.from(eventJson(ev)),
+          headers: {
+            'dlq.error': e.message.slice(0, 2000),
+            'dlq.error.code': err instanceof CdcError ? err.code : 'ENCODE_FAILED',
+            'dlq.source.topic': topic,
+            'dlq.source.lsn': formatLsn(ev.lsn),
+            'dlq.source.txId': String(ev.txId),
+          },
+        }],
+      };
+    }
+  }
+}

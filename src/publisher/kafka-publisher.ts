@@ -1,0 +1,187 @@
+import { CompressionTypes, type Admin, type Kafka, type Message, type Producer } from 'kafkajs';
+import { UnavailableError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { TxTicket } from '../source/acker.ts';
+
+/**
+ * Produces captured events with one idempotent producer (acks=all).
+ *
+ * Sends are strictly one at a time. kafkajs serialises idempotent requests
+ * per broker anyway, and on a retriable error it hands the failed batch's
+ * sequence numbers back before retrying; a second send queued behind it
+ * would take them and overtake the failed batch, reordering a key. Throughput
+ * comes from batch size instead: while one send is in flight, everything
+ * captured meanwhile accumulates into the next one (group commit), so batches
+ * grow with load and latency stays one round trip at low load.
+ *
+ * Memory is bounded by bytes buffered + in flight: above `highWaterBytes`
+ * the capture pauses the replication socket, below `lowWaterBytes` it
+ * resumes.
+ */
+export interface OutMessage {
+  topic: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers?: Record<string, string>;
+  ticket: TxTicket | null;
+  /** When the source committed, for the commit -> ack latency metric (ms since epoch). */
+  commitMs: number;
+}
+
+export interface PublisherOptions {
+  highWaterBytes: number;
+  lowWaterBytes: number;
+  /** Cap of one send; must stay under the topics' max.message.bytes per partition. */
+  maxBatchBytes: number;
+  maxBatchMessages: number;
+  partitions: number;
+  replicationFactor: number;
+}
+
+export const DEFAULT_PUBLISHER_OPTIONS: PublisherOptions = {
+  highWaterBytes: 64 * 1024 * 1024,
+  lowWaterBytes: 16 * 1024 * 1024,
+  maxBatchBytes: 4 * 1024 * 1024,
+  maxBatchMessages: 20_000,
+  partitions: 1,
+  replicationFactor: 1,
+};
+
+export interface PublisherEvents {
+  /** Kafka acknowledged these messages (in send order). */
+  acked(batch: OutMessage[]): void;
+  /** Buffered bytes dropped below the low-water mark. */
+  drained(): void;
+  /** A send failed for good: the capture must stop without confirming further. */
+  fatal(err: Error): void;
+}
+
+const sizeOf = (m: OutMessage) => (m.key?.length ?? 0) + (m.value?.length ?? 0) + 64;
+
+export class KafkaPublisher {
+  private producer: Producer;
+  private admin: Admin;
+  private readonly knownTopics = new Set<string>();
+  private pending: OutMessage[] = [];
+  private pendingBytes = 0;
+  private inFlightBytes = 0;
+  private sending = false;
+  private failed: Error | null = null;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    kafka: Kafka,
+    private readonly opts: PublisherOptions,
+    private readonly events: PublisherEvents,
+    private readonly log: Logger,
+  ) {
+    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    this.admin = kafka.admin();
+  }
+
+  async connect(): Promise<void> {
+    try {
+      await this.producer.connect();
+      await this.admin.connect();
+      for (const t of await this.admin.listTopics()) this.knownTopics.add(t);
+    } catch (err) {
+      throw new UnavailableError('KAFKA_UNAVAILABLE', `cannot connect to Kafka: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Creates a topic if missing (auto-creation is off on our brokers). */
+  async ensureTopic(topic: string): Promise<void> {
+    if (this.knownTopics.has(topic)) return;
+    await this.admin.createTopics({
+      waitForLeaders: true,
+      topics: [{
+        topic, numPartitions: this.opts.partitions, replicationFactor: this.opts.replicationFactor,
+        configEntries: [{ name: 'max.message.bytes', value: String(Math.max(this.opts.maxBatchBytes * 2, 1_048_588)) }],
+      }],
+    });
+    this.knownTopics.add(topic);
+    this.log.info({ topic }, 'topic ready');
+  }
+
+  get bufferedBytes(): number {
+    return this.pendingBytes + this.inFlightBytes;
+  }
+
+  get overHighWater(): boolean {
+    return this.bufferedBytes > this.opts.highWaterBytes;
+  }
+
+  get idle(): boolean {
+    return !this.sending && this.pending.length === 0;
+  }
+
+  add(m: OutMessage): void {
+    if (this.failed) throw this.failed;
+    this.pending.push(m);
+    this.pendingBytes += sizeOf(m);
+    if (!this.sending) queueMicrotask(() => this.kick());
+  }
+
+  private kick(): void {
+    if (this.sending || this.failed || this.pending.length === 0) return;
+    let n = 0;
+    let bytes = 0;
+    while (n < this.pending.length && n < this.opts.maxBatchMessages && bytes < this.opts.maxBatchBytes) bytes += sizeOf(this.pending[n++]!);
+    const batch = n === this.pending.length ? this.pending : this.pending.slice(0, n);
+    this.pending = n === this.pending.length ? [] : this.pending.slice(n);
+    this.pendingBytes -= bytes;
+    this.inFlightBytes += bytes;
+    this.sending = true;
+    void this.send(batch, bytes);
+  }
+
+  private async send(batch: OutMessage[], bytes: number): Promise<void> {
+    const byTopic = new Map<string, Message[]>();
+    for (const m of batch) {
+      let list = byTopic.get(m.topic);
+      if (!list) byTopic.set(m.topic, (list = []));
+      list.push({ key: m.key, value: m.value, headers: m.headers });
+    }
+    try {
+      await this.producer.sendBatch({
+        acks: -1, compression: CompressionTypes.None,
+        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
+      });
+    } catch (err) {
+      this.failed = new UnavailableError('KAFKA_UNAVAILABLE', `Kafka send failed after retries: ${(err as Error).message}`, { cause: err });
+      this.sending = false;
+      this.events.fatal(this.failed);
+      this.notifyIdle();
+      return;
+    }
+    const wasHigh = this.bufferedBytes > this.opts.lowWaterBytes;
+    this.inFlightBytes -= bytes;
+    this.sending = false;
+    this.events.acked(batch);
+    if (wasHigh && this.bufferedBytes <= this.opts.lowWaterBytes) this.events.drained();
+    if (this.pending.length > 0) this.kick();
+    else this.notifyIdle();
+  }
+
+  private notifyIdle(): void {
+    const w = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const fn of w) fn();
+  }
+
+  /** Resolves once everything added so far is acknowledged (or the publisher failed). */
+  async flush(): Promise<void> {
+    if (this.idle || this.failed) {
+      if (this.failed) throw this.failed;
+      return;
+    }
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (this.failed) throw this.failed;
+    if (!this.idle) return this.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.producer.disconnect().catch(() => {});
+    await this.admin.disconnect().catch(() => {});
+  }
+}

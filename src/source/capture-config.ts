@@ -1,0 +1,77 @@
+import { bool, int, list, listenHost, oneOf, optionalStr, str, type Env } from '../config/env.ts';
+import { loadStackConfig } from '../config/index.ts';
+import { ConfigError } from '../errors.ts';
+import { DEFAULT_PUBLISHER_OPTIONS, type PublisherOptions } from '../publisher/kafka-publisher.ts';
+
+export type SnapshotMode = 'initial' | 'never' | 'always';
+
+export interface CaptureConfig {
+  sourceUrl: string;
+  kafkaBrokers: string[];
+  registryUrl: string;
+  topicPrefix: string;
+  slot: string;
+  publication: string;
+  snapshotMode: SnapshotMode;
+  /** Schemas whose tables are captured (when `tables` is not given). */
+  schemas: string[];
+  /** Explicit schema.table list; overrides `schemas`. */
+  tables: string[] | null;
+  /** Schema in the source database for the capture's own bookkeeping (snapshot ledger). */
+  metaSchema: string;
+  tombstones: boolean;
+  heartbeatMs: number;
+  statusIntervalMs: number;
+  metricsHost: string;
+  /** 0 picks a free port; -1 disables the metrics endpoint. */
+  metricsPort: number;
+  publisher: PublisherOptions;
+  /** How long to wait for a previous capture's walsender to let go of the slot (after a crash). */
+  slotBusyTimeoutMs: number;
+}
+
+const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+
+function ident(env: Env, name: string, fallback: string): string {
+  const v = str(env, name, fallback);
+  if (!IDENT.test(v)) throw new ConfigError(`${name} must be a lower-case identifier, got "${v}"`);
+  return v;
+}
+
+export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
+  const stack = loadStackConfig(env);
+  const tablesRaw = optionalStr(env, 'CAPTURE_TABLES');
+  const tables = tablesRaw ? list(env, 'CAPTURE_TABLES', '') : null;
+  for (const t of tables ?? []) {
+    if (!/^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/.test(t)) throw new ConfigError(`CAPTURE_TABLES entries must be schema.table, got "${t}"`);
+  }
+  const high = int(env, 'CAPTURE_HIGH_WATER_MB', DEFAULT_PUBLISHER_OPTIONS.highWaterBytes / 2 ** 20, { min: 1 }) * 2 ** 20;
+  const low = int(env, 'CAPTURE_LOW_WATER_MB', DEFAULT_PUBLISHER_OPTIONS.lowWaterBytes / 2 ** 20, { min: 0 }) * 2 ** 20;
+  if (low >= high) throw new ConfigError('CAPTURE_LOW_WATER_MB must be below CAPTURE_HIGH_WATER_MB');
+  return {
+    sourceUrl: stack.sourceUrl,
+    kafkaBrokers: stack.kafkaBrokers,
+    registryUrl: stack.registryUrl,
+    topicPrefix: stack.topicPrefix,
+    slot: ident(env, 'CAPTURE_SLOT', 'shop_cdc'),
+    publication: ident(env, 'CAPTURE_PUBLICATION', 'shop_cdc'),
+    snapshotMode: oneOf(env, 'CAPTURE_SNAPSHOT', ['initial', 'never', 'always'] as const, 'initial'),
+    schemas: list(env, 'CAPTURE_SCHEMAS', 'public'),
+    tables,
+    metaSchema: ident(env, 'CAPTURE_META_SCHEMA', 'cdc_meta'),
+    tombstones: bool(env, 'CAPTURE_TOMBSTONES', true),
+    heartbeatMs: int(env, 'CAPTURE_HEARTBEAT_MS', 10_000, { min: 0 }),
+    statusIntervalMs: int(env, 'CAPTURE_STATUS_INTERVAL_MS', 1_000, { min: 10 }),
+    metricsHost: listenHost(env, 'CAPTURE_METRICS_HOST'),
+    metricsPort: int(env, 'CAPTURE_METRICS_PORT', 9464, { min: -1, max: 65535 }),
+    publisher: {
+      ...DEFAULT_PUBLISHER_OPTIONS,
+      highWaterBytes: high,
+      lowWaterBytes: low,
+      maxBatchMessages: int(env, 'CAPTURE_BATCH_MESSAGES', DEFAULT_PUBLISHER_OPTIONS.maxBatchMessages, { min: 1 }),
+      partitions: int(env, 'CAPTURE_TOPIC_PARTITIONS', 1, { min: 1 }),
+      replicationFactor: int(env, 'CAPTURE_TOPIC_REPLICATION', 1, { min: 1 }),
+    },
+    slotBusyTimeoutMs: int(env, 'CAPTURE_SLOT_BUSY_TIMEOUT_MS', 60_000, { min: 0 }),
+  };
+}

@@ -1,0 +1,309 @@
+import { Kafka, logLevel } from 'kafkajs';
+import pg from 'pg';
+import { SourceNotReadyError } from '../errors.ts';
+import type { Service } from '../lifecycle/service.ts';
+import type { Logger } from '../logger.ts';
+import { EventEncoder, type EncodedRecord } from '../publisher/event-encoder.ts';
+import { KafkaPublisher, type OutMessage } from '../publisher/kafka-publisher.ts';
+import { RegistryClient } from '../publisher/registry-client.ts';
+import { SchemaManager } from '../publisher/schema-manager.ts';
+import { sleep } from '../util/sleep.ts';
+import { Acker, type TxTicket } from './acker.ts';
+import type { CaptureConfig } from './capture-config.ts';
+import type { ChangeEvent, Relation } from './change-event.ts';
+import { formatLsn, type Lsn } from './lsn.ts';
+import { CaptureMetrics } from './metrics.ts';
+import { PgoutputDecoder } from './pgoutput.ts';
+import { ReplicationConnection } from './replication-connection.ts';
+import { checkSource, createSlot, dropSlot, ensurePublication, inspectSlot, SnapshotLedger, tablesInSchemas } from './slot.ts';
+import { runSnapshot } from './snapshot.ts';
+
+export const CAPTURE_VERSION = '0.1.0';
+const HEARTBEAT_PREFIX = 'shopstream.heartbeat';
+
+/**
+ * The capture process: slot -> pgoutput decoder -> Avro encoder -> Kafka,
+ * with the acker deciding what the slot may confirm. Crash-only: any fatal
+ * error (lost replication connection, failed Kafka send) stops the capture
+ * without confirming anything further and reports through `onFatal`; the
+ * restart resumes from the slot, re-sending at most what was unconfirmed.
+ */
+export class CaptureService implements Service {
+  readonly name = 'capture';
+  readonly metrics = new CaptureMetrics();
+  metricsPort: number | null = null;
+
+  private pool!: pg.Pool;
+  private repl!: ReplicationConnection;
+  private publisher!: KafkaPublisher;
+  private schemas!: SchemaManager;
+  private encoder: EventEncoder;
+  private acker: Acker | null = null;
+  private decoder: PgoutputDecoder;
+  private tables: string[] = [];
+
+  /** Chunks received while an async step (schema registration, topic creation) is pending. */
+  private backlog: [Buffer, number, Lsn][] = [];
+  private blocked: Promise<void> | null = null;
+  private lastReceived: Lsn = 0n;
+  private lastSentConfirmed: Lsn = -1n;
+  private commitMs = 0;
+  private timers: NodeJS.Timeout[] = [];
+  private stopping: Promise<void> | null = null;
+  private streamDone: Promise<void> | null = null;
+  private fatalErr: Error | null = null;
+
+  constructor(
+    private readonly cfg: CaptureConfig,
+    private readonly log: Logger,
+    private readonly onFatal: (err: Error) => void = () => {},
+  ) {
+    this.encoder = new EventEncoder({ version: CAPTURE_VERSION, name: cfg.topicPrefix, db: new URL(cfg.sourceUrl).pathname.slice(1) || 'postgres' }, cfg.tombstones);
+    this.decoder = new PgoutputDecoder({
+      begin: () => { this.acker!.begin(); },
+      commit: (c) => { this.acker!.commit(c.endLsn); },
+      relation: (r, changed) => { if (changed || !this.schemas.get(r)) this.block(this.schemas.prepare(r).then(() => {})); },
+      change: (ev) => this.publish(ev, this.acker!.track.bind(this.acker!)),
+      message: (m) => {
+        // A heartbeat outside any transaction proves everything before it was sent to us.
+        if (m.prefix === HEARTBEAT_PREFIX && !m.transactional && !this.decoder.inTransaction) this.acker!.idle(m.lsn);
+      },
+    });
+  }
+
+  /** The LSN the slot has been told is durable. */
+  get confirmedLsn(): Lsn {
+    return this.acker?.confirmed ?? 0n;
+  }
+
+  async start(signal: AbortSignal): Promise<void> {
+    const cfg = this.cfg;
+    this.pool = new pg.Pool({ connectionString: cfg.sourceUrl, max: 3, application_name: 'shopstream-capture-meta' });
+    this.pool.on('error', (err) => this.log.warn({ err }, 'idle source connection error'));
+    await checkSource(this.pool);
+    this.tables = cfg.tables ?? (await tablesInSchemas(this.pool, cfg.schemas));
+    await ensurePublication(this.pool, cfg.publication, this.tables, this.log);
+
+    const kafka = new Kafka({ clientId: 'shopstream-capture', brokers: cfg.kafkaBrokers, logLevel: logLevel.WARN });
+    this.publisher = new KafkaPublisher(kafka, cfg.publisher, {
+      acked: (batch) => this.onAcked(batch),
+      drained: () => { if (!this.blocked) this.repl?.resume(); },
+      fatal: (err) => this.fail(err),
+    }, this.log);
+    await this.publisher.connect();
+    this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t), this.log);
+    if (cfg.metricsPort >= 0) this.metricsPort = await this.metrics.listen(cfg.metricsHost, cfg.metricsPort);
+
+    const startLsn = await this.prepareSlot(signal);
+    this.acker = new Acker(startLsn);
+    this.acker.onAdvance((lsn) => this.metrics.confirmedLsn.set(Number(lsn)));
+    this.log.info({ slot: cfg.slot, publication: cfg.publication, startLsn: formatLsn(startLsn), tables: this.tables.length }, 'streaming');
+    this.streamDone = this.repl.stream(cfg.slot, cfg.publication, startLsn, {
+      data: (chunk, offset, lsn) => this.onData(chunk, offset, lsn),
+      keepalive: (walEnd, reply) => this.onKeepalive(walEnd, reply),
+    }).then(
+      () => { if (!this.stopping) this.fail(new SourceNotReadyError('replication stream ended unexpectedly')); },
+      (err: Error) => { if (!this.stopping) this.fail(err); },
+    );
+    this.timers.push(setInterval(() => this.reportStatus(false), cfg.statusIntervalMs));
+    if (cfg.heartbeatMs > 0) this.timers.push(setInterval(() => void this.heartbeat(), cfg.heartbeatMs));
+    this.timers.push(setInterval(() => void this.observe(), 10_000));
+  }
+
+  /** Finds or creates the slot (taking the initial snapshot when asked) and returns where streaming starts. */
+  private async prepareSlot(signal: AbortSignal): Promise<Lsn> {
+    const { slot, snapshotMode } = this.cfg;
+    const ledger = new SnapshotLedger(this.pool, this.cfg.metaSchema);
+    await ledger.init();
+    let info = await inspectSlot(this.pool, slot);
+    // After a crash the old walsender may hold the slot until it notices its client is gone.
+    const deadline = Date.now() + this.cfg.slotBusyTimeoutMs;
+    while (info.exists && info.activePid !== null) {
+      if (Date.now() > deadline || signal.aborted) throw new SourceNotReadyError(`slot ${slot} is in use by backend ${info.activePid}; is another capture running?`);
+      await sleep(500, signal);
+      info = await inspectSlot(this.pool, slot);
+    }
+    const snapshotState = await ledger.state(slot);
+    if (info.exists && (snapshotMode === 'always' || (snapshotMode === 'initial' && snapshotState === 'incomplete'))) {
+      this.log.warn({ slot, snapshotMode, snapshotState }, 'dropping slot to take a new snapshot');
+      await dropSlot(this.pool, slot);
+      info = { exists: false, confirmedFlush: null, activePid: null };
+    }
+    this.repl = new ReplicationConnection(this.cfg.sourceUrl, this.log);
+    await this.repl.connect();
+    if (info.exists) return info.confirmedFlush ?? 0n;
+
+    const wantSnapshot = snapshotMode !== 'never';
+    const created = await createSlot(this.repl, slot, wantSnapshot);
+    this.log.info({ slot, consistentPoint: formatLsn(created.consistentPoint) }, 'slot created');
+    if (!wantSnapshot) { await ledger.forget(slot); return created.consistentPoint; }
+    await ledger.started(slot, created.consistentPoint);
+    const rows = await runSnapshot({ url: this.cfg.sourceUrl, tables: this.tables, snapshotName: created.snapshotName, lsn: created.consistentPoint }, {
+      prepare: async (r) => { await this.schemas.prepare(r); },
+      emit: (ev) => this.publish(ev, null),
+      backpressure: async () => { while (this.publisher.overHighWater) await sleep(5); },
+      progress: (table, done, est) => { this.metrics.snapshotRows.set({ table }, done); this.metrics.snapshotEstimate.set({ table }, est); },
+    }, this.log);
+    await this.publisher.flush();
+    await ledger.completed(slot);
+    this.log.info({ rows }, 'initial snapshot complete');
+    return created.consistentPoint;
+  }
+
+  private publish(ev: ChangeEvent, track: (() => TxTicket) | null): void {
+    const prepared = this.schemas.get(ev.relation);
+    if (!prepared) throw new SourceNotReadyError(`no schema prepared for ${ev.relation.schema}.${ev.relation.table}`);
+    const { records, error } = this.encoder.encode(ev, prepared);
+    if (error) {
+      this.log.error({ err: error, table: `${ev.relation.schema}.${ev.relation.table}`, lsn: formatLsn(ev.lsn) }, 'event sent to dead-letter topic');
+      this.metrics.dlq.inc({ table: ev.relation.table });
+      const topic = records[0]!.topic;
+      // The DLQ topic may not exist yet: create it before this record and everything after it.
+      this.block(this.publisher.ensureTopic(topic));
+      this.deferred.push(...records.map((r) => this.toOut(r, ev, track)));
+      return;
+    }
+    if (this.deferred.length > 0) { this.deferred.push(...records.map((r) => this.toOut(r, ev, track))); return; }
+    for (const r of records) this.publisher.add(this.toOut(r, ev, track));
+    if (this.publisher.overHighWater) this.repl?.pause();
+  }
+
+  /** Records held back behind a pending DLQ topic creation, to keep their order. */
+  private deferred: OutMessage[] = [];
+
+  private toOut(r: EncodedRecord, ev: ChangeEvent, track: (() => TxTicket) | null): OutMessage {
+    return { ...r, ticket: track ? track() : null, commitMs: Number(ev.commitTimeUs / 1000n), table: ev.relation.table, op: ev.kind } as OutMessage;
+  }
+
+  private onAcked(batch: OutMessage[]): void {
+    const now = Date.now();
+    let prev: TxTicket | null = null;
+    let n = 0;
+    for (const m of batch) {
+      const t = m.ticket;
+      if (t !== prev) {
+        if (prev) this.acker!.done(prev, n);
+        if (t && m.commitMs) this.metrics.latency.observe((now - m.commitMs) / 1000);
+        prev = t;
+        n = 0;
+      }
+      n += 1;
+      if (m.value) {
+        const x = m as OutMessage & { table: string; op: string };
+        this.metrics.events.inc({ table: x.table, op: x.op });
+      }
+    }
+    if (prev) this.acker!.done(prev, n);
+    this.metrics.ackedSinceLast += batch.length;
+    this.reportStatus(false);
+  }
+
+  /** Runs `p` while holding back incoming chunks, then replays them in order. */
+  private block(p: Promise<void>): void {
+    const prior = this.blocked ?? Promise.resolve();
+    const gate: Promise<void> = prior.then(() => p).then(
+      () => {
+        if (this.blocked !== gate) return;
+        this.blocked = null;
+        const deferred = this.deferred;
+        this.deferred = [];
+        for (const m of deferred) this.publisher.add(m);
+        const backlog = this.backlog;
+        this.backlog = [];
+        for (let i = 0; i < backlog.length; i++) {
+          if (this.blocked) { this.backlog = backlog.slice(i).concat(this.backlog); return; }
+          const [c, o, l] = backlog[i]!;
+          this.decode(c, o, l);
+        }
+        if (!this.blocked && !this.publisher.overHighWater) this.repl.resume();
+      },
+      (err: Error) => this.fail(err),
+    );
+    this.blocked = gate;
+  }
+
+  private onData(chunk: Buffer, offset: number, lsn: Lsn): void {
+    if (this.blocked) {
+      this.backlog.push([chunk, offset, lsn]);
+      this.repl.pause();
+      return;
+    }
+    this.decode(chunk, offset, lsn);
+  }
+
+  private decode(chunk: Buffer, offset: number, lsn: Lsn): void {
+    if (this.fatalErr) return;
+    if (lsn > this.lastReceived) this.lastReceived = lsn;
+    try {
+      this.decoder.decode(chunk, offset, lsn);
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  private onKeepalive(walEnd: Lsn, replyRequested: boolean): void {
+    if (walEnd > this.lastReceived && !this.blocked && this.backlog.length === 0 && !this.decoder.inTransaction) {
+      this.lastReceived = walEnd;
+      this.acker?.idle(walEnd);
+    }
+    if (replyRequested) this.reportStatus(true);
+  }
+
+  /** Standby status update with the acker's LSN — never the received one. */
+  private reportStatus(force: boolean): void {
+    if (!this.acker || this.fatalErr || !this.repl) return;
+    const c = this.acker.confirmed;
+    const since = this.repl.msSinceStatus;
+    // Throttled to one update per 100 ms while moving; the interval timer sends the last one.
+    if (!(force || (c !== this.lastSentConfirmed && since >= 100) || since >= 10_000)) return;
+    this.repl.sendStatus(this.lastReceived > c ? this.lastReceived : c, c);
+    this.lastSentConfirmed = c;
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      await this.pool.query('SELECT pg_logical_emit_message(false, $1, $2)', [HEARTBEAT_PREFIX, String(Date.now())]);
+    } catch (err) {
+      this.log.warn({ err }, 'heartbeat failed');
+    }
+  }
+
+  private async observe(): Promise<void> {
+    const acked = this.metrics.ackedSinceLast;
+    this.metrics.ackedSinceLast = 0;
+    this.metrics.buffered.set(this.publisher.bufferedBytes);
+    try {
+      const { rows } = await this.pool.query<{ lag: string | null }>(
+        'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag FROM pg_replication_slots WHERE slot_name = $1', [this.cfg.slot]);
+      const lag = Number(rows[0]?.lag ?? 0);
+      this.metrics.slotLag.set(lag);
+      this.log.info({ eventsPerSec: Math.round(acked / 10), slotLagBytes: lag, confirmed: formatLsn(this.acker?.confirmed ?? 0n), bufferedBytes: this.publisher.bufferedBytes }, 'capture progress');
+    } catch (err) {
+      this.log.warn({ err }, 'slot lag query failed');
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.fatalErr || this.stopping) return;
+    this.fatalErr = err;
+    this.log.error({ err }, 'capture failed; stopping without confirming further');
+    this.onFatal(err);
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const t of this.timers) clearInterval(t);
+      this.repl?.pause();
+      if (this.publisher && !this.fatalErr) {
+        await Promise.race([this.publisher.flush().catch(() => {}), sleep(10_000)]);
+        this.reportStatus(true);
+      }
+      await this.repl?.close();
+      await this.streamDone?.catch(() => {});
+      await this.publisher?.close();
+      await this.metrics.close();
+      await this.pool?.end().catch(() => {});
+    })();
+    return this.stopping;
+  }
+}
