@@ -48,7 +48,7 @@ export function namespaceLockSql(schemas: WarehouseSchemas): { sql: string; para
   return { sql: 'SELECT pg_advisory_xact_lock(hashtext($1))', params: [`cdc-warehouse:${schemas.staging}/${schemas.analytics}`] };
 }
 
-export async function readStoredOffsets(client: pg.ClientBase, schemas: WarehouseSchemas, group: string): Promise<Map<string, string>> {
+export async function readStoredOffsets(client: pg.Pool | pg.ClientBase, schemas: WarehouseSchemas, group: string): Promise<Map<string, string>> {
   const { meta } = quoted(schemas);
   const { rows } = await client.query<{ topic: string; partition: number; next_offset: string }>(
     `SELECT topic, partition, next_offset FROM ${meta}.consumer_offsets WHERE consumer_group = $1`, [group]);

@@ -1,0 +1,44 @@
+import kafkajs from 'kafkajs';
+import { Redis } from 'ioredis';
+import { createRegistry } from '../../src/consumer/avro.ts';
+import { loadWarehouseConsumerConfig } from '../../src/consumer/config.ts';
+import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
+import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { runMain } from '../../src/lifecycle/run-main.ts';
+import type { Service } from '../../src/lifecycle/service.ts';
+import { migrate } from '../../src/migrations/runner.ts';
+import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
+
+/**
+ * The warehouse consumer process: source-table topics → staging, star
+ * schema, marts and CLV in Postgres, CLV in Redis. Applies the warehouse
+ * migrations first so a fresh database works.
+ */
+await runMain('consumer-warehouse', async (log) => {
+  const cfg = loadWarehouseConsumerConfig();
+  const pool = createWarehousePool(cfg.stack.warehouseUrl);
+  await migrate(pool, 'warehouse', {
+    schemas: { staging_schema: cfg.schemas.staging, analytics_schema: cfg.schemas.analytics, meta_schema: cfg.schemas.meta },
+    log,
+  });
+  // Fail fast on a Redis command while disconnected (the outbox keeps the
+  // work); reconnect forever in the background.
+  const redis = new Redis(cfg.stack.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+  redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
+  await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis unavailable at start; CLV waits in the outbox'));
+  const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });
+  const consumer = new WarehouseConsumer({
+    kafka, registry: createRegistry(cfg.stack.registryUrl), pool, redis, schemas: cfg.schemas, group: cfg.group,
+    topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx,
+  });
+  log.info({ group: cfg.group, topics: cfg.topics, schemas: cfg.schemas }, 'warehouse consumer configured');
+  const connections: Service = {
+    name: 'connections',
+    start: async () => {},
+    stop: async () => {
+      redis.disconnect();
+      await pool.end().catch(() => {});
+    },
+  };
+  return [connections, consumer];
+});

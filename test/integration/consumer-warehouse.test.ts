@@ -1,0 +1,209 @@
+import kafkajs, { type Admin, type Kafka, type Producer } from 'kafkajs';
+import { Redis } from 'ioredis';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRegistry } from '../../src/consumer/avro.ts';
+import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
+import { waitCaughtUp } from '../../src/consumer/lag.ts';
+import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { createLogger } from '../../src/logger.ts';
+import { migrate } from '../../src/migrations/runner.ts';
+import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
+import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
+import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
+import { registerTable, ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
+import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
+
+/**
+ * The warehouse consumer against the real stack: Debezium-shaped Avro in
+ * Kafka (registered in the schema registry), staging/analytics in Postgres,
+ * CLV in Redis. Each test has its own topics, group, schemas and key prefix.
+ */
+const log = createLogger('test-consumer', process.env.TEST_LOG_LEVEL ?? 'warn');
+
+export interface Env {
+  id: string;
+  prefix: string;
+  group: string;
+  redisPrefix: string;
+  schemas: WarehouseSchemas;
+  topics: string[];
+  encoders: Map<TableName, Awaited<ReturnType<typeof registerTable>>>;
+}
+
+let kafka: Kafka;
+let admin: Admin;
+let producer: Producer;
+let pool: pg.Pool;
+let redis: Redis;
+const envs: Env[] = [];
+
+async function makeEnv(name: string, partitions: number): Promise<Env> {
+  const id = uniqueId(name);
+  const env: Env = {
+    id, prefix: id, group: id, redisPrefix: `${id}:`,
+    schemas: { staging: `${id}_stg`, analytics: `${id}_an`, meta: `${id}_meta` },
+    topics: TABLE_NAMES.map((t) => `${id}.public.${t}`), encoders: new Map(),
+  };
+  envs.push(env);
+  await admin.createTopics({ topics: env.topics.map((topic) => ({ topic, numPartitions: partitions })), waitForLeaders: true });
+  const registry = createRegistry(stackEnv.registryUrl);
+  for (const t of TABLE_NAMES) env.encoders.set(t, await registerTable(registry, env.prefix, t));
+  await migrate(pool, 'warehouse', { schemas: { staging_schema: env.schemas.staging, analytics_schema: env.schemas.analytics, meta_schema: env.schemas.meta } });
+  return env;
+}
+
+export async function produceEvents(p: Producer, env: Env, events: FixtureEvent[], duplicateRate = 0): Promise<void> {
+  const byTopic = new Map<string, Array<{ key: Buffer | null; value: Buffer }>>();
+  for (const ev of events) {
+    const enc = env.encoders.get(ev.table)!;
+    const row = ev.after ?? ev.before;
+    const msg = { key: row ? enc.encodeKey(row) : null, value: enc.encodeValue(ev) };
+    const list = byTopic.get(enc.topic) ?? [];
+    list.push(msg);
+    // A producer retry without idempotence: the same event again at a later offset.
+    if (duplicateRate > 0 && Math.random() < duplicateRate) list.push(msg);
+    byTopic.set(enc.topic, list);
+  }
+  await p.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+}
+
+function startConsumer(env: Env): WarehouseConsumer {
+  const c = new WarehouseConsumer({
+    kafka, registry: createRegistry(stackEnv.registryUrl), pool, redis, schemas: env.schemas, group: env.group,
+    topics: env.topics, redisKeyPrefix: env.redisPrefix, log, maxMessagesPerTx: 50,
+  });
+  return c;
+}
+
+async function stagingMatchesSim(env: Env, sim: ShopSim): Promise<void> {
+  const client = await pool.connect();
+  try {
+    for (const t of TABLE_NAMES) {
+      const got = (await stagingRows(client, env.schemas, t)).map((r) => JSON.stringify(Object.keys(TABLES[t].columns).map((c) => r[c] ?? null))).sort();
+      const want = [...sim.rows[t].values()].map((r) => JSON.stringify(Object.keys(TABLES[t].columns).map((c) => (r[c] === null || r[c] === undefined ? null : String(r[c]))))).sort();
+      expect(got, `stg_${t}`).toEqual(want);
+    }
+  } finally {
+    client.release();
+  }
+}
+
+beforeAll(async () => {
+  kafka = new kafkajs.Kafka({ clientId: 'test-consumer-warehouse', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+  admin = kafka.admin();
+  producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await Promise.all([admin.connect(), producer.connect()]);
+  pool = createWarehousePool(stackEnv.warehouseUrl, 6);
+  redis = new Redis(stackEnv.redisUrl, { maxRetriesPerRequest: 1 });
+});
+
+afterAll(async () => {
+  for (const env of envs) {
+    await admin.deleteTopics({ topics: [...env.topics, ...env.topics.map((t) => `${t}.dlq`)] }).catch(() => {});
+    await pool.query(`DROP SCHEMA IF EXISTS "${env.schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${env.schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${env.schemas.meta}" CASCADE`);
+    const keys = await redis.keys(`${env.redisPrefix}*`);
+    if (keys.length) await redis.del(...keys);
+  }
+  await Promise.all([admin.disconnect(), producer.disconnect()]);
+  await pool.end();
+  redis.disconnect();
+});
+
+describe('warehouse consumer', () => {
+  it('keeps stg_customers equal to Debezium customer inserts, updates and deletes, microseconds kept; bad bytes go to the DLQ', async () => {
+    const env = await makeEnv('cons_stg', 1);
+    const sim = new ShopSim(11);
+    sim.transaction(() => {
+      for (let i = 0; i < 4; i++) sim.insertCustomer();
+    });
+    sim.transaction(() => sim.updateCustomer('1', { email: '  Changed@Example.com', customer_segment: 'gold' }));
+    sim.transaction(() => sim.deleteCustomer('2'));
+    sim.transaction(() => sim.updateCustomer('3', { last_name: 'Zed' }));
+    const customerEvents = sim.events.filter((e) => e.table === 'customers');
+    expect(customerEvents.map((e) => e.op)).toEqual(['c', 'c', 'c', 'c', 'u', 'd', 'u']);
+    const topic = env.encoders.get('customers')!.topic;
+    await produceEvents(producer, env, customerEvents.slice(0, 5));
+    // Garbage, an unknown schema id and a tombstone between valid events.
+    const unknownId = Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, 1, 2, 3]);
+    await producer.send({ topic, acks: -1, messages: [
+      { key: 'k1', value: Buffer.from('not avro at all'), headers: { origin: 'test' } },
+      { key: 'k2', value: unknownId },
+      { key: env.encoders.get('customers')!.encodeKey({ customer_id: 2 }), value: null },
+    ] });
+    await produceEvents(producer, env, customerEvents.slice(5));
+
+    const consumer = startConsumer(env);
+    const ac = new AbortController();
+    await consumer.start(ac.signal);
+    try {
+      await waitCaughtUp(admin, pool, env.schemas, env.group, env.topics, { timeoutMs: 60_000 });
+    } finally {
+      ac.abort();
+      await consumer.stop();
+      await consumer.stop(); // safe twice
+    }
+    await stagingMatchesSim(env, sim);
+    const { rows } = await pool.query(`SELECT customer_id::text, to_char(updated_at AT TIME ZONE 'UTC', 'HH24:MI:SS.US') AS t, email_normalized, full_name
+      FROM "${env.schemas.staging}".stg_customers ORDER BY customer_id`);
+    expect(rows.map((r) => r.customer_id)).toEqual(['1', '3', '4']);
+    expect(rows[0].email_normalized).toBe('changed@example.com');
+    expect(rows[1].full_name).toMatch(/ Zed$/);
+    const simUpdated = String(sim.rows.customers.get('1')!.updated_at);
+    expect(rows[0].t).toBe(simUpdated.slice(11, 26));
+    expect(simUpdated.slice(20, 26)).not.toBe('000000');
+
+    // The DLQ holds both bad messages with their original bytes and provenance.
+    const dead = await pool.query(`SELECT "offset"::int, dlq_topic, error FROM "${env.schemas.meta}".dead_letters ORDER BY "offset"`);
+    expect(dead.rows.map((r) => [r.offset, r.dlq_topic])).toEqual([[5, `${topic}.dlq`], [6, `${topic}.dlq`]]);
+    expect(dead.rows[0].error).toMatch(/DECODE_FAILED/);
+    const dlqConsumer = kafka.consumer({ groupId: `${env.id}-dlq-reader` });
+    await dlqConsumer.connect();
+    await dlqConsumer.subscribe({ topic: `${topic}.dlq`, fromBeginning: true });
+    const got: Array<{ value: string; headers: Record<string, string> }> = [];
+    await dlqConsumer.run({ eachMessage: async ({ message }) => {
+      got.push({ value: message.value!.toString('hex'), headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])) });
+    } });
+    const until = Date.now() + 30_000;
+    while (got.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    await dlqConsumer.disconnect();
+    expect(got.map((g) => g.value)).toEqual([Buffer.from('not avro at all').toString('hex'), unknownId.toString('hex')]);
+    expect(got[0]!.headers).toMatchObject({ origin: 'test', 'dlq.source.topic': topic, 'dlq.source.partition': '0', 'dlq.source.offset': '5' });
+    expect(got[1]!.headers['dlq.error']).toMatch(/schema id/);
+  });
+
+  it('ends with every table equal to the batch recomputation and Redis equal to Postgres after a randomized, redelivered workload', async () => {
+    const env = await makeEnv('cons_rand', 3);
+    const sim = new ShopSim(424242);
+    sim.randomWorkload(300);
+    // Dimension changes arrive late: orders and lines first, customers and products after.
+    const late = (e: FixtureEvent) => e.table === 'customers' || e.table === 'products';
+    const half = Math.floor(sim.events.length / 2);
+    const consumer = startConsumer(env);
+    const ac = new AbortController();
+    await produceEvents(producer, env, sim.events.slice(0, half).filter((e) => !late(e)), 0.05);
+    await consumer.start(ac.signal);
+    try {
+      await produceEvents(producer, env, sim.events.slice(0, half).filter(late), 0.05);
+      await produceEvents(producer, env, sim.events.slice(half), 0.05);
+      await waitCaughtUp(admin, pool, env.schemas, env.group, env.topics, { timeoutMs: 90_000 });
+      await consumer.redisSink.flush();
+    } finally {
+      ac.abort();
+      await consumer.stop();
+    }
+    await stagingMatchesSim(env, sim);
+    const client = await pool.connect();
+    try {
+      for (const d of await diffDerivedTables(client, env.schemas)) expect(d, d.table).toMatchObject({ missing: 0, unexpected: 0 });
+    } finally {
+      client.release();
+    }
+    const clvRows = Number((await pool.query(`SELECT count(*) n FROM "${env.schemas.analytics}".customer_lifetime_value`)).rows[0].n);
+    expect(clvRows).toBeGreaterThan(5);
+    expect(await diffRedisClv(pool, redis, env.schemas, env.redisPrefix)).toEqual({ missing: [], stale: [], extra: [] });
+    const outbox = await pool.query(`SELECT count(*) n FROM "${env.schemas.meta}".redis_outbox`);
+    expect(outbox.rows[0].n).toBe('0');
+  });
+});
