@@ -30,6 +30,7 @@ await runMain('consumer-warehouse', async (log) => {
   const consumer = new WarehouseConsumer({
     kafka, registry: createRegistry(cfg.stack.registryUrl), pool, redis, schemas: cfg.schemas, group: cfg.group,
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx,
+    sessionTimeoutMs: cfg.sessionTimeoutMs,
   });
   log.info({ group: cfg.group, topics: cfg.topics, schemas: cfg.schemas }, 'warehouse consumer configured');
   const connections: Service = {

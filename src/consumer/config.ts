@@ -15,6 +15,7 @@ export interface WarehouseConsumerConfig {
   redisKeyPrefix: string;
   thresholds: ClvThresholds;
   maxMessagesPerTx: number;
+  sessionTimeoutMs: number;
 }
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -54,5 +55,7 @@ export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseCo
       frequencyLoyal: int(env, 'CLV_FREQUENCY_LOYAL', 5, { min: 1 }),
     },
     maxMessagesPerTx: int(env, 'CONSUMER_MAX_MESSAGES_PER_TX', 2000, { min: 1 }),
+    // Brokers refuse less than group.min.session.timeout.ms (6 s by default).
+    sessionTimeoutMs: int(env, 'CONSUMER_SESSION_TIMEOUT_MS', 30_000, { min: 6000 }),
   };
 }

@@ -40,6 +40,8 @@ export interface WarehouseConsumerOptions {
   maxBytesPerTx?: number;
   /** How often a pending outbox is retried when no batch arrives (Redis was down). */
   redisRetryMs?: number;
+  /** Kafka group session timeout: how long a crashed member holds its partitions. */
+  sessionTimeoutMs?: number;
 }
 
 /** Postgres errors about the data itself (class 22 data exception, 23 integrity): retrying the same batch cannot help. */
@@ -79,6 +81,8 @@ export class WarehouseConsumer implements Service {
       maxBytesPerPartition: this.o.maxBytesPerPartition ?? 1 << 20,
       maxBytes: this.o.maxBytes ?? 8 << 20,
       maxWaitTimeInMs: 100,
+      sessionTimeout: this.o.sessionTimeoutMs ?? 30_000,
+      heartbeatInterval: Math.min(3000, Math.floor((this.o.sessionTimeoutMs ?? 30_000) / 5)),
       // Postgres or the registry being down is a pause, not a reason to die.
       retry: { retries: 8, restartOnFailure: async (err) => {
         log.error({ err: errorMessage(err) }, 'consumer failed; restarting');
