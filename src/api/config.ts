@@ -39,12 +39,14 @@ export function loadClvStoreConfig(env: Env = process.env): ClvStoreConfig {
   if (!SCHEMA_NAME.test(analyticsSchema)) {
     throw new ConfigError(`ANALYTICS_SCHEMA must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, max 63), got "${analyticsSchema}"`);
   }
+  // Read exactly as the consumers read it (src/consumer/config.ts), or the two would look at different keys.
+  const redisKeyPrefix = optionalStr(env, 'REDIS_KEY_PREFIX') ?? DEFAULT_REDIS_KEY_PREFIX;
+  if (/\s/.test(redisKeyPrefix)) throw new ConfigError('REDIS_KEY_PREFIX must not contain whitespace');
   return {
     warehouseUrl: stack.warehouseUrl,
     redisUrl: stack.redisUrl,
     analyticsSchema,
-    // Not trimmed or defaulted through str(): an empty prefix is a valid, and the default, choice.
-    redisKeyPrefix: env.REDIS_KEY_PREFIX ?? DEFAULT_REDIS_KEY_PREFIX,
+    redisKeyPrefix,
   };
 }
 
@@ -57,13 +59,13 @@ export function loadApiConfig(env: Env = process.env): ApiConfig {
   }
   const d = DEFAULT_RECENCY_THRESHOLDS;
   const recency: RecencyThresholds = {
-    activeDays: int(env, 'RECENCY_ACTIVE_DAYS', d.activeDays, { min: 0 }),
-    coolingDays: int(env, 'RECENCY_COOLING_DAYS', d.coolingDays, { min: 0 }),
-    atRiskDays: int(env, 'RECENCY_AT_RISK_DAYS', d.atRiskDays, { min: 0 }),
+    activeDays: int(env, 'CLV_RECENCY_ACTIVE_DAYS', d.activeDays, { min: 0 }),
+    coolingDays: int(env, 'CLV_RECENCY_COOLING_DAYS', d.coolingDays, { min: 0 }),
+    atRiskDays: int(env, 'CLV_RECENCY_AT_RISK_DAYS', d.atRiskDays, { min: 0 }),
   };
   if (!(recency.activeDays <= recency.coolingDays && recency.coolingDays <= recency.atRiskDays)) {
     throw new ConfigError(
-      `recency thresholds must satisfy RECENCY_ACTIVE_DAYS <= RECENCY_COOLING_DAYS <= RECENCY_AT_RISK_DAYS, got ${recency.activeDays}/${recency.coolingDays}/${recency.atRiskDays}`,
+      `recency thresholds must satisfy CLV_RECENCY_ACTIVE_DAYS <= CLV_RECENCY_COOLING_DAYS <= CLV_RECENCY_AT_RISK_DAYS, got ${recency.activeDays}/${recency.coolingDays}/${recency.atRiskDays}`,
     );
   }
   return {
@@ -78,5 +80,5 @@ export function loadApiConfig(env: Env = process.env): ApiConfig {
   };
 }
 
-/** Placeholder until the consumers' key layout lands in src/sinks/redis. */
+/** The consumers' default too: keys are `clv:<id>`. */
 export const DEFAULT_REDIS_KEY_PREFIX = '';

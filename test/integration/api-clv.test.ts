@@ -258,7 +258,7 @@ describe('GET /customers/:id/clv', () => {
   });
 
   it('uses configured recency thresholds', async () => {
-    const c = await setup({ RECENCY_ACTIVE_DAYS: '7', RECENCY_COOLING_DAYS: '14', RECENCY_AT_RISK_DAYS: '28' });
+    const c = await setup({ CLV_RECENCY_ACTIVE_DAYS: '7', CLV_RECENCY_COOLING_DAYS: '14', CLV_RECENCY_AT_RISK_DAYS: '28' });
     await insertClv(c, { customer_id: '4', last_order_date: '2024-01-01T00:00:00Z' });
     expect((await get(c, '/customers/4/clv?as_of=2024-01-09')).body.recency_segment).toBe('cooling');
     expect((await get(c, '/customers/4/clv?as_of=2024-01-30')).body.recency_segment).toBe('churned');
