@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import kafkajs, { type Admin, type Kafka, type Producer } from 'kafkajs';
 import { Redis } from 'ioredis';
@@ -13,6 +14,7 @@ import { migrate } from '../../src/migrations/runner.ts';
 import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
+import { ClvRedisSink, clvDeletedKey, clvKey } from '../../src/sinks/redis/clv-redis.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
 import { registerTable, ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
@@ -23,6 +25,7 @@ import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
  * CLV in Redis. Each test has its own topics, group, schemas and key prefix.
  */
 const log = createLogger('test-consumer', process.env.TEST_LOG_LEVEL ?? 'warn');
+const CLV_SCRIPT = readFileSync(fileURLToPath(new URL('../../src/sinks/redis/clv-write.lua', import.meta.url)), 'utf8');
 
 export interface Env {
   id: string;
@@ -207,6 +210,50 @@ describe('warehouse consumer', () => {
     expect(await diffRedisClv(pool, redis, env.schemas, env.redisPrefix)).toEqual({ missing: [], stale: [], extra: [] });
     const outbox = await pool.query(`SELECT count(*) n FROM "${env.schemas.meta}".redis_outbox`);
     expect(outbox.rows[0].n).toBe('0');
+  });
+
+  it('keeps consuming while Redis is unreachable; the outbox repairs Redis when it is back; older versions never overwrite newer', async () => {
+    const env = await makeEnv('cons_redis', 1);
+    const sim = new ShopSim(5150);
+    sim.randomWorkload(80);
+    await produceEvents(producer, env, sim.events);
+    // Nothing listens on port 1: every Redis command fails at once.
+    const deadRedis = new Redis('redis://127.0.0.1:1', { enableOfflineQueue: false, maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => 1000 });
+    deadRedis.on('error', () => {});
+    const consumer = new WarehouseConsumer({
+      kafka, registry: createRegistry(stackEnv.registryUrl), pool, redis: deadRedis, schemas: env.schemas, group: env.group,
+      topics: env.topics, redisKeyPrefix: env.redisPrefix, log: createLogger('test-consumer', 'error'), maxMessagesPerTx: 20,
+    });
+    const ac = new AbortController();
+    await consumer.start(ac.signal);
+    try {
+      await waitCaughtUp(admin, pool, env.schemas, env.group, env.topics, { timeoutMs: 60_000 });
+    } finally {
+      ac.abort();
+      await consumer.stop();
+      deadRedis.disconnect();
+    }
+    const pending = Number((await pool.query(`SELECT count(*) n FROM "${env.schemas.meta}".redis_outbox`)).rows[0].n);
+    expect(pending).toBeGreaterThan(0);
+    expect((await diffRedisClv(pool, redis, env.schemas, env.redisPrefix)).missing.length).toBeGreaterThan(0);
+
+    const sink = new ClvRedisSink(redis, pool, env.schemas, env.redisPrefix, log);
+    expect(await sink.flush()).toBe(0);
+    expect(await diffRedisClv(pool, redis, env.schemas, env.redisPrefix)).toEqual({ missing: [], stale: [], extra: [] });
+
+    // The version guard of clv-write.lua, directly.
+    const k = clvKey(env.redisPrefix, '999999');
+    const dk = clvDeletedKey(env.redisPrefix, '999999');
+    const write = (v: string, mode: string, ...kv: string[]) => redis.eval(CLV_SCRIPT, 2, k, dk, v, mode, ...kv);
+    expect(await write('5', 'set', 'total_revenue', '10.00')).toBe(1);
+    expect(await write('3', 'set', 'total_revenue', '99.99')).toBe(0);
+    expect(await redis.hgetall(k)).toEqual({ version: '5', total_revenue: '10.00' });
+    expect(await write('6', 'del')).toBe(1);
+    expect(await write('4', 'set', 'total_revenue', '1.00')).toBe(0);
+    expect(await redis.exists(k)).toBe(0);
+    expect(await write('7', 'set', 'total_revenue', '12.34')).toBe(1);
+    expect(await redis.hgetall(k)).toEqual({ version: '7', total_revenue: '12.34' });
+    await redis.del(k, dk);
   });
 
   it('survives SIGKILLs of the consumer process at random points: tables equal the batch recomputation, Redis equals Postgres', async () => {

@@ -11,7 +11,8 @@ import { quoted, type WarehouseSchemas } from '../postgres/pool.ts';
  * CLV figures in Redis, written from the Postgres outbox after the batch
  * that produced them committed. Redis being down only delays this: the
  * outbox keeps the work, and the next flush (after any later batch or on the
- * consumer's retry timer) repairs Redis. Keys: `<prefix>clv:<customer_id>`, a
+ * consumer's retry timer) repairs Redis; a lost Redis is refilled by
+ * `npm run redis:rebuild` (src/api/clv-rebuild.ts). Keys: `<prefix>clv:<customer_id>`, a
  * hash of the customer_lifetime_value columns plus `version`.
  */
 const SCRIPT = readFileSync(join(dirname(fileURLToPath(import.meta.url)), 'clv-write.lua'), 'utf8');
@@ -85,41 +86,5 @@ export class ClvRedisSink {
       this.log.warn({ err: (err as Error).message, pending: Number(rows[0]?.n) }, 'redis flush failed; outbox keeps the figures for the next attempt');
       return Math.max(1, Number(rows[0]?.n));
     }
-  }
-
-  /**
-   * Refills Redis from Postgres without a replay (after Redis lost its data):
-   * every CLV row at its stored version, and removal of hashes of customers
-   * Postgres no longer has a CLV row for.
-   */
-  async rebuild(): Promise<{ written: number; removed: number }> {
-    const { an } = quoted(this.schemas);
-    const { rows } = await this.pool.query<{ customer_id: string; version: string; payload: Record<string, string | null> }>(clvPayloadSql(an));
-    let written = 0;
-    for (let i = 0; i < rows.length; i += 500) {
-      const pipe = this.redis.pipeline();
-      for (const r of rows.slice(i, i + 500)) {
-        // A rebuild writes what Postgres holds now, even over a marker left by a later-lost write.
-        pipe.del(clvDeletedKey(this.keyPrefix, r.customer_id));
-        (pipe as unknown as { clvWrite(...a: string[]): void }).clvWrite(clvKey(this.keyPrefix, r.customer_id), clvDeletedKey(this.keyPrefix, r.customer_id), ...args(r));
-      }
-      const res = await pipe.exec();
-      written += (res ?? []).filter(([, v]) => v === 1).length;
-    }
-    const live = new Set(rows.map((r) => r.customer_id));
-    let removed = 0;
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.redis.scan(cursor, 'MATCH', `${this.keyPrefix}clv:*`, 'COUNT', 1000);
-      cursor = next;
-      for (const key of keys) {
-        const id = key.slice(`${this.keyPrefix}clv:`.length);
-        if (/^\d+$/.test(id) && !live.has(id)) {
-          await this.redis.del(key);
-          removed++;
-        }
-      }
-    } while (cursor !== '0');
-    return { written, removed };
   }
 }
