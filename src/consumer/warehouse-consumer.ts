@@ -1,4 +1,4 @@
-import type { Batch, Consumer, Kafka, KafkaMessage, Producer, Admin } from 'kafkajs';
+import kafkajs, { type Admin, type Batch, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
@@ -74,7 +74,7 @@ export class WarehouseConsumer implements Service {
     this.signal = signal;
     const { kafka, group, log } = this.o;
     this.admin = kafka.admin();
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
     const consumer = kafka.consumer({
       groupId: group,
       allowAutoTopicCreation: false,
