@@ -42,10 +42,11 @@ type ScriptedRedis = Redis & {
 };
 
 function withScripts(redis: Redis): ScriptedRedis {
+  const r = redis as ScriptedRedis;
   // defineCommand sends EVALSHA and falls back to EVAL after a NOSCRIPT (a flushed or restarted Redis).
-  redis.defineCommand('clvWrite', { numberOfKeys: 2, lua: WRITE_SCRIPT });
-  redis.defineCommand('clvRemoveIfUnchanged', { numberOfKeys: 2, lua: REMOVE_IF_UNCHANGED });
-  return redis as ScriptedRedis;
+  if (typeof r.clvWrite !== 'function') redis.defineCommand('clvWrite', { numberOfKeys: 2, lua: WRITE_SCRIPT });
+  if (typeof r.clvRemoveIfUnchanged !== 'function') redis.defineCommand('clvRemoveIfUnchanged', { numberOfKeys: 2, lua: REMOVE_IF_UNCHANGED });
+  return r;
 }
 
 export interface RebuildProgress {
@@ -123,12 +124,21 @@ export async function rebuildRedisClv(opts: RebuildOptions): Promise<RebuildProg
     if (gone.length === 0) continue;
     const versions = await Promise.all(gone.map((id) => redis.hget(clvKey(keyPrefix, id), 'version')));
     const results = await Promise.all(gone.map((id, i) =>
-      versions[i] == null ? 0 : redis.clvRemoveIfUnchanged(clvKey(keyPrefix, id), clvDeletedKey(keyPrefix, id), versions[i]!)));
-    p.removed += results.filter((r) => r === 1).length;
+      versions[i] == null ? false : removeHashIfUnchanged(redis, keyPrefix, id, versions[i]!)));
+    p.removed += results.filter(Boolean).length;
     opts.onProgress?.({ ...p });
   } while (cursor !== '0');
   opts.onProgress?.({ ...p });
   return p;
+}
+
+/**
+ * Removes the CLV hash of `customerId` if it still holds `version`, leaving a
+ * removal marker at that version; false when a writer got there first.
+ */
+export async function removeHashIfUnchanged(redis: Redis, keyPrefix: string, customerId: string, version: string): Promise<boolean> {
+  const r = await withScripts(redis).clvRemoveIfUnchanged(clvKey(keyPrefix, customerId), clvDeletedKey(keyPrefix, customerId), version);
+  return r === 1;
 }
 
 /** SCAN MATCH treats * ? [ ] and \ specially; a key prefix is literal. */

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { rebuildRedisClv, type RebuildProgress } from '../../src/api/clv-rebuild.ts';
+import { rebuildRedisClv, removeHashIfUnchanged, type RebuildProgress } from '../../src/api/clv-rebuild.ts';
 import { migrate } from '../../src/migrations/runner.ts';
 import { clvDeletedKey, clvKey } from '../../src/sinks/redis/clv-redis.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
@@ -120,6 +120,32 @@ describe('redis:rebuild', () => {
     expect(await c.redis.exists(clvKey(c.prefix, '2'))).toBe(0);
     expect(await c.redis.get(clvDeletedKey(c.prefix, '2'))).toBe('60');
     expect(await c.redis.hmget(clvKey(c.prefix, '3'), 'version', 'total_revenue')).toEqual(['3', '3.01']);
+  });
+
+  it('removes a stale hash only if no writer changed it since the rebuild looked', async () => {
+    const c = await setup();
+    // The rebuild saw version 5, then a consumer wrote version 8 (a new CLV row): the hash stays.
+    await c.redis.hset(clvKey(c.prefix, '1'), { version: '8', total_revenue: '80.00' });
+    expect(await removeHashIfUnchanged(c.redis, c.prefix, '1', '5')).toBe(false);
+    expect(await c.redis.hget(clvKey(c.prefix, '1'), 'version')).toBe('8');
+    expect(await c.redis.exists(clvDeletedKey(c.prefix, '1'))).toBe(0);
+
+    // Unchanged: removed, with a marker at that version so an older pending figure cannot return...
+    expect(await removeHashIfUnchanged(c.redis, c.prefix, '1', '8')).toBe(true);
+    expect(await c.redis.exists(clvKey(c.prefix, '1'))).toBe(0);
+    expect(await c.redis.get(clvDeletedKey(c.prefix, '1'))).toBe('8');
+    // ...while a newer marker is kept as it is.
+    await c.redis.hset(clvKey(c.prefix, '2'), { version: '3' });
+    await c.redis.set(clvDeletedKey(c.prefix, '2'), '9');
+    expect(await removeHashIfUnchanged(c.redis, c.prefix, '2', '3')).toBe(true);
+    expect(await c.redis.get(clvDeletedKey(c.prefix, '2'))).toBe('9');
+
+    // A consumer's later figure (higher version) still goes through the consumers' guard after the removal.
+    await insertRange(c, 1, 1);
+    await c.pool.query(`UPDATE ${c.an}.customer_lifetime_value SET version = 12 WHERE customer_id = 1`);
+    const r = await rebuildRedisClv({ pool: c.pool, redis: c.redis, analyticsSchema: c.an, keyPrefix: c.prefix });
+    expect(r).toMatchObject({ written: 1 });
+    expect(await c.redis.hget(clvKey(c.prefix, '1'), 'version')).toBe('12');
   });
 
   it('runs as `npm run redis:rebuild` with the same env as the API and reports progress', async () => {
