@@ -212,6 +212,34 @@ describe('warehouse consumer', () => {
     expect(outbox.rows[0].n).toBe('0');
   });
 
+  it('resumes from the Postgres offsets even when the Kafka group offsets were moved past them', async () => {
+    const env = await makeEnv('cons_seek', 2);
+    const sim = new ShopSim(31337);
+    sim.randomWorkload(60);
+    const half = Math.floor(sim.events.length / 2);
+    await produceEvents(producer, env, sim.events.slice(0, half));
+    const run = async () => {
+      const consumer = startConsumer(env);
+      const ac = new AbortController();
+      await consumer.start(ac.signal);
+      try {
+        await waitCaughtUp(admin, pool, env.schemas, env.group, env.topics, { timeoutMs: 60_000 });
+      } finally {
+        ac.abort();
+        await consumer.stop();
+      }
+    };
+    await run();
+    await produceEvents(producer, env, sim.events.slice(half));
+    // An operator "skips" the backlog in Kafka: the data committed in Postgres says otherwise.
+    for (const topic of env.topics) {
+      const ends = await admin.fetchTopicOffsets(topic);
+      await admin.setOffsets({ groupId: env.group, topic, partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })) });
+    }
+    await run();
+    await stagingMatchesSim(env, sim);
+  });
+
   it('keeps consuming while Redis is unreachable; the outbox repairs Redis when it is back; older versions never overwrite newer', async () => {
     const env = await makeEnv('cons_redis', 1);
     const sim = new ShopSim(5150);
