@@ -1,0 +1,191 @@
+import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
+import type { Admin, Batch, Consumer, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import type pg from 'pg';
+import { decodeConfluent } from '../../src/consumer/avro.ts';
+import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
+import { CdcError, DecodeError, errorMessage } from '../../src/errors.ts';
+import type { Service } from '../../src/lifecycle/service.ts';
+import type { Logger } from '../../src/logger.ts';
+import { readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
+import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { applyClickBatch, type ClickBatch, type ClickBatchOutcome, type ClickMessage } from './apply.ts';
+import { ensureTopic } from './topic.ts';
+import { validateClickEvent } from './validate.ts';
+
+/**
+ * The `clickstream` consumer group. The Kafka plumbing follows the warehouse
+ * consumer (src/consumer/warehouse-consumer.ts): Postgres holds the offsets,
+ * the group seeks to them on assignment, each slice of a batch is one
+ * transaction, Kafka's committed offset trails for monitoring only. That
+ * class is bound to the warehouse's apply and Redis outbox, so this is the
+ * small adapter that reuses its parts (Avro decoding, the dead-letter
+ * writer, the stored-offset reader) around the clickstream apply.
+ */
+type DeadLetterNote = ClickBatch['deadLetters'][number];
+
+/** Postgres errors about the data itself (class 22 data exception, 23 integrity): retrying the same slice cannot help. */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && /^2[23]/.test(code);
+}
+
+export interface ClickstreamConsumerOptions {
+  kafka: Kafka;
+  registry: SchemaRegistry;
+  pool: pg.Pool;
+  schemas: WarehouseSchemas;
+  group: string;
+  topic: string;
+  allowedLatenessUs: bigint;
+  log: Logger;
+  maxMessagesPerTx?: number;
+  /** Partitions when the topic does not exist yet and this consumer creates it. */
+  partitions?: number;
+}
+
+export class ClickstreamConsumer implements Service {
+  readonly name = 'clickstream-consumer';
+  private consumer: Consumer | undefined;
+  private producer: Producer | undefined;
+  private admin: Admin | undefined;
+  private stopping: Promise<void> | undefined;
+  private readonly seekTried = new Map<string, string>();
+  /** Totals since start, for logs and tests. */
+  readonly stats = { batches: 0, inserted: 0, duplicates: 0, beyondLateness: 0, deadLettered: 0 };
+
+  constructor(private readonly o: ClickstreamConsumerOptions) {}
+
+  async start(signal: AbortSignal): Promise<void> {
+    const { kafka, group, log } = this.o;
+    this.admin = kafka.admin();
+    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    const consumer = kafka.consumer({
+      groupId: group,
+      allowAutoTopicCreation: false,
+      maxWaitTimeInMs: 100,
+      retry: { retries: 8, restartOnFailure: async (err) => {
+        log.error({ err: errorMessage(err) }, 'consumer failed; restarting');
+        return !signal.aborted;
+      } },
+    });
+    this.consumer = consumer;
+    await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
+    await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3);
+    const dlq = new DeadLetterWriter(this.producer, this.admin, log);
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      void this.seekToStored(e.payload.memberAssignment).catch((err) => log.error({ err: errorMessage(err) }, 'seek to stored offsets failed; the batch guard still applies'));
+    });
+    await consumer.subscribe({ topics: [this.o.topic], fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        if (await this.gapBeforeBatch(batch)) return;
+        const max = this.o.maxMessagesPerTx ?? 1000;
+        for (let i = 0; i < batch.messages.length; i += max) {
+          if (!isRunning() || isStale() || signal.aborted) return;
+          const slice = batch.messages.slice(i, i + max);
+          await this.processSlice(batch.topic, batch.partition, slice, dlq);
+          const last = slice[slice.length - 1]!;
+          resolveOffset(last.offset);
+          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() }])
+            .catch((err: Error) => log.debug({ err: err.message }, 'kafka offset commit failed; Postgres holds the position'));
+          await heartbeat();
+        }
+      },
+    });
+    signal.addEventListener('abort', () => void this.stop(), { once: true });
+  }
+
+  private async seekToStored(assignment: Record<string, number[]>): Promise<void> {
+    const stored = await readStoredOffsets(this.o.pool, this.o.schemas, this.o.group);
+    for (const [topic, partitions] of Object.entries(assignment)) {
+      for (const partition of partitions) {
+        const offset = stored.get(`${topic}/${partition}`);
+        if (offset !== undefined) this.consumer?.seek({ topic, partition, offset });
+      }
+    }
+  }
+
+  /** Kafka ahead of Postgres (offsets reset or committed elsewhere): go back to the Postgres position once instead of skipping. */
+  private async gapBeforeBatch(batch: Batch): Promise<boolean> {
+    const first = batch.firstOffset();
+    if (first === null) return false;
+    const key = `${batch.topic}/${batch.partition}`;
+    const stored = (await readStoredOffsets(this.o.pool, this.o.schemas, this.o.group)).get(key);
+    if (stored === undefined || BigInt(first) <= BigInt(stored)) return false;
+    if (this.seekTried.get(key) === stored) {
+      this.o.log.error({ topic: batch.topic, partition: batch.partition, stored, first }, 'messages between the stored offset and the log start are gone (retention); continuing');
+      return false;
+    }
+    this.seekTried.set(key, stored);
+    this.consumer?.seek({ topic: batch.topic, partition: batch.partition, offset: stored });
+    return true;
+  }
+
+  private async processSlice(topic: string, partition: number, slice: KafkaMessage[], dlq: DeadLetterWriter): Promise<void> {
+    const messages: ClickMessage[] = [];
+    const bad: Array<{ message: KafkaMessage; error: string }> = [];
+    for (const m of slice) {
+      try {
+        if (m.value === null || m.value.length === 0) throw new DecodeError('empty value (clickstream events are never tombstones)');
+        messages.push({ offset: m.offset, event: validateClickEvent(await decodeConfluent(this.o.registry, m.value), m.key) });
+      } catch (err) {
+        if (err instanceof CdcError && err.retriable) throw err; // registry down: retry the batch, never dead-letter
+        const code = err instanceof CdcError ? err.code : 'DECODE_FAILED';
+        bad.push({ message: m, error: `${code}: ${errorMessage(err)}` });
+        messages.push({ offset: m.offset, event: null });
+      }
+    }
+    // The DLQ send is acknowledged before the transaction that skips these offsets commits.
+    const dlqTopic = await dlq.send(topic, partition, bad);
+    const deadLetters = bad.map((b) => ({ offset: b.message.offset, dlqTopic, error: b.error }));
+    let out: ClickBatchOutcome;
+    try {
+      out = await applyClickBatch(this.o.pool, this.o.schemas, { group: this.o.group, topic, partition, messages, deadLetters }, this.o.allowedLatenessUs, this.o.log);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      out = await this.isolate(topic, partition, slice, messages, deadLetters, dlq, err);
+    }
+    this.stats.batches += 1;
+    this.stats.inserted += out.inserted;
+    this.stats.duplicates += out.duplicates;
+    this.stats.beyondLateness += out.beyondLateness;
+    this.stats.deadLettered += bad.length;
+    this.o.log.debug({ topic, partition, ...out, recompute: out.recompute }, 'clickstream batch applied');
+  }
+
+  /**
+   * Validation should catch every bad event, but if Postgres still refuses
+   * one (class 22/23), the partition must not stall: apply the slice one
+   * message at a time and dead-letter the ones refused.
+   */
+  private async isolate(topic: string, partition: number, slice: KafkaMessage[], messages: ClickMessage[], deadLetters: DeadLetterNote[], dlq: DeadLetterWriter, cause: unknown): Promise<ClickBatchOutcome> {
+    this.o.log.warn({ topic, partition, err: errorMessage(cause) }, 'slice refused by Postgres; isolating the message');
+    let out: ClickBatchOutcome | undefined;
+    for (const m of messages) {
+      const base = { group: this.o.group, topic, partition };
+      try {
+        out = await applyClickBatch(this.o.pool, this.o.schemas, { ...base, messages: [m], deadLetters: deadLetters.filter((d) => d.offset === m.offset) }, this.o.allowedLatenessUs, this.o.log);
+      } catch (err) {
+        if (!isDataError(err)) throw err;
+        const error = `VALIDATION_FAILED: rejected by the warehouse: ${errorMessage(err)}`;
+        const dlqTopic = await dlq.send(topic, partition, [{ message: slice.find((s) => s.offset === m.offset)!, error }]);
+        this.stats.deadLettered += 1;
+        out = await applyClickBatch(this.o.pool, this.o.schemas, { ...base, messages: [{ offset: m.offset, event: null }], deadLetters: [{ offset: m.offset, dlqTopic, error }] }, this.o.allowedLatenessUs, this.o.log);
+      }
+    }
+    return out!;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      // disconnect waits for the batch in flight: its transaction commits or rolls back whole.
+      await this.consumer?.disconnect().catch((err) => this.o.log.warn({ err: errorMessage(err) }, 'consumer disconnect'));
+      await this.producer?.disconnect().catch(() => {});
+      await this.admin?.disconnect().catch(() => {});
+    })();
+    return this.stopping;
+  }
+}

@@ -1,0 +1,36 @@
+import kafkajs from 'kafkajs';
+import { createRegistry } from '../../src/consumer/avro.ts';
+import { runMain } from '../../src/lifecycle/run-main.ts';
+import type { Service } from '../../src/lifecycle/service.ts';
+import { migrate } from '../../src/migrations/runner.ts';
+import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
+import { loadClickstreamConfig } from './config.ts';
+import { ClickstreamConsumer } from './consumer.ts';
+
+/**
+ * The clickstream consumer process: `clickstream.events` → stg_events,
+ * fct_events, sessions, cart values and mart_cart_value (docs/clickstream.md).
+ * Applies the warehouse migrations first so a fresh database works.
+ */
+await runMain('consumer-clickstream', async (log) => {
+  const cfg = loadClickstreamConfig();
+  const pool = createWarehousePool(cfg.stack.warehouseUrl);
+  await migrate(pool, 'warehouse', {
+    schemas: { staging_schema: cfg.schemas.staging, analytics_schema: cfg.schemas.analytics, meta_schema: cfg.schemas.meta },
+    log,
+  });
+  const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logLevel: kafkajs.logLevel.WARN });
+  const consumer = new ClickstreamConsumer({
+    kafka, registry: createRegistry(cfg.stack.registryUrl), pool, schemas: cfg.schemas, group: cfg.group, topic: cfg.topic,
+    allowedLatenessUs: cfg.allowedLatenessUs, log, maxMessagesPerTx: cfg.maxMessagesPerTx,
+  });
+  log.info({ group: cfg.group, topic: cfg.topic, schemas: cfg.schemas, allowedLatenessSeconds: Number(cfg.allowedLatenessUs / 1_000_000n) }, 'clickstream consumer configured');
+  const connections: Service = {
+    name: 'connections',
+    start: async () => {},
+    stop: async () => {
+      await pool.end().catch(() => {});
+    },
+  };
+  return [connections, consumer];
+});
