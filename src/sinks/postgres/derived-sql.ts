@@ -63,17 +63,25 @@ export function clvSelectSql(fact: string, dimCustomers: string, t: ClvThreshold
     GROUP BY f.customer_id, d.customer_key, d.customer_segment`;
 }
 
-/** order_fulfillment rows: each status's first setting time from the order history; hours from placed_at. */
-export function fulfillmentSelectSql(stg: string, where = 'true'): string {
-  const first = (s: string) => `(SELECT min(h.updated_at) FROM ${stg}.order_status_changes h WHERE h.order_id = o.order_id AND h.op <> 'd' AND h.status = '${s}')`;
+/**
+ * order_fulfillment rows: each status's first setting time from the order
+ * history; hours from placed_at. `orderIds` is an SQL bigint[] expression
+ * restricting the orders (one grouped pass over their history), or null for all.
+ */
+export function fulfillmentSelectSql(stg: string, orderIds: string | null = null): string {
+  const first = (s: string) => `min(h.updated_at) FILTER (WHERE h.status = '${s}') AS ${s}_at`;
+  const only = (col: string) => (orderIds ? `AND ${col} = ANY(${orderIds})` : '');
   return `
-    SELECT x.*, round(extract(epoch FROM x.shipped_at - x.placed_at) / 3600, 2) AS hours_to_ship,
-                round(extract(epoch FROM x.delivered_at - x.placed_at) / 3600, 2) AS hours_to_deliver
-    FROM (
-      SELECT o.order_id, o.status, ${first('placed')} AS placed_at, ${first('shipped')} AS shipped_at, ${first('delivered')} AS delivered_at,
-             ${first('cancelled')} AS cancelled_at, ${first('returned')} AS returned_at
-      FROM ${stg}.stg_orders o WHERE ${where}
-    ) x`;
+    SELECT o.order_id, o.status, h.placed_at, h.shipped_at, h.delivered_at, h.cancelled_at, h.returned_at,
+           round(extract(epoch FROM h.shipped_at - h.placed_at) / 3600, 2) AS hours_to_ship,
+           round(extract(epoch FROM h.delivered_at - h.placed_at) / 3600, 2) AS hours_to_deliver
+    FROM ${stg}.stg_orders o
+    LEFT JOIN (
+      SELECT h.order_id, ${['placed', 'shipped', 'delivered', 'cancelled', 'returned'].map(first).join(', ')}
+      FROM ${stg}.order_status_changes h WHERE h.op <> 'd' ${only('h.order_id')}
+      GROUP BY h.order_id
+    ) h ON h.order_id = o.order_id
+    WHERE true ${only('o.order_id')}`;
 }
 
 /** The Redis payload of every CLV row: the same fields the outbox carries. */

@@ -183,7 +183,7 @@ export async function recomputeAffected(
 
   if (k.orders.size > 0) {
     await client.query(`DELETE FROM ${an}.order_fulfillment WHERE order_id = ANY($1::bigint[])`, [arr(k.orders)]);
-    await client.query(`INSERT INTO ${an}.order_fulfillment ${fulfillmentSelectSql(stg, 'o.order_id = ANY($1::bigint[])')}`, [arr(k.orders)]);
+    await client.query(`INSERT INTO ${an}.order_fulfillment ${fulfillmentSelectSql(stg, '$1::bigint[]')}`, [arr(k.orders)]);
   }
   return { clvCustomers: clvCustomers.length, factOrders: factOrders.length };
 }
