@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import kafkajs from 'kafkajs';
+import kafkajs, { Partitioners } from 'kafkajs';
 import pg from 'pg';
 import { loadStackConfig } from '../config/index.ts';
 import { createRegistry } from '../consumer/avro.ts';
@@ -59,9 +59,14 @@ async function main(): Promise<void> {
   const stack = loadStackConfig();
   const catalog = o.fromSource ? await loadCatalog(stack.sourceUrl, o.sourceSchema) : undefined;
   const spanMs = o.hours * 3600_000;
-  const sends = planClickstream({ seed: o.seed, visitors: o.visitors, startMs: Date.now() - spanMs, spanMs, lateRate: o.lateRate, duplicateRate: o.duplicateRate, tooLateRate: o.tooLateRate, catalog });
+  const now = Date.now();
+  const planned = planClickstream({ seed: o.seed, visitors: o.visitors, startMs: now - spanMs, spanMs, lateRate: o.lateRate, duplicateRate: o.duplicateRate, tooLateRate: o.tooLateRate, catalog });
+  // Returning visitors' later sessions can run past now; shift everything back so no event is in the future.
+  const overshoot = Math.max(0, ...planned.map((s) => s.value.occurred_at - now));
+  const sends = planned.map((s) => ({ ...s, value: { ...s.value, occurred_at: s.value.occurred_at - overshoot } }));
   const kafka = new kafkajs.Kafka({ clientId: 'generate-clickstream', brokers: stack.kafkaBrokers, logLevel: kafkajs.logLevel.WARN });
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+  // The Java-compatible (murmur2) partitioner: a key lands where a Java producer would put it.
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   const admin = kafka.admin();
   await Promise.all([producer.connect(), admin.connect()]);
   try {
