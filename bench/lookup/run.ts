@@ -53,6 +53,14 @@ interface RunResult {
   autocannonMs: { p50: number; p90: number; p99: number; p999: number; max: number };
   /** 1-minute load average when the run ended: this machine is shared, and a busy neighbour shows here. */
   loadAvg1m: number;
+  /** API process CPU (user+system) per answered request: what the API costs, whatever else runs on the machine. */
+  apiCpuUsPerRequest: number;
+}
+
+/** process_cpu_seconds_total of the API (prom-client default metrics). */
+async function apiCpuSeconds(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return Number(/^process_cpu_seconds_total (\S+)$/m.exec(text)?.[1] ?? NaN);
 }
 
 async function seed(pool: pg.Pool, redis: Redis): Promise<void> {
@@ -125,6 +133,7 @@ function percentile(sorted: Float64Array, q: number): number {
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
 async function load(url: string, duration: number): Promise<RunResult> {
+  const cpuBefore = await apiCpuSeconds(url);
   const next = ids(0x9e3779b9, opts.customers);
   const times: number[] = [];
   const instance = autocannon({
@@ -138,6 +147,7 @@ async function load(url: string, duration: number): Promise<RunResult> {
     if (status >= 200 && status < 300) times.push(ms);
   });
   const r = await instance;
+  const cpuAfter = await apiCpuSeconds(url);
   const sorted = Float64Array.from(times).sort();
   return {
     requests: r.requests.total,
@@ -153,6 +163,7 @@ async function load(url: string, duration: number): Promise<RunResult> {
     },
     autocannonMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, p999: r.latency.p99_9, max: r.latency.max },
     loadAvg1m: round3(loadavg()[0]!),
+    apiCpuUsPerRequest: Math.round(((cpuAfter - cpuBefore) * 1e6) / Math.max(1, r.requests.total)),
   };
 }
 
@@ -176,7 +187,7 @@ async function main(): Promise<void> {
     for (let i = 1; i <= opts.runs; i++) {
       const r = await load(started.url, opts.duration);
       runs.push(r);
-      console.error(`run ${i}/${opts.runs}: ${r.throughputRps} req/s, exact p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms; non-2xx ${r.non2xx}, errors ${r.errors}; load average ${r.loadAvg1m}`);
+      console.error(`run ${i}/${opts.runs}: ${r.throughputRps} req/s, exact p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms; non-2xx ${r.non2xx}, errors ${r.errors}; API CPU ${r.apiCpuUsPerRequest} µs/request; load average ${r.loadAvg1m}`);
     }
     const metrics = await (await fetch(`${started.url}/metrics`)).text();
     const counter = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
@@ -194,6 +205,7 @@ async function main(): Promise<void> {
         p999Ms: median(runs.map((r) => r.exactMs.p999)),
         autocannonP50Ms: median(runs.map((r) => r.autocannonMs.p50)),
         autocannonP99Ms: median(runs.map((r) => r.autocannonMs.p99)),
+        apiCpuUsPerRequest: median(runs.map((r) => r.apiCpuUsPerRequest)),
       },
       runs,
       server: {

@@ -4,6 +4,7 @@ import { bearerChecker } from './auth.ts';
 import type { ClvPostgres } from './clv-pg.ts';
 import { ClvLookup, type ClvCache } from './clv-lookup.ts';
 import { ApiError } from './errors.ts';
+import { LogThrottle } from './log-throttle.ts';
 import type { ApiMetrics } from './metrics.ts';
 import type { RecencyThresholds } from './recency.ts';
 import { registerClvRoutes } from './routes-clv.ts';
@@ -52,16 +53,21 @@ export function buildApiApp(deps: AppDeps): FastifyInstance {
     metrics.latency.observe(labels, reply.elapsedTime / 1000);
   });
 
+  const throttle = new LogThrottle();
   app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
     if (err instanceof ApiError) {
-      if (err.status >= 500) req.log.error({ err: err.cause ?? err, method: req.method, route: req.routeOptions.url }, err.message);
+      if (err.status >= 500) {
+        const suppressed = throttle.admit(err.code);
+        if (suppressed !== undefined) req.log.error({ err: err.cause ?? err, method: req.method, route: req.routeOptions.url, suppressed }, err.message);
+      }
       return reply.code(err.status).send(err.toBody());
     }
     const status = (err as FastifyError).statusCode;
     if (typeof status === 'number' && status >= 400 && status < 500) {
       return reply.code(status).send({ error: err.message, code: 'BAD_REQUEST' });
     }
-    req.log.error({ err, method: req.method, route: req.routeOptions.url }, 'request failed');
+    const suppressed = throttle.admit('INTERNAL');
+    if (suppressed !== undefined) req.log.error({ err, method: req.method, route: req.routeOptions.url, suppressed }, 'request failed');
     return reply.code(500).send({ error: 'internal error', code: 'INTERNAL' });
   });
 
