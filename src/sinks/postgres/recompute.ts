@@ -36,8 +36,9 @@ export function directKeys(changes: readonly RowChange[]): DirectKeys {
           if (img.order_date) k.orderDates.push(img.order_date);
           break;
         case 'order_items':
+          // Only the order: a line's mart cell is found through its order. Adding
+          // its product would rescan every line of popular products per batch.
           k.orders.add(img.order_id!);
-          k.products.add(img.product_id!);
           break;
         case 'products':
           k.products.add(img.product_id!);
@@ -46,6 +47,13 @@ export function directKeys(changes: readonly RowChange[]): DirectKeys {
     }
   }
   return k;
+}
+
+/** mart_sales cells of the lines of the given orders ($1) and products ($2); a UNION so each side uses its index. */
+function cellsSql(an: string): string {
+  const side = (cond: string) => `SELECT f.date_key, p.category FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
+     WHERE ${cond} AND f.date_key IS NOT NULL AND p.category IS NOT NULL`;
+  return `${side('f.order_id = ANY($1::bigint[])')} UNION ${side('f.product_id = ANY($2::bigint[])')}`;
 }
 
 export interface PreState {
@@ -60,16 +68,24 @@ export async function captureBefore(client: pg.ClientBase, schemas: WarehouseSch
   const { an } = quoted(schemas);
   if (k.orders.size === 0 && k.products.size === 0) return { cells: [], factCustomers: [] };
   const cells = await client.query<{ date_key: number; category: string }>(
-    `SELECT DISTINCT f.date_key, p.category FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
-     WHERE (f.order_id = ANY($1::bigint[]) OR f.product_id = ANY($2::bigint[])) AND f.date_key IS NOT NULL AND p.category IS NOT NULL`,
-    [arr(k.orders), arr(k.products)]);
+    cellsSql(an), [arr(k.orders), arr(k.products)]);
   const cust = await client.query<{ customer_id: string }>(
     `SELECT DISTINCT customer_id FROM ${an}.fact_orders WHERE order_id = ANY($1::bigint[]) AND customer_id IS NOT NULL`, [arr(k.orders)]);
   return { cells: cells.rows.map((r) => [r.date_key, r.category]), factCustomers: cust.rows.map((r) => r.customer_id) };
 }
 
-async function rebuildDimCustomers(client: pg.ClientBase, stg: string, an: string, customers: string[]): Promise<void> {
-  if (customers.length === 0) return;
+/**
+ * Rebuilds the SCD2 versions of `customers`; returns those whose version
+ * boundaries (keys and validity ranges) changed: only their orders can get a
+ * different point-in-time customer_key. An email change alone returns nothing.
+ */
+async function rebuildDimCustomers(client: pg.ClientBase, stg: string, an: string, customers: string[]): Promise<string[]> {
+  if (customers.length === 0) return [];
+  const { rows: old } = await client.query<{ customer_id: string; b: string }>(
+    `SELECT customer_id, customer_key || '@' || (extract(epoch FROM expiration_date) * 1000000)::bigint AS b
+     FROM ${an}.dim_customers WHERE customer_id = ANY($1::bigint[])`, [customers]);
+  const before = new Map<string, string[]>();
+  for (const r of old) before.set(r.customer_id, [...(before.get(r.customer_id) ?? []), r.b]);
   const { rows } = await client.query<{ customer_id: string; lsn: string; op: CustomerChange['op']; upd: string | null; com: string; seg: string | null; email: string | null; full_name: string | null }>(
     `SELECT customer_id, lsn, op, (extract(epoch FROM updated_at) * 1000000)::bigint AS upd, (extract(epoch FROM committed_at) * 1000000)::bigint AS com,
             customer_segment AS seg, email_normalized AS email, full_name
@@ -81,8 +97,12 @@ async function rebuildDimCustomers(client: pg.ClientBase, stg: string, an: strin
     history.set(r.customer_id, list);
   }
   const versions = [...history].flatMap(([id, list]) => scd2Versions(id, list));
+  const after = new Map<string, string[]>();
+  for (const v of versions) after.set(v.customerId, [...(after.get(v.customerId) ?? []), `${v.customerKey}@${v.expirationUs}`]);
+  const sig = (m: Map<string, string[]>, c: string) => (m.get(c) ?? []).sort().join(',');
+  const changed = customers.filter((c) => sig(before, c) !== sig(after, c));
   await client.query(`DELETE FROM ${an}.dim_customers WHERE customer_id = ANY($1::bigint[])`, [customers]);
-  if (versions.length === 0) return;
+  if (versions.length === 0) return changed;
   await client.query(
     `INSERT INTO ${an}.dim_customers (customer_key, customer_id, email, full_name, customer_segment, effective_date, expiration_date, is_current)
      SELECT customer_key, customer_id, email, full_name, customer_segment, effective_date, expiration_date, is_current
@@ -92,6 +112,7 @@ async function rebuildDimCustomers(client: pg.ClientBase, stg: string, an: strin
       customer_key: v.customerKey, customer_id: v.customerId, email: v.email, full_name: v.fullName, customer_segment: v.segment,
       effective_date: formatInstantUs(v.effectiveUs), expiration_date: formatInstantUs(v.expirationUs), is_current: v.isCurrent,
     })))]);
+  return changed;
 }
 
 export interface RecomputeResult {
@@ -118,7 +139,7 @@ export async function recomputeAffected(
        FROM ${stg}.stg_products WHERE product_id = ANY($1::bigint[])`, [products]);
   }
   const historyCustomers = arr(k.historyCustomers);
-  await rebuildDimCustomers(client, stg, an, historyCustomers);
+  const rekeyedCustomers = await rebuildDimCustomers(client, stg, an, historyCustomers);
 
   if (k.orderDates.length > 0) {
     // Contiguous extension so the calendar has no holes; the default range is seeded by the migration.
@@ -134,9 +155,9 @@ export async function recomputeAffected(
   }
 
   // Orders whose lines must be rebuilt: the directly changed ones, and every
-  // order of a customer whose versions changed (point-in-time customer_key).
+  // order of a customer whose version boundaries changed (point-in-time customer_key).
   const { rows: custOrders } = await client.query<{ order_id: string }>(
-    `SELECT order_id FROM ${stg}.stg_orders WHERE customer_id = ANY($1::bigint[])`, [historyCustomers]);
+    `SELECT order_id FROM ${stg}.stg_orders WHERE customer_id = ANY($1::bigint[])`, [rekeyedCustomers]);
   const factOrders = [...new Set([...k.orders, ...custOrders.map((r) => r.order_id)])];
   if (factOrders.length > 0) {
     await client.query(`DELETE FROM ${an}.fact_orders WHERE order_id = ANY($1::bigint[])`, [factOrders]);
@@ -145,9 +166,7 @@ export async function recomputeAffected(
 
   if (k.orders.size > 0 || products.length > 0) {
     const { rows: after } = await client.query<{ date_key: number; category: string }>(
-      `SELECT DISTINCT f.date_key, p.category FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
-       WHERE (f.order_id = ANY($1::bigint[]) OR f.product_id = ANY($2::bigint[])) AND f.date_key IS NOT NULL AND p.category IS NOT NULL`,
-      [arr(k.orders), products]);
+      cellsSql(an), [arr(k.orders), products]);
     const cells = new Map<string, [number, string]>();
     for (const c of [...pre.cells, ...after.map((r) => [r.date_key, r.category] as [number, string])]) cells.set(`${c[0]}|${c[1]}`, c);
     const dks = [...cells.values()].map((c) => c[0]);
