@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
-import { Kafka, logLevel, type KafkaMessage } from 'kafkajs';
+import type { KafkaMessage } from 'kafkajs';
+import { Kafka, logLevel } from '../../src/publisher/kafkajs.ts';
 import pg from 'pg';
 import pino from 'pino';
 import type { Env } from '../../src/config/env.ts';
@@ -74,9 +76,11 @@ export async function startInProcess(cfg: CaptureConfig): Promise<CaptureService
   return svc;
 }
 
+/** Runs src/cli/capture.ts as a child; its log goes to $CAPTURE_CHILD_LOG when set. */
 export function spawnCapture(env: Env): ChildProcess {
+  const out = process.env.CAPTURE_CHILD_LOG ? openSync(process.env.CAPTURE_CHILD_LOG, 'a') : 'ignore';
   return spawn(process.execPath, ['--import', 'tsx', 'src/cli/capture.ts'], {
-    cwd: REPO, env: env as NodeJS.ProcessEnv, stdio: ['ignore', 'ignore', 'inherit'],
+    cwd: REPO, env: env as NodeJS.ProcessEnv, stdio: ['ignore', out, 'inherit'],
   });
 }
 

@@ -49,6 +49,8 @@ export class AvroWriter {
 
   /** Avro int and long share the zig-zag varint encoding. */
   long(v: number | bigint): void {
+    // Most bigints (ids, microsecond timestamps) fit the fast number path exactly.
+    if (typeof v === 'bigint' && v < 4503599627370496n && v > -4503599627370496n) v = Number(v);
     if (typeof v === 'number' && Number.isSafeInteger(v) && v < 2 ** 52 && v > -(2 ** 52)) {
       this.ensure(10);
       let n = v >= 0 ? v * 2 : -v * 2 - 1;

@@ -28,6 +28,8 @@ export interface CaptureConfig {
   publisher: PublisherOptions;
   /** How long to wait for a previous capture's walsender to let go of the slot (after a crash). */
   slotBusyTimeoutMs: number;
+  /** Interval of the progress log line (events/s, slot lag). */
+  progressLogMs: number;
 }
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -73,5 +75,6 @@ export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
       replicationFactor: int(env, 'CAPTURE_TOPIC_REPLICATION', 1, { min: 1 }),
     },
     slotBusyTimeoutMs: int(env, 'CAPTURE_SLOT_BUSY_TIMEOUT_MS', 60_000, { min: 0 }),
+    progressLogMs: int(env, 'CAPTURE_PROGRESS_LOG_MS', 10_000, { min: 100 }),
   };
 }

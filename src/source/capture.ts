@@ -1,10 +1,10 @@
-import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
 import { SourceNotReadyError } from '../errors.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
 import { EventEncoder, type EncodedRecord } from '../publisher/event-encoder.ts';
 import { KafkaPublisher, type OutMessage } from '../publisher/kafka-publisher.ts';
+import { Kafka, logLevel } from '../publisher/kafkajs.ts';
 import { RegistryClient } from '../publisher/registry-client.ts';
 import { SchemaManager } from '../publisher/schema-manager.ts';
 import { sleep } from '../util/sleep.ts';
@@ -107,7 +107,7 @@ export class CaptureService implements Service {
     );
     this.timers.push(setInterval(() => this.reportStatus(false), cfg.statusIntervalMs));
     if (cfg.heartbeatMs > 0) this.timers.push(setInterval(() => void this.heartbeat(), cfg.heartbeatMs));
-    this.timers.push(setInterval(() => void this.observe(), 10_000));
+    this.timers.push(setInterval(() => void this.observe(), this.cfg.progressLogMs));
   }
 
   /** Finds or creates the slot (taking the initial snapshot when asked) and returns where streaming starts. */
@@ -172,7 +172,11 @@ export class CaptureService implements Service {
   private deferred: OutMessage[] = [];
 
   private toOut(r: EncodedRecord, ev: ChangeEvent, track: (() => TxTicket) | null): OutMessage {
-    return { ...r, ticket: track ? track() : null, commitMs: Number(ev.commitTimeUs / 1000n), table: ev.relation.table, op: ev.kind } as OutMessage;
+    // A plain literal (no spread): this runs for every record.
+    return {
+      topic: r.topic, key: r.key, value: r.value, headers: r.headers, ticket: track ? track() : null,
+      commitMs: Number(ev.commitTimeUs) / 1000, table: ev.relation.table, op: ev.kind,
+    };
   }
 
   private onAcked(batch: OutMessage[]): void {
@@ -188,14 +192,25 @@ export class CaptureService implements Service {
         n = 0;
       }
       n += 1;
-      if (m.value) {
-        const x = m as OutMessage & { table: string; op: string };
-        this.metrics.events.inc({ table: x.table, op: x.op });
-      }
     }
+    this.countEvents(batch);
     if (prev) this.acker!.done(prev, n);
     this.metrics.ackedSinceLast += batch.length;
     this.reportStatus(false);
+  }
+
+  /** Per-(table, op) counts, incremented once per batch rather than per message. */
+  private countEvents(batch: OutMessage[]): void {
+    const counts = new Map<string, number>();
+    for (const m of batch) {
+      if (!m.value) continue;
+      const k = `${m.table}\0${m.op}`;
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    }
+    for (const [k, n] of counts) {
+      const [table, op] = k.split('\0') as [string, string];
+      this.metrics.events.inc({ table, op }, n);
+    }
   }
 
   /** Runs `p` while holding back incoming chunks, then replays them in order. */
@@ -277,7 +292,8 @@ export class CaptureService implements Service {
         'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag FROM pg_replication_slots WHERE slot_name = $1', [this.cfg.slot]);
       const lag = Number(rows[0]?.lag ?? 0);
       this.metrics.slotLag.set(lag);
-      this.log.info({ eventsPerSec: Math.round(acked / 10), slotLagBytes: lag, confirmed: formatLsn(this.acker?.confirmed ?? 0n), bufferedBytes: this.publisher.bufferedBytes }, 'capture progress');
+      const st = this.publisher.stats;
+      this.log.info({ eventsPerSec: Math.round(acked / (this.cfg.progressLogMs / 1000)), slotLagBytes: lag, sends: st.sends, avgBatch: Math.round(st.messages / Math.max(1, st.sends)), avgSendMs: Math.round(st.sendMs / Math.max(1, st.sends)), confirmed: formatLsn(this.acker?.confirmed ?? 0n), bufferedBytes: this.publisher.bufferedBytes }, 'capture progress');
     } catch (err) {
       this.log.warn({ err }, 'slot lag query failed');
     }

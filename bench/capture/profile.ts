@@ -1,0 +1,18 @@
+import { createHarness, startInProcess, waitFor } from './harness.ts';
+import { writeBacklog } from './backlog.ts';
+import { parseLsn } from '../../src/source/lsn.ts';
+
+// Quick profiling run: backlog of N changes, drained by an in-process capture.
+const N = Number(process.argv[2] ?? 200_000);
+const h = await createHarness('prof_' + Math.random().toString(36).slice(2, 8));
+let cap = await startInProcess(h.config({ CAPTURE_SNAPSHOT: 'never' }));
+await cap.stop();
+const { changes, endLsn } = await writeBacklog(h.pool, h.id, N);
+console.log('backlog', changes, endLsn);
+const t0 = Date.now();
+cap = await startInProcess(h.config({ CAPTURE_SNAPSHOT: 'never', CAPTURE_HEARTBEAT_MS: '0', CAPTURE_PROGRESS_LOG_MS: '2000', ...JSON.parse(process.env.BENCH_ENV ?? '{}') }));
+await waitFor('drain', async () => cap.confirmedLsn >= parseLsn(endLsn) - 1000n || null, 600_000);
+const s = (Date.now() - t0) / 1000;
+console.log(`drained ${changes} in ${s}s = ${Math.round(changes / s)}/s, rss ${Math.round(process.memoryUsage().rss / 2 ** 20)} MiB`);
+await cap.stop();
+await h.cleanup();
