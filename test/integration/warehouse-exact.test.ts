@@ -114,4 +114,29 @@ describe('warehouse figures to the cent', () => {
       client.release();
     }
   });
+
+  it('applies a truncate as a delete of every row at that point of the stream, then what follows it', async () => {
+    const t = avroType(envelopeSchema('shop', 'order_items'));
+    const change = (ev: Omit<FixtureEvent, 'lsn' | 'commitTime'>) => {
+      lsn += 10n;
+      return validateEnvelope(t.fromBuffer(t.toBuffer(envelopeValue({ ...ev, lsn, commitTime: '2024-04-01T00:00:00.000000Z' }))));
+    };
+    const off = offsets.get('order_items') ?? 0;
+    const line = { order_id: 100, product_id: 11, quantity: 5, unit_price: '0.05', discount: '0.00' };
+    const messages = [
+      { offset: String(off), change: change({ table: 'order_items', op: 't' }) },
+      { offset: String(off + 1), change: change({ table: 'order_items', op: 'c', after: line }) },
+    ];
+    await applyBatch(pool, schemas, { group: 'g', topic: 'order_items', partition: 0, messages, deadLetters: [] }, { redisKeyPrefix: '' });
+    expect(await q('SELECT order_id, product_id, quantity, line_total, order_total FROM AN.fact_orders')).toEqual([
+      { order_id: '100', product_id: '11', quantity: 5, line_total: '0.25', order_total: '0.25' },
+    ]);
+    expect(await q('SELECT total_items, total_revenue FROM AN.customer_lifetime_value')).toEqual([{ total_items: '5', total_revenue: '0.25' }]);
+    const client = await pool.connect();
+    try {
+      for (const d of await diffDerivedTables(client, schemas)) expect(d, d.table).toMatchObject({ missing: 0, unexpected: 0 });
+    } finally {
+      client.release();
+    }
+  });
 });
