@@ -1,5 +1,5 @@
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
-import type { Admin, Batch, Consumer, Kafka, KafkaMessage, Producer } from 'kafkajs';
+import { Partitioners, type Admin, type Batch, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type pg from 'pg';
 import { decodeConfluent } from '../../src/consumer/avro.ts';
 import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
@@ -58,7 +58,7 @@ export class ClickstreamConsumer implements Service {
   async start(signal: AbortSignal): Promise<void> {
     const { kafka, group, log } = this.o;
     this.admin = kafka.admin();
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
     const consumer = kafka.consumer({
       groupId: group,
       allowAutoTopicCreation: false,

@@ -1,5 +1,6 @@
 import kafkajs from 'kafkajs';
 import { createRegistry } from '../../src/consumer/avro.ts';
+import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate } from '../../src/migrations/runner.ts';
@@ -19,7 +20,7 @@ await runMain('consumer-clickstream', async (log) => {
     schemas: { staging_schema: cfg.schemas.staging, analytics_schema: cfg.schemas.analytics, meta_schema: cfg.schemas.meta },
     log,
   });
-  const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logLevel: kafkajs.logLevel.WARN });
+  const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });
   const consumer = new ClickstreamConsumer({
     kafka, registry: createRegistry(cfg.stack.registryUrl), pool, schemas: cfg.schemas, group: cfg.group, topic: cfg.topic,
     allowedLatenessUs: cfg.allowedLatenessUs, log, maxMessagesPerTx: cfg.maxMessagesPerTx,

@@ -100,6 +100,8 @@ afterAll(async () => {
   await producer?.disconnect();
   await admin?.deleteTopics({ topics: [topic, `${topic}.dlq`] }).catch(() => {});
   await admin?.disconnect();
+  const subject = `${stackEnv.registryUrl}/subjects/${encodeURIComponent(`${topic}-value`)}`;
+  await fetch(subject, { method: 'DELETE' }).then(() => fetch(`${subject}?permanent=true`, { method: 'DELETE' })).catch(() => {});
   for (const s of [schemas.analytics, schemas.staging]) await pool?.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
   await pool?.query(`DELETE FROM "${schemas.meta}".schema_migrations WHERE namespace = $1`, [`${schemas.staging}/${schemas.analytics}`]).catch(() => {});
   await pool?.query(`DROP SCHEMA IF EXISTS "${schemas.meta}" CASCADE`);
