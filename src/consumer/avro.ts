@@ -1,6 +1,6 @@
 import avro from 'avsc';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
-import { DecodeError, UnavailableError } from '../errors.ts';
+import { DecodeError, UnavailableError, errorMessage } from '../errors.ts';
 
 /**
  * Avro decoding of Confluent-wire messages with exact numbers:
@@ -126,14 +126,16 @@ export async function decodeConfluent(registry: SchemaRegistry, buf: Buffer): Pr
   try {
     schema = (await registry.getSchema(id)) as unknown as { fromBuffer(b: Buffer): unknown };
   } catch (err) {
+    // The registry client reports a refused connection as HTTP 400, so the
+    // message decides first: only a definite "no such schema" (404) or a
+    // schema avsc cannot use is the message's fault; the rest is an outage.
     const status = httpStatus(err);
-    if (status !== undefined && status >= 400 && status < 500) {
-      throw new DecodeError(`schema id ${id} could not be fetched (HTTP ${status})`, { cause: err });
+    const msg = errorMessage(err);
+    const network = /ECONN|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|EHOSTUNREACH|EPIPE|socket hang up|network|timed? ?out/i.test(msg);
+    if (!network && (status === 404 || (status === undefined && !(err as { name?: string })?.name?.includes('ResponseError')))) {
+      throw new DecodeError(`schema id ${id} ${status === 404 ? 'is not in the registry' : `is not a usable Avro schema: ${msg}`}`, { cause: err });
     }
-    if (!status && /schema|avro|type/i.test(String((err as Error)?.message)) && !/ECONN|ETIMEDOUT|socket|network/i.test(String((err as Error)?.message))) {
-      throw new DecodeError(`schema id ${id} is not a usable Avro schema: ${(err as Error).message}`, { cause: err });
-    }
-    throw new UnavailableError('SCHEMA_REGISTRY', `schema registry unreachable fetching id ${id}: ${(err as Error)?.message}`, { cause: err });
+    throw new UnavailableError('SCHEMA_REGISTRY', `schema registry failed fetching id ${id}: ${msg}`, { cause: err });
   }
   try {
     return schema.fromBuffer(buf.subarray(5));
