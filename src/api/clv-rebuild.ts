@@ -119,12 +119,14 @@ export async function rebuildRedisClv(opts: RebuildOptions): Promise<RebuildProg
     const ids = keys.map((k) => k.slice(hashPrefix.length)).filter((id) => /^\d{1,19}$/.test(id));
     p.scanned += keys.length;
     if (ids.length === 0) continue;
+    // Versions first, Postgres second: consumers commit to Postgres before
+    // they write Redis, so a version seen here whose customer has no row in
+    // the later Postgres read is stale for certain. The other order could see
+    // "no row", then a row committed and flushed meanwhile, and delete it.
+    const versions = await Promise.all(ids.map((id) => redis.hget(clvKey(keyPrefix, id), 'version')));
     const live = await store.existing(ids);
-    const gone = ids.filter((id) => !live.has(id));
-    if (gone.length === 0) continue;
-    const versions = await Promise.all(gone.map((id) => redis.hget(clvKey(keyPrefix, id), 'version')));
-    const results = await Promise.all(gone.map((id, i) =>
-      versions[i] == null ? false : removeHashIfUnchanged(redis, keyPrefix, id, versions[i]!)));
+    const results = await Promise.all(ids.map((id, i) =>
+      live.has(id) || versions[i] == null ? false : removeHashIfUnchanged(redis, keyPrefix, id, versions[i]!)));
     p.removed += results.filter(Boolean).length;
     opts.onProgress?.({ ...p });
   } while (cursor !== '0');
