@@ -71,6 +71,16 @@ describe('validateEnvelope', () => {
     expect(ch.unavailable).toEqual(['first_name']);
   });
 
+  it('ignores columns it does not know (a compatible new source column) and nulls missing nullable ones', () => {
+    const raw = roundTrip({ table: 'customers', op: 'r', after: customer, lsn: 3n, commitTime: '2024-01-02T00:00:00Z' }) as Record<string, any>;
+    raw.after = { ...raw.after, loyalty_tier: 'x' };
+    delete raw.after.created_at;
+    const ch = validateEnvelope(raw);
+    expect(ch.op).toBe('r');
+    expect(ch.after).not.toHaveProperty('loyalty_tier');
+    expect(ch.after?.created_at).toBeNull();
+  });
+
   it('accepts truncates without images', () => {
     const ch = validateEnvelope(roundTrip({ table: 'orders', op: 't', lsn: 11n, commitTime: '2024-01-01T00:00:00Z' }));
     expect(ch).toMatchObject({ op: 't', table: 'orders', before: null, after: null, lsn: 11n });
