@@ -187,7 +187,7 @@ export class CaptureService implements Service {
       const t = m.ticket;
       if (t !== prev) {
         if (prev) this.acker!.done(prev, n);
-        if (t && m.commitMs) this.metrics.latency.observe((now - m.commitMs) / 1000);
+        if (t && m.commitMs) this.metrics.observeLatency(now - m.commitMs);
         prev = t;
         n = 0;
       }

@@ -22,6 +22,13 @@ export class CaptureMetrics {
 
   /** Acked events since the last call, for the progress log. */
   ackedSinceLast = 0;
+  /** Exact commit -> ack latencies in ms (one per acknowledged transaction), bounded; for benchmarks. */
+  readonly latencySamples: number[] = [];
+
+  observeLatency(ms: number): void {
+    this.latency.observe(ms / 1000);
+    if (this.latencySamples.length < 1_000_000) this.latencySamples.push(ms);
+  }
 
   async listen(host: string, port: number): Promise<number> {
     this.server = createServer((req, res) => {

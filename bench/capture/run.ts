@@ -1,0 +1,127 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import pg from 'pg';
+import { parseLsn } from '../../src/source/lsn.ts';
+import { sleep } from '../../src/util/sleep.ts';
+import { writeBacklog } from './backlog.ts';
+import { createHarness, REPO, spawnCapture, startInProcess, type Harness } from './harness.ts';
+
+/**
+ * npm run bench:capture
+ *
+ * 1. Backlog: >= 1M row changes (customers, products, orders + order_items in
+ *    ~1,000-row transactions) written while the capture is stopped, into
+ *    slots created beforehand (one per run, so every run drains the same
+ *    WAL); then the capture CLI drains it into Kafka. Reported: drain time
+ *    from process start, changes/s, peak RSS (VmHWM) and CPU of the capture
+ *    process; median of BENCH_RUNS (default 3).
+ * 2. Latency: steady ~10k changes/s of small transactions into a caught-up
+ *    capture; commit (Postgres commit timestamp) -> Kafka ack, p50/p99.
+ * Results: bench-results/capture.json.
+ */
+const TOTAL = Number(process.env.BENCH_CHANGES ?? 1_001_000);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const RATE = Number(process.env.BENCH_RATE ?? 10_000);
+const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 20);
+const log = (m: string) => process.stderr.write(`[bench:capture] ${m}\n`);
+
+function procStat(pid: number): { rssPeakMiB: number; cpuSeconds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  const ticks = Number(stat[11]) + Number(stat[12]);
+  return { rssPeakMiB: Math.round(hwm / 1024), cpuSeconds: ticks / 100 };
+}
+
+async function confirmedLsn(pool: pg.Pool, slot: string): Promise<bigint> {
+  const { rows } = await pool.query<{ l: string }>('SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+  return parseLsn(rows[0]!.l);
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!; };
+
+async function backlogRuns(h: Harness) {
+  // One slot per run, all created before the backlog, so each run drains identical WAL.
+  const slots = Array.from({ length: RUNS }, (_, i) => `${h.id}_r${i}`);
+  for (const slot of slots) {
+    const cap = await startInProcess(h.config({ CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never' }));
+    await cap.stop();
+  }
+  log(`writing a backlog of ${TOTAL} changes`);
+  const t0 = Date.now();
+  const { changes, endLsn } = await writeBacklog(h.pool, h.id, TOTAL, log);
+  log(`backlog written: ${changes} changes in ${((Date.now() - t0) / 1000).toFixed(1)} s, WAL end ${endLsn}`);
+  const end = parseLsn(endLsn);
+  const runs = [];
+  for (const slot of slots) {
+    const started = Date.now();
+    const child = spawnCapture({ ...h.env, CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never', CAPTURE_HEARTBEAT_MS: '0' });
+    let stat = { rssPeakMiB: 0, cpuSeconds: 0 };
+    for (;;) {
+      await sleep(100);
+      stat = procStat(child.pid!);
+      // Only the transactions of the backlog commit after the slot: the slot reaches its last commit end.
+      if (await confirmedLsn(h.pool, slot) >= end - 4096n) break;
+      if (Date.now() - started > 900_000) throw new Error('drain did not finish in 15 minutes');
+    }
+    const seconds = (Date.now() - started) / 1000;
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    const run = { slot, seconds, changesPerSec: Math.round(changes / seconds), rssPeakMiB: stat.rssPeakMiB, cpuSeconds: stat.cpuSeconds };
+    log(`run ${slot}: ${JSON.stringify(run)}`);
+    runs.push(run);
+    await h.pool.query('SELECT pg_drop_replication_slot($1)', [slot]).catch(() => {});
+  }
+  return {
+    changes,
+    runs,
+    median: { seconds: median(runs.map((r) => r.seconds)), changesPerSec: median(runs.map((r) => r.changesPerSec)), rssPeakMiB: median(runs.map((r) => r.rssPeakMiB)), cpuSeconds: median(runs.map((r) => r.cpuSeconds)) },
+  };
+}
+
+async function latencyRun(h: Harness) {
+  const slot = `${h.id}_lat`;
+  const cap = await startInProcess(h.config({ CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never' }));
+  const { rows } = await h.pool.query<{ m: string }>(`SELECT coalesce(max(order_id), 0)::text AS m FROM ${h.id}.orders`);
+  const first = Number(rows[0]!.m);
+  const runWriter = (rate: number, seconds: number, from: number) => new Promise<{ written: number; seconds: number; lastOrderId: number }>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/capture/writer.ts', h.config().sourceUrl, h.id, String(rate), String(seconds), String(from)], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`writer exited ${code}`))));
+  });
+  // Warm-up: the first transactions register schemas and create topics; not part of the steady state.
+  const warm = await runWriter(1000, 2, first);
+  await sleep(1000);
+  cap.metrics.latencySamples.length = 0;
+  const steady = await runWriter(RATE, LATENCY_SECONDS, warm.lastOrderId);
+  const written = steady.written;
+  const seconds = steady.seconds;
+  await sleep(2000);
+  const samples = cap.metrics.latencySamples.slice();
+  await cap.stop();
+  await h.pool.query('SELECT pg_drop_replication_slot($1)', [slot]).catch(() => {});
+  return { targetRate: RATE, achievedRate: Math.round(written / seconds), transactions: samples.length, p50Ms: pct(samples, 50), p99Ms: pct(samples, 99), maxMs: Math.max(...samples) };
+}
+
+const h = await createHarness(`bench_cap_${Date.now().toString(36)}`);
+try {
+  // the backlog also provides the customers and products the latency writer references
+  const backlog = await backlogRuns(h);
+  const latency = await latencyRun(h);
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), loadavg: readFileSync('/proc/loadavg', 'utf8').trim() },
+    backlog,
+    latency,
+  };
+  mkdirSync(`${REPO}/bench-results`, { recursive: true });
+  writeFileSync(`${REPO}/bench-results/capture.json`, `${JSON.stringify(result, null, 2)}\n`);
+  log(`backlog median: ${backlog.median.changesPerSec} changes/s (${backlog.median.seconds.toFixed(1)} s for ${backlog.changes}), peak RSS ${backlog.median.rssPeakMiB} MiB, CPU ${backlog.median.cpuSeconds} s`);
+  log(`latency at ${latency.achievedRate}/s: p50 ${latency.p50Ms} ms, p99 ${latency.p99Ms} ms over ${latency.transactions} transactions`);
+} finally {
+  for (let i = 0; i < RUNS; i++) await h.pool.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [`${h.id}_r${i}`]).catch(() => {});
+  await h.cleanup();
+}
