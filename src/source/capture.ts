@@ -20,6 +20,8 @@ import { runSnapshot } from './snapshot.ts';
 
 export const CAPTURE_VERSION = '0.1.0';
 const HEARTBEAT_PREFIX = 'shopstream.heartbeat';
+/** Transactional logical message asking for a re-snapshot of one table; content = 'schema.table'. */
+export const RESNAPSHOT_PREFIX = 'shopstream.snapshot';
 
 /**
  * The capture process: slot -> pgoutput decoder -> Avro encoder -> Kafka,
@@ -67,6 +69,7 @@ export class CaptureService implements Service {
       message: (m) => {
         // A heartbeat outside any transaction proves everything before it was sent to us.
         if (m.prefix === HEARTBEAT_PREFIX && !m.transactional && !this.decoder.inTransaction) this.acker!.idle(m.lsn);
+        if (m.prefix === RESNAPSHOT_PREFIX && m.transactional && this.decoder.inTransaction) this.block(this.resnapshot(m.content.toString('utf8'), m.lsn));
       },
     });
   }
@@ -148,6 +151,32 @@ export class CaptureService implements Service {
     await ledger.completed(slot);
     this.log.info({ rows }, 'initial snapshot complete');
     return created.consistentPoint;
+  }
+
+  /**
+   * On-demand re-snapshot of one table, run when its signal (a transactional
+   * logical message) arrives in the stream. Its rows belong to the signal's
+   * transaction for the acker: the slot does not move past the signal until
+   * every row is in Kafka, so a crash mid-way repeats the re-snapshot rather
+   * than losing it. Streaming waits while the table is read. Rows are read in
+   * a snapshot taken after the signal committed and stamped with the signal's
+   * LSN; changes committed between the signal and that snapshot are replayed
+   * after the rows, so per key the last event is always the current state.
+   */
+  private async resnapshot(table: string, lsn: Lsn): Promise<void> {
+    if (!this.tables.includes(table)) {
+      this.log.warn({ table, tables: this.tables }, 're-snapshot signal for a table that is not captured; ignored');
+      return;
+    }
+    const track = this.acker!.track.bind(this.acker!);
+    this.log.info({ table, lsn: formatLsn(lsn) }, 're-snapshot started');
+    const rows = await runSnapshot({ url: this.cfg.sourceUrl, tables: [table], snapshotName: null, lsn, incremental: true }, {
+      prepare: async (r) => { await this.schemas.prepare(r); },
+      emit: (ev) => this.publish(ev, track),
+      backpressure: async () => { while (this.publisher.overHighWater) await sleep(5); },
+      progress: (t, done, est) => { this.metrics.snapshotRows.set({ table: t }, done); this.metrics.snapshotEstimate.set({ table: t }, est); },
+    }, this.log);
+    this.log.info({ table, rows }, 're-snapshot done');
   }
 
   private publish(ev: ChangeEvent, track: (() => TxTicket) | null): void {

@@ -132,4 +132,23 @@ describe('capture: streaming', () => {
     expect(field).toEqual({ name: 'loyalty_points', type: ['null', 'int'], default: null });
     expect(msgs[1]!.raw.value!.readInt32BE(1)).not.toBe(msgs[0]!.raw.value!.readInt32BE(1));
   });
+
+  it('re-snapshots one table on demand while streaming continues', async () => {
+    h = await createHarness(uniqueId('cap_resnap'));
+    const s = h.id;
+    await h.pool.query(`INSERT INTO ${s}.products (product_id, product_name, category, price) SELECT g, 'p' || g, 'home', g + 0.5 FROM generate_series(1, 200) g`);
+    cap = await startInProcess(h.config({ CAPTURE_SNAPSHOT: 'never' }));
+    await h.pool.query(`UPDATE ${s}.products SET price = 1.25 WHERE product_id = 1`);
+    // what `capture resnapshot <schema.table>` sends
+    await h.pool.query("SELECT pg_logical_emit_message(true, 'shopstream.snapshot', $1)", [`${s}.products`]);
+    await h.pool.query(`UPDATE ${s}.products SET price = 2.50 WHERE product_id = 2`);
+    const msgs = await consumeUntil([h.topic('products')], (all) => all.length >= 202, 60_000);
+    expect(msgs.length).toBe(202);
+    expect(msgs[0]!.value.op).toBe('u');
+    const reads = msgs.slice(1, 201);
+    expect(reads.every((m) => m.value.op === 'r' && m.value.source.snapshot === 'incremental')).toBe(true);
+    expect(new Set(reads.map(keyOf)).size).toBe(200);
+    expect(msgs[201]!.value.op).toBe('u');
+    expect(msgs[201]!.key).toEqual({ product_id: 2n });
+  });
 });
