@@ -16,6 +16,7 @@ export interface ClickstreamConfig {
   schemas: WarehouseSchemas;
   allowedLatenessUs: bigint;
   maxMessagesPerTx: number;
+  sessionTimeoutMs: number;
 }
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -41,5 +42,7 @@ export function loadClickstreamConfig(env: Env = process.env): ClickstreamConfig
     // SPEC §3 default: 24 h. Zero is allowed (only in-order events count).
     allowedLatenessUs: BigInt(int(env, 'CLICKSTREAM_ALLOWED_LATENESS_SECONDS', 86_400, { min: 0 })) * 1_000_000n,
     maxMessagesPerTx: int(env, 'CLICKSTREAM_MAX_MESSAGES_PER_TX', 1000, { min: 1 }),
+    // Brokers refuse less than group.min.session.timeout.ms (6 s by default).
+    sessionTimeoutMs: int(env, 'CLICKSTREAM_SESSION_TIMEOUT_MS', 30_000, { min: 6000 }),
   };
 }

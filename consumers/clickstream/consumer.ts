@@ -39,6 +39,8 @@ export interface ClickstreamConsumerOptions {
   allowedLatenessUs: bigint;
   log: Logger;
   maxMessagesPerTx?: number;
+  /** How long a crashed member holds its partitions before the group moves them. */
+  sessionTimeoutMs?: number;
   /** Partitions when the topic does not exist yet and this consumer creates it. */
   partitions?: number;
 }
@@ -63,6 +65,7 @@ export class ClickstreamConsumer implements Service {
       groupId: group,
       allowAutoTopicCreation: false,
       maxWaitTimeInMs: 100,
+      sessionTimeout: this.o.sessionTimeoutMs ?? 30_000,
       retry: { retries: 8, restartOnFailure: async (err) => {
         log.error({ err: errorMessage(err) }, 'consumer failed; restarting');
         return !signal.aborted;
