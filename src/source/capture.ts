@@ -80,6 +80,16 @@ export class CaptureService implements Service {
   }
 
   async start(signal: AbortSignal): Promise<void> {
+    try {
+      await this.startInner(signal);
+    } catch (err) {
+      // A failed start is not stopped by ServiceGroup: release connections here.
+      await this.stop().catch(() => {});
+      throw err;
+    }
+  }
+
+  private async startInner(signal: AbortSignal): Promise<void> {
     const cfg = this.cfg;
     this.pool = new pg.Pool({ connectionString: cfg.sourceUrl, max: 3, application_name: 'shopstream-capture-meta' });
     this.pool.on('error', (err) => this.log.warn({ err }, 'idle source connection error'));
