@@ -178,7 +178,7 @@ describe('warehouse consumer', () => {
     expect(got[1]!.headers['dlq.error']).toMatch(/schema id/);
   });
 
-  it('ends with every table equal to the batch recomputation and Redis equal to Postgres after a randomized, redelivered workload', async () => {
+  it('ends with every table equal to the batch recomputation and Redis equal to Postgres after a randomized, redelivered workload, and a replay from offset 0 rebuilds the same tables', async () => {
     const env = await makeEnv('cons_rand', 3);
     const sim = new ShopSim(424242);
     sim.randomWorkload(300);
@@ -210,6 +210,35 @@ describe('warehouse consumer', () => {
     expect(await diffRedisClv(pool, redis, env.schemas, env.redisPrefix)).toEqual({ missing: [], stale: [], extra: [] });
     const outbox = await pool.query(`SELECT count(*) n FROM "${env.schemas.meta}".redis_outbox`);
     expect(outbox.rows[0].n).toBe('0');
+
+    // A replay from offset 0 (new group, fresh schemas) rebuilds the same tables.
+    const replay: Env = { ...env, group: `${env.id}_replay`, redisPrefix: `${env.id}_r:`, schemas: { staging: `${env.id}_rs`, analytics: `${env.id}_ra`, meta: `${env.id}_rm` } };
+    envs.push(replay);
+    await migrate(pool, 'warehouse', { schemas: { staging_schema: replay.schemas.staging, analytics_schema: replay.schemas.analytics, meta_schema: replay.schemas.meta } });
+    const again = startConsumer(replay);
+    const ac2 = new AbortController();
+    await again.start(ac2.signal);
+    try {
+      await waitCaughtUp(admin, pool, replay.schemas, replay.group, replay.topics, { timeoutMs: 90_000 });
+    } finally {
+      ac2.abort();
+      await again.stop();
+    }
+    const tables: Array<[keyof WarehouseSchemas, string]> = [
+      ...TABLE_NAMES.map((t) => ['staging', `stg_${t}`] as [keyof WarehouseSchemas, string]),
+      ['staging', 'customer_changes'], ['staging', 'order_status_changes'],
+      ...['dim_date', 'dim_products', 'dim_customers', 'fact_orders', 'customer_lifetime_value', 'mart_sales', 'order_fulfillment'].map((t) => ['analytics', t] as [keyof WarehouseSchemas, string]),
+    ];
+    for (const [schema, table] of tables) {
+      const { rows: cols } = await pool.query(`SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2
+        AND column_name NOT IN ('_ingested_at', 'version') ORDER BY ordinal_position`, [env.schemas[schema], table]);
+      expect(cols.length, table).toBeGreaterThan(2);
+      const list = cols.map((c) => `"${c.column_name}"`).join(', ');
+      const a = `SELECT ${list} FROM "${env.schemas[schema]}"."${table}"`;
+      const b = `SELECT ${list} FROM "${replay.schemas[schema]}"."${table}"`;
+      const { rows } = await pool.query(`SELECT (SELECT count(*) FROM (${a} EXCEPT ALL ${b}) x) AS only_live, (SELECT count(*) FROM (${b} EXCEPT ALL ${a}) y) AS only_replay`);
+      expect(rows[0], `${table} after replay`).toEqual({ only_live: '0', only_replay: '0' });
+    }
   });
 
   it('resumes from the Postgres offsets even when the Kafka group offsets were moved past them', async () => {
