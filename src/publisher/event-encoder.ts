@@ -34,12 +34,29 @@ function eventJson(ev: ChangeEvent): string {
   );
 }
 
+function sameValue(a: unknown, b: unknown): boolean {
+  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
+  return a === b;
+}
+
+function keyChanged(before: readonly unknown[], after: readonly unknown[], keyIndexes: number[]): boolean {
+  return keyIndexes.some((i) => !sameValue(before[i], after[i]));
+}
+
 export class EventEncoder {
   private readonly w = new AvroWriter(1024 * 1024);
 
   constructor(private readonly source: SourceInfo, private readonly tombstones: boolean) {}
 
   encode(ev: ChangeEvent, prepared: PreparedRelation): EncodeResult {
+    // A primary-key change is, per key, the end of one record and the start of
+    // another: Debezium emits a delete (+ tombstone) for the old key and a
+    // create for the new one, so compacted topics and per-key consumers stay right.
+    if (ev.kind === 'update' && ev.before && keyChanged(ev.before, ev.after, ev.relation.keyIndexes)) {
+      const del = this.encode({ ...ev, kind: 'delete', before: ev.before, beforeKeyOnly: ev.beforeKeyOnly }, prepared);
+      const ins = this.encode({ ...ev, kind: 'insert', after: ev.after }, prepared);
+      return { records: [...del.records, ...ins.records], error: del.error ?? ins.error };
+    }
     const topic = prepared.schemas.topic;
     try {
       validateChangeEvent(ev);
