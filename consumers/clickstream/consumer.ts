@@ -23,10 +23,10 @@ import { validateClickEvent } from './validate.ts';
  */
 type DeadLetterNote = ClickBatch['deadLetters'][number];
 
-/** Postgres errors about the data itself (class 22 data exception, 23 integrity): retrying the same slice cannot help. */
+/** Postgres errors about the data itself (class 22 data exception, 23 integrity, 54 a row over a size limit): retrying the same slice cannot help. */
 function isDataError(err: unknown): boolean {
   const code = (err as { code?: unknown })?.code;
-  return typeof code === 'string' && /^2[23]/.test(code);
+  return typeof code === 'string' && /^(22|23|54)/.test(code);
 }
 
 export interface ClickstreamConsumerOptions {
@@ -166,20 +166,27 @@ export class ClickstreamConsumer implements Service {
    */
   private async isolate(topic: string, partition: number, slice: KafkaMessage[], messages: ClickMessage[], deadLetters: DeadLetterNote[], dlq: DeadLetterWriter, cause: unknown): Promise<ClickBatchOutcome> {
     this.o.log.warn({ topic, partition, err: errorMessage(cause) }, 'slice refused by Postgres; isolating the message');
-    let out: ClickBatchOutcome | undefined;
+    const total: ClickBatchOutcome = { nextOffset: '', inserted: 0, duplicates: 0, beyondLateness: 0, skippedAsApplied: 0, recompute: null };
+    const add = (o: ClickBatchOutcome) => {
+      total.nextOffset = o.nextOffset;
+      total.inserted += o.inserted;
+      total.duplicates += o.duplicates;
+      total.beyondLateness += o.beyondLateness;
+      total.skippedAsApplied += o.skippedAsApplied;
+    };
     for (const m of messages) {
       const base = { group: this.o.group, topic, partition };
       try {
-        out = await applyClickBatch(this.o.pool, this.o.schemas, { ...base, messages: [m], deadLetters: deadLetters.filter((d) => d.offset === m.offset) }, this.o.allowedLatenessUs, this.o.log);
+        add(await applyClickBatch(this.o.pool, this.o.schemas, { ...base, messages: [m], deadLetters: deadLetters.filter((d) => d.offset === m.offset) }, this.o.allowedLatenessUs, this.o.log));
       } catch (err) {
         if (!isDataError(err)) throw err;
         const error = `VALIDATION_FAILED: rejected by the warehouse: ${errorMessage(err)}`;
         const dlqTopic = await dlq.send(topic, partition, [{ message: slice.find((s) => s.offset === m.offset)!, error }]);
         this.stats.deadLettered += 1;
-        out = await applyClickBatch(this.o.pool, this.o.schemas, { ...base, messages: [{ offset: m.offset, event: null }], deadLetters: [{ offset: m.offset, dlqTopic, error }] }, this.o.allowedLatenessUs, this.o.log);
+        add(await applyClickBatch(this.o.pool, this.o.schemas, { ...base, messages: [{ offset: m.offset, event: null }], deadLetters: [{ offset: m.offset, dlqTopic, error }] }, this.o.allowedLatenessUs, this.o.log));
       }
     }
-    return out!;
+    return total;
   }
 
   stop(): Promise<void> {

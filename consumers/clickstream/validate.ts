@@ -49,6 +49,8 @@ export function validateClickEvent(decoded: unknown, key: Buffer | null): ClickE
   if (ms < MIN_MS || ms >= MAX_MS) fail(`occurred_at ${new Date(ms).toISOString()} is outside 2000-01-01..2099-12-31`);
   const anonymousId = typeof r.anonymous_id === 'string' ? r.anonymous_id : fail('anonymous_id must be a string');
   if (anonymousId.trim() === '') fail('anonymous_id is empty');
+  // It is indexed (and hashed into session_id): a huge one would exceed the btree row limit and stall the partition.
+  if (Buffer.byteLength(anonymousId, 'utf8') > 512) fail('anonymous_id is longer than 512 bytes');
   // Per-id ordering (and with it the lateness classification) relies on all
   // of an id's events sharing one partition, which only the key guarantees.
   if (key === null || key.toString('utf8') !== anonymousId) fail('message key must equal anonymous_id');

@@ -240,6 +240,23 @@ describe('clickstream consumer', () => {
     }
     expect(await snapshot()).toEqual(before);
   });
+
+  it('an event Postgres refuses despite validation is isolated and dead-lettered; its neighbours in the slice are applied', async () => {
+    // Stands in for any data error validation did not foresee (the replay group's consumer is still running).
+    const replayGroup = `${id}-replay`;
+    await pool.query(`ALTER TABLE "${schemas.staging}".stg_events ADD CONSTRAINT poison CHECK (page_url IS DISTINCT FROM '/poison')`);
+    const anon = `${id}-poison`;
+    await send([ev(anon, T0, 'page_view', uuid(40)), ev(anon, T0 + 1000, 'page_view', uuid(41), { page_url: '/poison' }), ev(anon, T0 + 2000, 'page_view', uuid(42))]);
+    await waitCaughtUp(replayGroup);
+    const staged = await pool.query<{ event_id: string }>(`SELECT event_id::text FROM "${schemas.staging}".stg_events WHERE anonymous_id = $1 ORDER BY event_id`, [anon]);
+    expect(staged.rows.map((r) => r.event_id)).toEqual([uuid(40), uuid(42)]);
+    const noted = await pool.query<{ error: string }>(`SELECT error FROM "${schemas.meta}".dead_letters WHERE consumer_group = $1`, [replayGroup]);
+    expect(noted.rows.filter((r) => /rejected by the warehouse.*poison/.test(r.error))).toHaveLength(1);
+    // 2 from the malformed-message test, the same 2 again from the replay group, then this one.
+    const dlq = await readTopic(`${topic}.dlq`, 5);
+    expect(dlq.filter((m) => m.key === anon && /^VALIDATION_FAILED: rejected by the warehouse/.test(m.headers['dlq.error'] ?? ''))).toHaveLength(1);
+    expectEqualToBatch(await check());
+  });
 });
 
 async function readTopic(name: string, count: number, timeoutMs = 30_000): Promise<Array<{ key: string | null; value: Buffer | null; headers: Record<string, string> }>> {

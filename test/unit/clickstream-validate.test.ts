@@ -36,6 +36,7 @@ describe('validateClickEvent', () => {
     ['an order_placed without order_id', { event_type: 'order_placed', order_id: null }, /needs order_id/],
     ['a time before 2000', { occurred_at: 0 }, /outside/],
     ['a NUL in page_url', { page_url: 'a\u0000b' }, /NUL/],
+    ['an anonymous_id over 512 bytes', { anonymous_id: 'é'.repeat(257) }, /longer than 512 bytes/],
   ])('rejects %s', (_what, patch, message) => {
     expect(() => validateClickEvent({ ...base, ...patch }, key)).toThrow(message);
     expect(() => validateClickEvent({ ...base, ...patch }, key)).toThrow(ValidationError);
