@@ -42,6 +42,8 @@ export interface WarehouseConsumerOptions {
   redisRetryMs?: number;
   /** Kafka group session timeout: how long a crashed member holds its partitions. */
   sessionTimeoutMs?: number;
+  /** Replay mode: staging and history only; derived tables are rebuilt afterwards by `fullRefresh`. */
+  deferDerived?: boolean;
 }
 
 /** Postgres errors about the data itself (class 22 data exception, 23 integrity): retrying the same batch cannot help. */
@@ -182,7 +184,7 @@ export class WarehouseConsumer implements Service {
     }
     const dlqTopic = await dlq.send(topic, partition, bad);
     const notes: DeadLetterNote[] = bad.map((b) => ({ offset: b.message.offset, dlqTopic, error: b.error }));
-    const opts = { redisKeyPrefix: this.o.redisKeyPrefix, thresholds: this.o.thresholds };
+    const opts = { redisKeyPrefix: this.o.redisKeyPrefix, thresholds: this.o.thresholds, deferDerived: this.o.deferDerived };
     try {
       await applyBatch(this.o.pool, this.o.schemas, { group: this.o.group, topic, partition, messages, deadLetters: notes }, opts);
     } catch (err) {

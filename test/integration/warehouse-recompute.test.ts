@@ -7,6 +7,7 @@ import { applyBatch, type BatchMessage } from '../../src/sinks/postgres/batch-tx
 import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
+import { fullRefresh } from '../../src/sinks/postgres/full-refresh.ts';
 import { avroType, envelopeSchema, envelopeValue, rng, ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
@@ -24,7 +25,7 @@ function toChange(ev: FixtureEvent): RowChange {
   return validateEnvelope(t.fromBuffer(t.toBuffer(envelopeValue(ev))));
 }
 
-export function simRowsAsText(sim: ShopSim, table: TableName): string[] {
+function simRowsAsText(sim: ShopSim, table: TableName): string[] {
   return [...sim.rows[table].values()].map((r) => JSON.stringify(Object.keys(TABLES[table].columns).map((c) => (r[c] === null || r[c] === undefined ? null : String(r[c]))))).sort();
 }
 
@@ -101,6 +102,41 @@ describe('warehouse recompute (Postgres only)', () => {
       if (far) expect(Number(c.dd)).toBeGreaterThanOrEqual(20350601);
     } finally {
       client.release();
+    }
+  });
+
+  it('a deferred replay (staging only) followed by one full refresh gives the same derived tables', async () => {
+    const rid = uniqueId('wh_full');
+    const fresh: WarehouseSchemas = { staging: `${rid}_stg`, analytics: `${rid}_an`, meta: `${rid}_meta` };
+    await migrate(pool, 'warehouse', { schemas: { staging_schema: fresh.staging, analytics_schema: fresh.analytics, meta_schema: fresh.meta } });
+    try {
+      const sim = new ShopSim(777);
+      sim.randomWorkload(400);
+      const streams = new Map<TableName, BatchMessage[]>();
+      for (const ev of sim.events) {
+        const st = streams.get(ev.table) ?? [];
+        st.push({ offset: String(st.length), change: toChange(ev) });
+        streams.set(ev.table, st);
+      }
+      for (const [table, msgs] of streams) {
+        for (let i = 0; i < msgs.length; i += 200) {
+          await applyBatch(pool, fresh, { group: 'g', topic: table, partition: 0, messages: msgs.slice(i, i + 200), deadLetters: [] }, { redisKeyPrefix: `${rid}:`, deferDerived: true });
+        }
+      }
+      expect((await pool.query(`SELECT count(*) n FROM "${fresh.analytics}".fact_orders`)).rows[0].n).toBe('0');
+      const res = await fullRefresh(pool, fresh, { redisKeyPrefix: `${rid}:` });
+      expect(res.factOrders).toBeGreaterThan(100);
+      const client = await pool.connect();
+      try {
+        for (const t of TABLE_NAMES) expect(await stagingAsText(client, fresh, t), `stg_${t}`).toEqual(simRowsAsText(sim, t));
+        for (const d of await diffDerivedTables(client, fresh)) expect(d, d.table).toMatchObject({ missing: 0, unexpected: 0 });
+        const outbox = await client.query(`SELECT count(*) n FROM "${fresh.meta}".redis_outbox`);
+        expect(Number(outbox.rows[0].n)).toBe(res.customers);
+      } finally {
+        client.release();
+      }
+    } finally {
+      await pool.query(`DROP SCHEMA IF EXISTS "${fresh.staging}" CASCADE; DROP SCHEMA IF EXISTS "${fresh.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${fresh.meta}" CASCADE`);
     }
   });
 });
