@@ -14,7 +14,7 @@ PSQL_SRC=(psql -X -q -t -A -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres
 PSQL_WH=(psql -X -q -t -A -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres -d warehouse)
 
 stop_app() {
-  for name in api consumers capture; do
+  for name in api clickstream consumers capture; do
     local pidfile="$APP/$name.pid"
     if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       kill -TERM "$(cat "$pidfile")" || true
@@ -47,9 +47,13 @@ npx tsx src/cli/migrate.ts all
 
 start_app capture src/cli/capture.ts
 start_app consumers consumers/warehouse/main.ts
+start_app clickstream consumers/clickstream/main.ts
 start_app api src/api/main.ts
 
 npx tsx src/cli/generate.ts --customers "${DEMO_CUSTOMERS:-1000}" --products "${DEMO_PRODUCTS:-200}" --orders "${DEMO_ORDERS:-3000}"
+
+# Visitors browse the catalogue the source now holds and place its orders.
+npx tsx src/generator/clickstream-cli.ts --from-source --visitors "${DEMO_VISITORS:-500}"
 
 echo "waiting for the warehouse to catch up with the source..."
 deadline=$((SECONDS + ${DEMO_TIMEOUT:-300}))
@@ -71,6 +75,10 @@ psql -X -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres -d warehouse -c \
   "SELECT customer_id, customer_segment, total_orders, total_revenue, avg_order_value, value_segment, frequency_segment
      FROM analytics.customer_lifetime_value ORDER BY total_revenue DESC LIMIT 5"
 top=$("${PSQL_WH[@]}" -c "SELECT customer_id FROM analytics.customer_lifetime_value ORDER BY total_revenue DESC LIMIT 1")
+echo "clickstream (analytics.mart_cart_value):"
+psql -X -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres -d warehouse -c \
+  "SELECT date_day, sessions, sessions_with_cart, converted_sessions, abandoned_cart_value, conversion_rate
+     FROM analytics.mart_cart_value ORDER BY date_day DESC LIMIT 3" || true
 if [[ -n $top ]]; then
   echo "GET http://127.0.0.1:58080/customers/$top/clv"
   curl -sf "http://127.0.0.1:58080/customers/$top/clv" && echo
