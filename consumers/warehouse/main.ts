@@ -31,6 +31,7 @@ await runMain('consumer-warehouse', async (log) => {
     kafka, registry: createRegistry(cfg.stack.registryUrl), pool, redis, schemas: cfg.schemas, group: cfg.group,
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx,
     sessionTimeoutMs: cfg.sessionTimeoutMs,
+    topicWaitMs: cfg.topicWaitMs,
   });
   log.info({ group: cfg.group, topics: cfg.topics, schemas: cfg.schemas }, 'warehouse consumer configured');
   const connections: Service = {

@@ -16,6 +16,7 @@ export interface WarehouseConsumerConfig {
   thresholds: ClvThresholds;
   maxMessagesPerTx: number;
   sessionTimeoutMs: number;
+  topicWaitMs: number;
 }
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -57,5 +58,6 @@ export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseCo
     maxMessagesPerTx: int(env, 'CONSUMER_MAX_MESSAGES_PER_TX', 2000, { min: 1 }),
     // Brokers refuse less than group.min.session.timeout.ms (6 s by default).
     sessionTimeoutMs: int(env, 'CONSUMER_SESSION_TIMEOUT_MS', 30_000, { min: 6000 }),
+    topicWaitMs: int(env, 'CONSUMER_TOPIC_WAIT_MS', 30_000, { min: 0 }),
   };
 }

@@ -11,6 +11,7 @@ import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
 import { decodeConfluent } from './avro.ts';
 import { BatchAcker } from './batch-acker.ts';
+import { sleep } from '../util/sleep.ts';
 import { DeadLetterWriter } from './dead-letters.ts';
 import { validateEnvelope } from './envelope.ts';
 
@@ -44,6 +45,8 @@ export interface WarehouseConsumerOptions {
   sessionTimeoutMs?: number;
   /** Replay mode: staging and history only; derived tables are rebuilt afterwards by `fullRefresh`. */
   deferDerived?: boolean;
+  /** How long to wait for the capture to create missing topics before creating them. */
+  topicWaitMs?: number;
 }
 
 /** Postgres errors about the data itself (class 22 data exception, 23 integrity): retrying the same batch cannot help. */
@@ -99,6 +102,8 @@ export class WarehouseConsumer implements Service {
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       void this.seekToStored(e.payload.memberAssignment).catch((err) => log.error({ err: errorMessage(err) }, 'seek to stored offsets failed; the batch guard still applies'));
     });
+    await this.waitForTopics(signal);
+    if (signal.aborted) return;
     await consumer.subscribe({ topics: this.o.topics, fromBeginning: true });
     await consumer.run({
       autoCommit: false,
@@ -118,6 +123,30 @@ export class WarehouseConsumer implements Service {
     this.timer = setInterval(() => void this.sink.flush(), this.o.redisRetryMs ?? 1000);
     this.timer.unref();
     signal.addEventListener('abort', () => void this.stop(), { once: true });
+  }
+
+  /**
+   * The capture creates a table's topic with its first event (auto-creation
+   * is off), so a consumer started first waits for them. A table that never
+   * changes would never get one, so after `topicWaitMs` the consumer creates
+   * what is still missing itself (broker-default partitions) and goes on.
+   */
+  private async waitForTopics(signal: AbortSignal): Promise<void> {
+    const deadline = Date.now() + (this.o.topicWaitMs ?? 30_000);
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      const existing = new Set(await this.admin!.listTopics());
+      const missing = this.o.topics.filter((t) => !existing.has(t));
+      if (missing.length === 0) return;
+      if (Date.now() >= deadline) {
+        this.o.log.warn({ missing }, 'topics still missing; creating them with broker defaults');
+        await this.admin!.createTopics({ topics: missing.map((topic) => ({ topic })), waitForLeaders: true }).catch((err: Error) => {
+          if (!/already exists/i.test(err.message)) throw err;
+        });
+        continue;
+      }
+      if (attempt % 10 === 0) this.o.log.info({ missing }, 'waiting for the capture to create topics');
+      await sleep(1000, signal);
+    }
   }
 
   private async seekToStored(assignment: Record<string, number[]>): Promise<void> {

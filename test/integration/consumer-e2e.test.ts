@@ -48,6 +48,27 @@ describe('source → capture → Kafka → warehouse consumer', () => {
       (1, ' Ann@X.io', 'Ann', 'Lee', 'bronze'), (2, 'bo@x.io', 'Bo', 'Ng', 'silver')`);
     await src.query(`INSERT INTO ${s}.products (product_id, product_name, category, price, rating) VALUES
       (10, 'Book', 'books', 19.99, 4.5), (11, 'Game', 'games', 100.00, NULL)`);
+    const topics = TABLE_NAMES.map((t) => h!.topic(t));
+    const kafka = new kafkajs.Kafka({ clientId: 'e2e', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    stops.push(() => admin.disconnect());
+    schemas = { staging: `${s}_stg`, analytics: `${s}_an`, meta: `${s}_wmeta` };
+    wh = createWarehousePool(stackEnv.warehouseUrl);
+    await migrate(wh, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+    const consumer = new WarehouseConsumer({
+      kafka, registry: createRegistry(stackEnv.registryUrl), pool: wh, redis, schemas, group: `${s}_wh`,
+      topics, redisKeyPrefix: `${s}:`, log: createLogger('e2e', 'warn'),
+    });
+    const ac = new AbortController();
+    // Started before the capture has created any topic: it must wait for them.
+    const started = consumer.start(ac.signal);
+    stops.push(async () => {
+      ac.abort();
+      await consumer.stop();
+      const keys = await redis.keys(`${s}:*`);
+      if (keys.length) await redis.del(...keys);
+    });
     const capture = await startInProcess(h.config({ CAPTURE_SNAPSHOT: 'initial' }));
     stops.push(() => capture.stop());
 
@@ -66,31 +87,11 @@ describe('source → capture → Kafka → warehouse consumer', () => {
     await src.query(`DELETE FROM ${s}.customers WHERE customer_id = 3`);
     await src.query(`UPDATE ${s}.products SET category = 'games', price = 21.50 WHERE product_id = 10`);
 
-    const topics = TABLE_NAMES.map((t) => h!.topic(t));
-    const kafka = new kafkajs.Kafka({ clientId: 'e2e', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
-    const admin = kafka.admin();
-    await admin.connect();
-    stops.push(() => admin.disconnect());
     await waitFor('capture topics', async () => {
       const existing = new Set(await admin.listTopics());
       return topics.every((t) => existing.has(t));
     }, 60_000);
-
-    schemas = { staging: `${s}_stg`, analytics: `${s}_an`, meta: `${s}_wmeta` };
-    wh = createWarehousePool(stackEnv.warehouseUrl);
-    await migrate(wh, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
-    const consumer = new WarehouseConsumer({
-      kafka, registry: createRegistry(stackEnv.registryUrl), pool: wh, redis, schemas, group: `${s}_wh`,
-      topics, redisKeyPrefix: `${s}:`, log: createLogger('e2e', 'warn'),
-    });
-    const ac = new AbortController();
-    await consumer.start(ac.signal);
-    stops.push(async () => {
-      ac.abort();
-      await consumer.stop();
-      const keys = await redis.keys(`${s}:*`);
-      if (keys.length) await redis.del(...keys);
-    });
+    await started;
 
     // The source is quiet now; wait until the capture has published everything and the consumer applied it.
     const sourceRows = async (table: (typeof TABLE_NAMES)[number]) => {
