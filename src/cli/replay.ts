@@ -46,6 +46,7 @@ interface Opts {
   staging?: string;
   analytics?: string;
   json?: boolean;
+  perKey?: boolean;
 }
 
 async function main(): Promise<void> {
@@ -55,6 +56,7 @@ async function main(): Promise<void> {
     .addOption(new Option('--from-offset <earliest|N>', 'start at the log start or at offset N of every partition').argParser(fromOffset).conflicts('fromTimestamp'))
     .addOption(new Option('--from-timestamp <T>', 'start at the first message at or after T (ISO-8601 or epoch ms)').argParser(fromTimestamp))
     .option('--keep-old', 'keep the replaced tables in <schema>__old_<stamp> instead of dropping them')
+    .option('--per-key', 'recompute derived rows key by key during the whole replay (default: staging first, one set-based refresh, then per key)')
     .option('--allow-partial', 'swap in even when the start is after the log start (the tables then lack older changes)')
     .option('--staging <schema>', 'live staging schema (default STAGING_SCHEMA)', ident)
     .option('--analytics <schema>', 'live analytics schema (default ANALYTICS_SCHEMA)', ident)
@@ -81,7 +83,7 @@ async function main(): Promise<void> {
   try {
     const result = await replayWarehouse({
       pool, kafka, registry: createRegistry(cfg.stack.registryUrl), redis, live, group, topics: cfg.topics,
-      redisKeyPrefix: cfg.redisKeyPrefix, thresholds: cfg.thresholds, from, keepOld: opts.keepOld, allowPartial: opts.allowPartial,
+      redisKeyPrefix: cfg.redisKeyPrefix, thresholds: cfg.thresholds, from, keepOld: opts.keepOld, allowPartial: opts.allowPartial, deferDerived: !opts.perKey,
       maxMessagesPerTx: cfg.maxMessagesPerTx, log, signal: controller.signal,
       onProgress: (p) => {
         if (p.phase !== phase) {

@@ -7,6 +7,7 @@ import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { migrate } from '../migrations/runner.ts';
 import { readStoredOffsets } from '../sinks/postgres/batch-tx.ts';
+import { fullRefresh } from '../sinks/postgres/full-refresh.ts';
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
 import { quoted, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
@@ -39,6 +40,13 @@ export interface ReplayOptions {
   from: ReplayFrom;
   /** Keep the replaced tables in `<schema>__old_<stamp>` instead of dropping them. */
   keepOld?: boolean;
+  /**
+   * Up to the end offsets, apply staging and history only and then build
+   * the derived tables in one set-based refresh (default true): far faster
+   * than recomputing key by key for a large backlog. The handover after it
+   * always recomputes per key, like the live group.
+   */
+  deferDerived?: boolean;
   /** Allow swapping in tables built from a start after the log start (they lack what came before). */
   allowPartial?: boolean;
   log: Logger;
@@ -84,12 +92,12 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
   await admin.connect();
   let consumer: WarehouseConsumer | undefined;
   let ac: AbortController | undefined;
-  const startConsumer = async () => {
+  const startConsumer = async (deferDerived: boolean) => {
     ac = new AbortController();
     consumer = new WarehouseConsumer({
       kafka: o.kafka, registry: o.registry, pool: o.pool, redis: o.redis, schemas: rebuilt, group: rebuildGroup, topics: o.topics,
       // Its CLV figures go to keys of its own (removed afterwards): the live keys only change through the swap's outbox entries.
-      redisKeyPrefix: rbPrefix, log, thresholds: o.thresholds, maxMessagesPerTx: o.maxMessagesPerTx,
+      redisKeyPrefix: rbPrefix, log, thresholds: o.thresholds, maxMessagesPerTx: o.maxMessagesPerTx, deferDerived,
     });
     await consumer.start(ac.signal);
   };
@@ -113,7 +121,8 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
       `INSERT INTO ${meta}.consumer_offsets (consumer_group, topic, partition, next_offset)
        SELECT $1, r.topic, r.partition, r.off FROM jsonb_to_recordset($2::jsonb) AS r(topic text, partition int, off bigint)`,
       [rebuildGroup, JSON.stringify(ranges.map((r) => ({ topic: r.topic, partition: r.partition, off: r.start.toString() })))]);
-    await startConsumer();
+    const deferred = o.deferDerived ?? true;
+    await startConsumer(deferred);
 
     for (;;) {
       o.signal?.throwIfAborted();
@@ -122,12 +131,19 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
       if (c.caughtUp) break;
       await sleep(poll, o.signal);
     }
-    log.info('replay: caught up with the end offsets taken at the start; handing over');
+    log.info('replay: caught up with the end offsets taken at the start');
+    if (deferred) {
+      // Stopped first: the refresh must see staging exactly at the offsets stored with it.
+      await stopConsumer();
+      const r = await fullRefresh(o.pool, rebuilt, { redisKeyPrefix: rbPrefix, thresholds: o.thresholds });
+      log.info({ factOrders: r.factOrders, customers: r.customers, ms: r.ms }, 'replay: derived tables built from the rebuilt staging');
+    }
+    log.info('replay: handing over');
 
     let swap: SwapResult | undefined;
     for (let attempt = 1; !swap; attempt++) {
       o.signal?.throwIfAborted();
-      if (!consumer) await startConsumer();
+      if (!consumer) await startConsumer(false);
       // Catch up with the live group without holding anything, so the wait under the lock below is short.
       for (;;) {
         o.signal?.throwIfAborted();

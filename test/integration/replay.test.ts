@@ -131,7 +131,7 @@ afterAll(async () => {
 });
 
 describe('replay', () => {
-  it('CLI from a timestamp, live consumer running: rebuilt tables equal the live ones row for row, old ones kept, progress logged', async () => {
+  it('CLI from a timestamp, per key, live consumer running: rebuilt tables equal the live ones row for row, old ones kept, progress logged', async () => {
     const env = await makeEnv('rp_cli');
     const sim = new ShopSim(777);
     sim.randomWorkload(200);
@@ -146,7 +146,7 @@ describe('replay', () => {
         WAREHOUSE_DATABASE_URL: stackEnv.warehouseUrl, KAFKA_BROKERS: stackEnv.kafkaBrokers.join(','), SCHEMA_REGISTRY_URL: stackEnv.registryUrl, REDIS_URL: stackEnv.redisUrl,
       };
       const { code, stdout, stderr } = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile(process.execPath, ['--import', 'tsx', CLI, '--group', env.id, '--from-timestamp', new Date(before).toISOString(), '--keep-old', '--json'],
+        execFile(process.execPath, ['--import', 'tsx', CLI, '--group', env.id, '--from-timestamp', new Date(before).toISOString(), '--keep-old', '--json', '--per-key'],
           { env: childEnv, timeout: 110_000 }, (err, out, errOut) => resolve({ code: err ? Number(err.code ?? -1) : 0, stdout: out, stderr: errOut }));
       });
       expect(stderr).toBe('');
@@ -190,7 +190,7 @@ describe('replay', () => {
     }
   });
 
-  it('from offset 0 while the live group consumes and readers query: swap is atomic, nothing lost or doubled, corrupted rows repaired, Redis follows', async () => {
+  it('from offset 0 (staging first, one refresh, then per key) while the live group consumes and readers query: swap is atomic, nothing lost or doubled, corrupted rows repaired, Redis follows', async () => {
     const env = await makeEnv('rp_live');
     const sim = new ShopSim(4242);
     sim.randomWorkload(700);
