@@ -13,8 +13,10 @@ export function parseInstantUs(text: string): bigint | undefined {
   const year = Number(y), month = Number(mo), day = Number(d);
   const hour = Number(h), minute = Number(mi), second = Number(s);
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return undefined;
-  const ms = Date.UTC(year, month - 1, day, hour, minute, second);
-  const check = new Date(ms);
+  // Date.UTC maps years 0-99 to 1900-1999; setUTCFullYear does not.
+  const check = new Date(Date.UTC(2000, 0, 1, hour, minute, second));
+  check.setUTCFullYear(year, month - 1, day);
+  const ms = check.getTime();
   if (check.getUTCDate() !== day || check.getUTCMonth() !== month - 1) return undefined;
   let offsetMin = 0;
   if (zone !== 'Z') {

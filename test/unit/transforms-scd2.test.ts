@@ -82,6 +82,7 @@ describe('time', () => {
     expect(formatInstantUs(us('2024-01-01T02:00:00.123456+02:00'))).toBe('2024-01-01T00:00:00.123456Z');
     expect(formatInstantUs(us('1969-12-31T23:59:59.999999Z'))).toBe('1969-12-31T23:59:59.999999Z');
     expect(parseInstantUs('2024-02-30T00:00:00Z')).toBeUndefined();
+    expect(formatInstantUs(us('0099-03-04T05:06:07.000008Z'))).toBe('0099-03-04T05:06:07.000008Z');
     expect(parseInstantUs('nope')).toBeUndefined();
   });
 });
