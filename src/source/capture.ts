@@ -332,7 +332,7 @@ export class CaptureService implements Service {
       const lag = Number(rows[0]?.lag ?? 0);
       this.metrics.slotLag.set(lag);
       const st = this.publisher.stats;
-      this.log.info({ eventsPerSec: Math.round(acked / (this.cfg.progressLogMs / 1000)), slotLagBytes: lag, sends: st.sends, avgBatch: Math.round(st.messages / Math.max(1, st.sends)), avgSendMs: Math.round(st.sendMs / Math.max(1, st.sends)), confirmed: formatLsn(this.acker?.confirmed ?? 0n), bufferedBytes: this.publisher.bufferedBytes }, 'capture progress');
+      this.log.info({ eventsPerSec: Math.round(acked / (this.cfg.progressLogMs / 1000)), slotLagBytes: lag, sends: st.sends, avgBatch: Math.round(st.messages / Math.max(1, st.sends)), avgSendMs: Math.round(st.sendMs / Math.max(1, st.sends)), sendingMs: Math.round(st.sendMs), pausedMs: Math.round(this.repl.pausedMs), confirmed: formatLsn(this.acker?.confirmed ?? 0n), bufferedBytes: this.publisher.bufferedBytes }, 'capture progress');
     } catch (err) {
       this.log.warn({ err }, 'slot lag query failed');
     }

@@ -28,6 +28,9 @@ interface PgConnection {
 export class ReplicationConnection {
   private client: pg.Client | null = null;
   private paused = false;
+  private pausedAt = 0;
+  /** Total time the socket was paused for backpressure (for the progress log). */
+  pausedMs = 0;
   private lastStatusAt = 0;
 
   constructor(private readonly url: string, private readonly log: Logger) {}
@@ -100,12 +103,14 @@ export class ReplicationConnection {
   pause(): void {
     if (this.paused || !this.client) return;
     this.paused = true;
+    this.pausedAt = performance.now();
     this.conn.stream.pause();
   }
 
   resume(): void {
     if (!this.paused || !this.client) return;
     this.paused = false;
+    this.pausedMs += performance.now() - this.pausedAt;
     this.conn.stream.resume();
   }
 
