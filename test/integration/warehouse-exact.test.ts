@@ -5,6 +5,7 @@ import { validateEnvelope } from '../../src/consumer/envelope.ts';
 import { migrate } from '../../src/migrations/runner.ts';
 import { applyBatch } from '../../src/sinks/postgres/batch-tx.ts';
 import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
+import { clvSelectSql, DEFAULT_CLV_THRESHOLDS } from '../../src/sinks/postgres/derived-sql.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { avroType, envelopeSchema, envelopeValue, type FixtureEvent, type FixtureRow } from '../helpers/debezium-fixtures.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
@@ -138,5 +139,29 @@ describe('warehouse figures to the cent', () => {
     } finally {
       client.release();
     }
+  });
+
+  it('segments CLV at the SPEC thresholds, inclusive, and rounds the average half away from zero', async () => {
+    // customer, orders (each one line of quantity 1), revenue per order
+    const cases: Array<[number, number, string]> = [
+      [1, 1, '1000.00'], [2, 1, '999.99'], [3, 1, '250.00'], [4, 1, '249.99'],
+      [5, 2, '0.025'], [6, 4, '25.00'], [7, 5, '20.00'], [8, 3, '33.3333'],
+    ];
+    const values = cases.flatMap(([c, n, rev]) => Array.from({ length: n }, (_, i) =>
+      `(${c}, ${c * 100 + i}, 'delivered', 1, ${rev}::numeric, timestamptz '2024-01-01' + ${i} * interval '36 hours')`)).join(', ');
+    const fact = `(SELECT * FROM (VALUES ${values}) AS v(customer_id, order_id, status, quantity, line_total, order_date))`;
+    const dims = `(SELECT NULL::bigint AS customer_id, NULL::text AS customer_key, NULL::text AS customer_segment, false AS is_current)`;
+    const { rows } = await pool.query(`SELECT customer_id::int, total_orders, avg_order_value, customer_lifetime_days, value_segment, frequency_segment
+      FROM (${clvSelectSql(fact, dims, DEFAULT_CLV_THRESHOLDS)}) x ORDER BY 1`);
+    expect(rows.map((r) => [r.customer_id, r.value_segment, r.frequency_segment, r.avg_order_value, r.customer_lifetime_days])).toEqual([
+      [1, 'high', 'one_time', '1000.00', 0],
+      [2, 'medium', 'one_time', '999.99', 0],
+      [3, 'medium', 'one_time', '250.00', 0],
+      [4, 'low', 'one_time', '249.99', 0],
+      [5, 'low', 'repeat', '0.03', 1],
+      [6, 'low', 'repeat', '25.00', 4],
+      [7, 'low', 'loyal', '20.00', 6],
+      [8, 'low', 'repeat', '33.33', 3],
+    ]);
   });
 });
