@@ -102,6 +102,10 @@ describe('warehouse figures to the cent', () => {
       { date_key: 20240220, category: 'games', orders: 1, units: '4', revenue: '51.00' },
       { date_key: 20240310, category: 'games', orders: 1, units: '2', revenue: '200.00' },
     ]);
+    expect(await q('SELECT product_id, price_tier, product_key FROM AN.dim_products ORDER BY 1')).toEqual([
+      { product_id: '10', price_tier: 'budget', product_key: md5('10') },
+      { product_id: '11', price_tier: 'premium', product_key: md5('11') },
+    ]);
     // Deleting the order's lines and the order retracts everything it contributed.
     await send('order_items', 'd', { order_id: 101, product_id: 11, quantity: 2, unit_price: '100.00', discount: '0.00' });
     await send('orders', 'd', { ...o101, status: 'placed', updated_at: '2024-03-12T00:00:00Z' });

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { clvSelectSql, DEFAULT_CLV_THRESHOLDS, factOrdersSelectSql, fulfillmentSelectSql, type ClvThresholds } from './derived-sql.ts';
+import { PRICE_TIER, clvSelectSql, DEFAULT_CLV_THRESHOLDS, factOrdersSelectSql, fulfillmentSelectSql, type ClvThresholds } from './derived-sql.ts';
 import { quoted, type WarehouseSchemas } from './pool.ts';
 
 /**
@@ -69,7 +69,7 @@ export function batchChecks(schemas: WarehouseSchemas, thresholds: ClvThresholds
     {
       table: 'dim_products',
       expected: `SELECT md5(product_id::text) AS product_key, product_id, product_name, category, price, rating,
-                   CASE WHEN price < 25 THEN 'budget' WHEN price < 100 THEN 'mid' ELSE 'premium' END AS price_tier
+                   ${PRICE_TIER} AS price_tier
                  FROM ${stg}.stg_products`,
       actual: `SELECT * FROM ${an}.dim_products`,
     },

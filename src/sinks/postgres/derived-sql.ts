@@ -20,6 +20,9 @@ function checkThresholds(t: ClvThresholds): void {
   if (!Number.isInteger(t.frequencyRepeat) || !Number.isInteger(t.frequencyLoyal)) throw new Error('CLV frequency thresholds must be integers');
 }
 
+/** SPEC §3 price tiers; an unknown price has no tier. */
+export const PRICE_TIER = "CASE WHEN price IS NULL THEN NULL WHEN price < 25 THEN 'budget' WHEN price < 100 THEN 'mid' ELSE 'premium' END";
+
 export const LINE_TOTAL = 'round(i.quantity * i.unit_price * (1 - i.discount), 2)';
 
 /**

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { clvPayloadSql, clvSelectSql, DEFAULT_CLV_THRESHOLDS, factOrdersSelectSql, fulfillmentSelectSql, type ClvThresholds } from './derived-sql.ts';
+import { PRICE_TIER, clvPayloadSql, clvSelectSql, DEFAULT_CLV_THRESHOLDS, factOrdersSelectSql, fulfillmentSelectSql, type ClvThresholds } from './derived-sql.ts';
 import { dimCustomersBatchSql } from './batch-recompute.ts';
 import { namespaceLockSql } from './batch-tx.ts';
 import { quoted, type WarehouseSchemas } from './pool.ts';
@@ -35,7 +35,7 @@ export async function fullRefresh(
     await client.query(
       `INSERT INTO ${an}.dim_products (product_key, product_id, product_name, category, price, rating, price_tier)
        SELECT md5(product_id::text), product_id, product_name, category, price, rating,
-              CASE WHEN price < 25 THEN 'budget' WHEN price < 100 THEN 'mid' ELSE 'premium' END
+              ${PRICE_TIER}
        FROM ${stg}.stg_products`);
     await client.query(`INSERT INTO ${an}.dim_customers SELECT * FROM (${dimCustomersBatchSql(stg)}) d`);
     await client.query(

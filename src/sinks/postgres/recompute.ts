@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { RowChange } from '../../consumer/envelope.ts';
 import { scd2Versions, type CustomerChange } from '../../transforms/scd2.ts';
 import { formatInstantUs } from '../../transforms/time.ts';
-import { clvPayloadSql, clvSelectSql, factOrdersSelectSql, fulfillmentSelectSql, DEFAULT_CLV_THRESHOLDS, type ClvThresholds } from './derived-sql.ts';
+import { PRICE_TIER, clvPayloadSql, clvSelectSql, factOrdersSelectSql, fulfillmentSelectSql, DEFAULT_CLV_THRESHOLDS, type ClvThresholds } from './derived-sql.ts';
 import { quoted, type WarehouseSchemas } from './pool.ts';
 
 /**
@@ -135,7 +135,7 @@ export async function recomputeAffected(
     await client.query(
       `INSERT INTO ${an}.dim_products (product_key, product_id, product_name, category, price, rating, price_tier)
        SELECT md5(product_id::text), product_id, product_name, category, price, rating,
-              CASE WHEN price < 25 THEN 'budget' WHEN price < 100 THEN 'mid' ELSE 'premium' END
+              ${PRICE_TIER}
        FROM ${stg}.stg_products WHERE product_id = ANY($1::bigint[])`, [products]);
   }
   const historyCustomers = arr(k.historyCustomers);
