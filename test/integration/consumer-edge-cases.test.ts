@@ -1,0 +1,111 @@
+import kafkajs from 'kafkajs';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createRegistry } from '../../src/consumer/avro.ts';
+import { TABLE_NAMES } from '../../src/consumer/tables.ts';
+import { waitCaughtUp } from '../../src/consumer/lag.ts';
+import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { createLogger } from '../../src/logger.ts';
+import { migrate } from '../../src/migrations/runner.ts';
+import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { avroType, envelopeSchema, envelopeValue, wire } from '../helpers/debezium-fixtures.ts';
+import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
+
+/**
+ * Edge cases of the warehouse consumer on the real stack: topics that do
+ * not exist yet, and a message Postgres refuses although it validated.
+ */
+describe('warehouse consumer edge cases', () => {
+  const id = uniqueId('cons_topics');
+  const schemas: WarehouseSchemas = { staging: `${id}_stg`, analytics: `${id}_an`, meta: `${id}_meta` };
+  const topics = TABLE_NAMES.map((t) => `${id}.public.${t}`);
+  const kafka = new kafkajs.Kafka({ clientId: id, brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+  const admin = kafka.admin();
+  const pool = createWarehousePool(stackEnv.warehouseUrl);
+  const redis = new Redis(stackEnv.redisUrl, { lazyConnect: true });
+
+  afterAll(async () => {
+    await admin.deleteTopics({ topics }).catch(() => {});
+    await admin.disconnect();
+    await pool.query(`DROP SCHEMA IF EXISTS "${schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.meta}" CASCADE`);
+    await pool.end();
+    redis.disconnect();
+  });
+
+  it('waits for missing topics, then creates them after the grace period', async () => {
+    await admin.connect();
+    await migrate(pool, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+    // One topic exists already, as if the capture had seen only customers so far.
+    await admin.createTopics({ topics: [{ topic: topics[0]!, numPartitions: 3 }], waitForLeaders: true });
+    const consumer = new WarehouseConsumer({
+      kafka, registry: createRegistry(stackEnv.registryUrl), pool, redis, schemas, group: id, topics,
+      redisKeyPrefix: `${id}:`, log: createLogger('test', 'error'), topicWaitMs: 1500,
+    });
+    const ac = new AbortController();
+    const t0 = Date.now();
+    try {
+      await consumer.start(ac.signal);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1500);
+      const existing = new Set(await admin.listTopics());
+      expect(topics.filter((t) => !existing.has(t))).toEqual([]);
+      const meta = await admin.fetchTopicMetadata({ topics: [topics[0]!] });
+      expect(meta.topics[0]!.partitions).toHaveLength(3); // an existing topic is left as it is
+    } finally {
+      ac.abort();
+      await consumer.stop();
+    }
+  });
+
+  it('dead-letters a message Postgres refuses (numeric overflow) and applies the rest of the batch', async () => {
+    const pid = uniqueId('cons_poison');
+    const ps: WarehouseSchemas = { staging: `${pid}_stg`, analytics: `${pid}_an`, meta: `${pid}_meta` };
+    const ptopics = TABLE_NAMES.map((t) => `${pid}.public.${t}`);
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
+    await Promise.all([admin.connect(), producer.connect()]);
+    try {
+      await admin.createTopics({ topics: ptopics.map((topic) => ({ topic })), waitForLeaders: true });
+      await migrate(pool, 'warehouse', { schemas: { staging_schema: ps.staging, analytics_schema: ps.analytics, meta_schema: ps.meta } });
+      // Price as Debezium's VariableScaleDecimal (numeric without a declared scale).
+      const schema = envelopeSchema(pid, 'products') as { fields: Array<{ name: string; type: unknown }> };
+      const value = (schema.fields[0]!.type as [string, { fields: Array<{ name: string; type: unknown }> }])[1];
+      value.fields.find((f) => f.name === 'price')!.type = ['null', {
+        type: 'record', name: 'VariableScaleDecimal', namespace: 'io.debezium.data',
+        fields: [{ name: 'scale', type: 'int' }, { name: 'value', type: 'bytes' }], 'connect.name': 'io.debezium.data.VariableScaleDecimal',
+      }];
+      const registry = createRegistry(stackEnv.registryUrl);
+      const { id: schemaId } = await registry.register({ type: 'AVRO' as never, schema: JSON.stringify(schema) }, { subject: `${ptopics[1]}-value` });
+      const type = avroType(schema);
+      const event = (n: number, scale: number) => {
+        const v = envelopeValue({ table: 'products', op: 'c', lsn: BigInt(100 + n), commitTime: '2024-01-01T00:00:00.000000Z',
+          after: { product_id: n, product_name: `p${n}`, category: 'books', price: null, rating: null, updated_at: '2024-01-01T00:00:00Z' } });
+        (v.after as Record<string, unknown>).price = { scale, value: Buffer.from([0x01]) };
+        return { key: String(n), value: wire(schemaId, type, v) };
+      };
+      // 10^-20000 has more fraction digits than numeric can hold.
+      await producer.send({ topic: ptopics[1]!, acks: -1, messages: [event(1, 2), event(2, 20_000), event(3, 2)] });
+      const consumer = new WarehouseConsumer({
+        kafka, registry, pool, redis, schemas: ps, group: pid, topics: ptopics, redisKeyPrefix: `${pid}:`, log: createLogger('test', 'silent'),
+      });
+      const ac = new AbortController();
+      await consumer.start(ac.signal);
+      try {
+        await waitCaughtUp(admin, pool, ps, pid, ptopics, { timeoutMs: 60_000 });
+      } finally {
+        ac.abort();
+        await consumer.stop();
+      }
+      const { rows } = await pool.query(`SELECT product_id::int, price::text FROM "${ps.staging}".stg_products ORDER BY 1`);
+      expect(rows).toEqual([{ product_id: 1, price: '0.01' }, { product_id: 3, price: '0.01' }]);
+      const dead = await pool.query(`SELECT "offset"::int, error FROM "${ps.meta}".dead_letters`);
+      expect(dead.rows).toHaveLength(1);
+      expect(dead.rows[0]).toMatchObject({ offset: 1 });
+      expect(dead.rows[0].error).toMatch(/rejected by the warehouse.*overflow/);
+      const dlq = await admin.fetchTopicOffsets(`${ptopics[1]}.dlq`);
+      expect(dlq.reduce((n, p) => n + Number(p.high), 0)).toBe(1);
+    } finally {
+      await admin.deleteTopics({ topics: [...ptopics, `${ptopics[1]}.dlq`] }).catch(() => {});
+      await producer.disconnect();
+      await pool.query(`DROP SCHEMA IF EXISTS "${ps.staging}" CASCADE; DROP SCHEMA IF EXISTS "${ps.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${ps.meta}" CASCADE`);
+    }
+  });
+});
