@@ -88,6 +88,14 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
   const log = o.log.child({ rebuildGroup });
   const poll = o.pollMs ?? 500;
 
+  // One replay per namespace at a time: a second one would swap the first one's tables out again.
+  const guard = await o.pool.connect();
+  const guardKey = `cdc-replay:${o.live.staging}/${o.live.analytics}`;
+  const { rows: got } = await guard.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [guardKey]);
+  if (!got[0]?.ok) {
+    guard.release();
+    throw new Error(`another replay of ${o.live.staging}/${o.live.analytics} is running`);
+  }
   const admin = o.kafka.admin();
   await admin.connect();
   let consumer: WarehouseConsumer | undefined;
@@ -185,6 +193,8 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
     await stopConsumer().catch((err) => log.warn({ err: errorMessage(err) }, 'replay: stopping the rebuild consumer'));
     await cleanup(o, { rebuilt, old, rebuildGroup, rbPrefix, dropOld: swapped && !o.keepOld, admin }).catch((err) => log.warn({ err: errorMessage(err) }, 'replay: cleanup incomplete'));
     await admin.disconnect();
+    await guard.query('SELECT pg_advisory_unlock(hashtext($1))', [guardKey]).catch(() => {});
+    guard.release();
   }
 }
 

@@ -97,7 +97,27 @@ export async function swapRebuilt(pool: pg.Pool, p: SwapParams): Promise<SwapRes
       const r = rebuilt.get(tp);
       if (r === undefined || BigInt(r) < BigInt(off)) throw new SwapNotReadyError(`rebuild at ${r ?? 'nothing'} on ${tp}, live group at ${off}`);
     }
-    // 3. Exclusive locks on both sets of tables (and views reading them), in
+    // 3. CLV versions, before any exclusive lock (readers are not held up by
+    // it; the live table cannot change under the live lock): a row whose Redis figure is unchanged keeps its
+    // version; a changed or removed one gets a version above every figure
+    // the live group ever wrote (the sequence is shared), so the outbox
+    // entries below win over anything already in Redis or still pending.
+    const oldAn = live.an;
+    const newAn = rb.an;
+    await client.query(`CREATE TEMP TABLE clv_same ON COMMIT DROP AS
+      SELECT n.customer_id::bigint AS customer_id, o.version::bigint AS version
+      FROM (${clvPayloadSql(newAn)}) n JOIN (${clvPayloadSql(oldAn)}) o ON o.customer_id = n.customer_id AND o.payload = n.payload`);
+    await client.query(`UPDATE ${newAn}.customer_lifetime_value v SET version = s.version FROM clv_same s WHERE s.customer_id = v.customer_id`);
+    const changed = await client.query(`UPDATE ${newAn}.customer_lifetime_value v SET version = nextval('${seq}')
+      WHERE NOT EXISTS (SELECT 1 FROM clv_same s WHERE s.customer_id = v.customer_id)`);
+    await client.query(`INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
+      SELECT $1, n.customer_id::bigint, n.version::bigint, n.payload FROM (${clvPayloadSql(newAn)}) n
+      WHERE NOT EXISTS (SELECT 1 FROM clv_same s WHERE s.customer_id = n.customer_id::bigint)`, [p.redisKeyPrefix]);
+    const removed = await client.query(`INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
+      SELECT $1, o.customer_id, nextval('${seq}'), NULL FROM ${oldAn}.customer_lifetime_value o
+      WHERE NOT EXISTS (SELECT 1 FROM ${newAn}.customer_lifetime_value n WHERE n.customer_id = o.customer_id)`, [p.redisKeyPrefix]);
+
+    // 4. Exclusive locks on both sets of tables (and views reading them), in
     // one statement with a short timeout: a reader in the middle of a query
     // delays us, never the reverse, and we retry rather than deadlock.
     const liveViews = o.analyticsViews.map((v) => `${live.an}.${v}`);
@@ -116,7 +136,7 @@ export async function swapRebuilt(pool: pg.Pool, p: SwapParams): Promise<SwapRes
         await sleep(50 + Math.floor(Math.random() * 200));
       }
     }
-    // 4. Move: live out to the old schemas, rebuilt in.
+    // 5. Move: live out to the old schemas, rebuilt in.
     await client.query(`CREATE SCHEMA ${q(p.old.staging)}; CREATE SCHEMA ${q(p.old.analytics)}`);
     const moves: string[] = [];
     for (const t of o.stagingTables) moves.push(`ALTER TABLE ${live.stg}.${t} SET SCHEMA ${q(p.old.staging)}`, `ALTER TABLE ${rb.stg}.${t} SET SCHEMA ${live.stg}`);
@@ -125,24 +145,6 @@ export async function swapRebuilt(pool: pg.Pool, p: SwapParams): Promise<SwapRes
     for (const f of o.analyticsFunctions) moves.push(`ALTER FUNCTION ${live.an}.${f} SET SCHEMA ${q(p.old.analytics)}`, `ALTER FUNCTION ${rb.an}.${f} SET SCHEMA ${live.an}`);
     await client.query(moves.join(';\n'));
     for (const v of external) await client.query(`CREATE OR REPLACE VIEW ${v.name} AS ${v.def}`);
-
-    // 5. CLV versions: a row whose Redis figure is unchanged keeps its
-    // version; a changed or removed one gets a version above every figure
-    // the live group ever wrote (the sequence is shared), so the outbox
-    // entries below win over anything already in Redis or still pending.
-    const oldAn = q(p.old.analytics);
-    await client.query(`CREATE TEMP TABLE clv_same ON COMMIT DROP AS
-      SELECT n.customer_id::bigint AS customer_id, o.version::bigint AS version
-      FROM (${clvPayloadSql(live.an)}) n JOIN (${clvPayloadSql(oldAn)}) o ON o.customer_id = n.customer_id AND o.payload = n.payload`);
-    await client.query(`UPDATE ${live.an}.customer_lifetime_value v SET version = s.version FROM clv_same s WHERE s.customer_id = v.customer_id`);
-    const changed = await client.query(`UPDATE ${live.an}.customer_lifetime_value v SET version = nextval('${seq}')
-      WHERE NOT EXISTS (SELECT 1 FROM clv_same s WHERE s.customer_id = v.customer_id)`);
-    await client.query(`INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
-      SELECT $1, n.customer_id::bigint, n.version::bigint, n.payload FROM (${clvPayloadSql(live.an)}) n
-      WHERE NOT EXISTS (SELECT 1 FROM clv_same s WHERE s.customer_id = n.customer_id::bigint)`, [p.redisKeyPrefix]);
-    const removed = await client.query(`INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
-      SELECT $1, o.customer_id, nextval('${seq}'), NULL FROM ${oldAn}.customer_lifetime_value o
-      WHERE NOT EXISTS (SELECT 1 FROM ${live.an}.customer_lifetime_value n WHERE n.customer_id = o.customer_id)`, [p.redisKeyPrefix]);
 
     // 6. The live group resumes where the rebuilt tables are; what it already
     // fetched below that is dropped by its own offset guard (batch-tx.ts).

@@ -151,18 +151,21 @@ describe('replay', () => {
       });
       expect(stderr).toBe('');
       expect(code).toBe(0);
-      const lines = stdout.trim().split('\n');
-      const result = JSON.parse(lines.at(-1)!);
+      // stdout carries pino lines (progress included) and the result, the one line without a level.
+      const parsed = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const results = parsed.filter((l) => l.level === undefined);
+      expect(results).toHaveLength(1);
+      const result = results[0] as Record<string, unknown> & { kept: { staging: string; analytics: string } };
       const total = sim.events.length;
       expect(result).toMatchObject({ group: env.id, messages: total, clvChanged: 0, clvRemoved: 0 });
       // Progress as log lines (stdout is not a terminal): the replay's label, counts against the total, then the last line.
-      const logs = lines.slice(0, -1).map((l) => JSON.parse(l));
+      const logs = parsed.filter((l) => l.level !== undefined) as Array<Record<string, unknown> & { msg: string }>;
       expect(logs.filter((l) => l.label === 'replay' && l.total === total).length).toBeGreaterThan(0);
       expect(logs.some((l) => typeof l.rate === 'number' && 'etaSeconds' in l)).toBe(true);
       expect(logs.some((l) => /swapped in/.test(l.msg))).toBe(true);
 
       // The kept tables were the live ones; the swapped-in ones must be identical (CLV versions too: unchanged figures keep theirs).
-      const kept = result.kept as { staging: string; analytics: string };
+      const kept = result.kept;
       for (const t of ['stg_customers', 'stg_products', 'stg_orders', 'stg_order_items', 'stg_tombstones', 'customer_changes', 'order_status_changes']) {
         expect(await tableRows(env.schemas.staging, t), t).toEqual(await tableRows(kept.staging, t));
       }
