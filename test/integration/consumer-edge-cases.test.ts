@@ -7,8 +7,9 @@ import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { createLogger } from '../../src/logger.ts';
 import { migrate } from '../../src/migrations/runner.ts';
+import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
-import { avroType, envelopeSchema, envelopeValue, wire } from '../helpers/debezium-fixtures.ts';
+import { avroType, envelopeSchema, envelopeValue, registerTable, ShopSim, wire } from '../helpers/debezium-fixtures.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
 /**
@@ -108,4 +109,67 @@ describe('warehouse consumer edge cases', () => {
       await pool.query(`DROP SCHEMA IF EXISTS "${ps.staging}" CASCADE; DROP SCHEMA IF EXISTS "${ps.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${ps.meta}" CASCADE`);
     }
   });
+
+  it('two members of one group, joining and leaving mid-stream (rebalances), end equal to the batch recomputation', async () => {
+    const gid = uniqueId('cons_rebal');
+    const gs: WarehouseSchemas = { staging: `${gid}_stg`, analytics: `${gid}_an`, meta: `${gid}_meta` };
+    const gtopics = TABLE_NAMES.map((t) => `${gid}.public.${t}`);
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
+    await Promise.all([admin.connect(), producer.connect()]);
+    const members: Array<{ c: WarehouseConsumer; ac: AbortController }> = [];
+    const join = async () => {
+      const c = new WarehouseConsumer({
+        kafka, registry: createRegistry(stackEnv.registryUrl), pool, redis, schemas: gs, group: gid, topics: gtopics,
+        redisKeyPrefix: `${gid}:`, log: createLogger('test', 'silent'), maxMessagesPerTx: 10, sessionTimeoutMs: 6000,
+      });
+      const ac = new AbortController();
+      await c.start(ac.signal);
+      members.push({ c, ac });
+    };
+    try {
+      await admin.createTopics({ topics: gtopics.map((topic) => ({ topic, numPartitions: 3 })), waitForLeaders: true });
+      await migrate(pool, 'warehouse', { schemas: { staging_schema: gs.staging, analytics_schema: gs.analytics, meta_schema: gs.meta } });
+      const registry = createRegistry(stackEnv.registryUrl);
+      const enc = new Map<string, Awaited<ReturnType<typeof registerTable>>>();
+      for (const t of TABLE_NAMES) enc.set(t, await registerTable(registry, gid, t));
+      const sim = new ShopSim(2718);
+      sim.randomWorkload(240);
+      const send = async (events: typeof sim.events) => {
+        const byTopic = new Map<string, Array<{ key: Buffer; value: Buffer }>>();
+        for (const ev of events) {
+          const e = enc.get(ev.table)!;
+          byTopic.set(e.topic, [...(byTopic.get(e.topic) ?? []), { key: e.encodeKey((ev.after ?? ev.before)!), value: e.encodeValue(ev) }]);
+        }
+        await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+      };
+      const third = Math.ceil(sim.events.length / 3);
+      await send(sim.events.slice(0, third));
+      await join();
+      await send(sim.events.slice(third, 2 * third));
+      await join(); // rebalance: partitions move to the second member mid-stream
+      await send(sim.events.slice(2 * third));
+      await new Promise((r) => setTimeout(r, 300));
+      members[0]!.ac.abort();
+      await members[0]!.c.stop(); // rebalance again: everything to the second member
+      await waitCaughtUp(admin, pool, gs, gid, gtopics, { timeoutMs: 90_000 });
+      const client = await pool.connect();
+      try {
+        const stg = await client.query(`SELECT count(*) n FROM "${gs.staging}".stg_order_items`);
+        expect(Number(stg.rows[0].n)).toBe(sim.rows.order_items.size);
+        for (const d of await diffDerivedTables(client, gs)) expect(d, d.table).toMatchObject({ missing: 0, unexpected: 0 });
+      } finally {
+        client.release();
+      }
+    } finally {
+      for (const m of members) {
+        m.ac.abort();
+        await m.c.stop();
+      }
+      await admin.deleteTopics({ topics: gtopics }).catch(() => {});
+      await producer.disconnect();
+      await pool.query(`DROP SCHEMA IF EXISTS "${gs.staging}" CASCADE; DROP SCHEMA IF EXISTS "${gs.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${gs.meta}" CASCADE`);
+      const keys = await redis.keys(`${gid}:*`);
+      if (keys.length) await redis.del(...keys);
+    }
+  }, 200_000);
 });
