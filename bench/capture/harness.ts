@@ -61,7 +61,8 @@ export async function createHarness(id: string, opts: { demoSchema?: boolean } =
       const kafka = new Kafka({ brokers: base.kafkaBrokers, logLevel: logLevel.NOTHING });
       const admin = kafka.admin();
       await admin.connect();
-      const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${id}.`));
+      // also the per-run prefixes the benchmark derives from the id (`<id>_r0.`, `<id>_lat.`)
+      const topics = (await admin.listTopics()).filter((t) => t.startsWith(`${id}.`) || t.startsWith(`${id}_`));
       if (topics.length) await admin.deleteTopics({ topics }).catch(() => {});
       await admin.disconnect();
       await pool.end();
