@@ -6,7 +6,6 @@
 export type ErrorCode =
   | 'CONFIG_INVALID'
   | 'SOURCE_NOT_READY'
-  | 'SOURCE_PROTOCOL'
   | 'DECODE_FAILED'
   | 'VALIDATION_FAILED'
   | 'SCHEMA_REGISTRY'
