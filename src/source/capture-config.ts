@@ -30,6 +30,8 @@ export interface CaptureConfig {
   slotBusyTimeoutMs: number;
   /** Interval of the progress log line (events/s, slot lag). */
   progressLogMs: number;
+  /** BEGIN/END records on `<prefix>.transaction`, as Debezium's provide.transaction.metadata. */
+  transactionMetadata: boolean;
 }
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -76,5 +78,6 @@ export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
     },
     slotBusyTimeoutMs: int(env, 'CAPTURE_SLOT_BUSY_TIMEOUT_MS', 60_000, { min: 0 }),
     progressLogMs: int(env, 'CAPTURE_PROGRESS_LOG_MS', 10_000, { min: 100 }),
+    transactionMetadata: bool(env, 'CAPTURE_TRANSACTION_METADATA', false),
   };
 }

@@ -7,6 +7,7 @@ import { KafkaPublisher, type OutMessage } from '../publisher/kafka-publisher.ts
 import { Kafka, logLevel } from '../publisher/kafkajs.ts';
 import { RegistryClient } from '../publisher/registry-client.ts';
 import { SchemaManager } from '../publisher/schema-manager.ts';
+import { TransactionMetadataEncoder, transactionSchemas, transactionTopic } from '../publisher/transaction-metadata.ts';
 import { sleep } from '../util/sleep.ts';
 import { Acker, type TxTicket } from './acker.ts';
 import type { CaptureConfig } from './capture-config.ts';
@@ -62,16 +63,45 @@ export class CaptureService implements Service {
   ) {
     this.encoder = new EventEncoder({ version: CAPTURE_VERSION, name: cfg.topicPrefix, db: new URL(cfg.sourceUrl).pathname.slice(1) || 'postgres' }, cfg.tombstones);
     this.decoder = new PgoutputDecoder({
-      begin: () => { this.acker!.begin(); },
-      commit: (c) => { this.acker!.commit(c.endLsn); },
+      begin: (b) => {
+        this.acker!.begin();
+        if (this.txMeta) this.txState = { id: `${b.txId}:${b.finalLsn}`, commitMs: Number(b.commitTimeUs / 1000n), counts: null };
+      },
+      commit: (c) => {
+        if (this.txMeta && this.txState?.counts) this.emitTxMeta('END', this.txState.counts);
+        this.txState = null;
+        this.acker!.commit(c.endLsn);
+      },
       relation: (r, changed) => { if (changed || !this.schemas.get(r)) this.block(this.schemas.prepare(r).then(() => {})); },
-      change: (ev) => this.publish(ev, this.acker!.track.bind(this.acker!)),
+      change: (ev) => {
+        if (this.txState) {
+          if (!this.txState.counts) { this.txState.counts = new Map(); this.emitTxMeta('BEGIN', null); }
+          const dc = `${ev.relation.schema}.${ev.relation.table}`;
+          this.txState.counts.set(dc, (this.txState.counts.get(dc) ?? 0) + 1);
+        }
+        this.publish(ev, this.acker!.track.bind(this.acker!));
+      },
       message: (m) => {
         // A heartbeat outside any transaction proves everything before it was sent to us.
         if (m.prefix === HEARTBEAT_PREFIX && !m.transactional && !this.decoder.inTransaction) this.acker!.idle(m.lsn);
         if (m.prefix === RESNAPSHOT_PREFIX && m.transactional && this.decoder.inTransaction) this.block(this.resnapshot(m.content.toString('utf8'), m.lsn));
       },
     });
+  }
+
+  private txMeta: { topic: string; encoder: TransactionMetadataEncoder } | null = null;
+  private txState: { id: string; commitMs: number; counts: Map<string, number> | null } | null = null;
+
+  /** A BEGIN/END record on the transaction topic; part of its transaction for the acker. */
+  private emitTxMeta(status: 'BEGIN' | 'END', counts: Map<string, number> | null): void {
+    const { topic, encoder } = this.txMeta!;
+    const st = this.txState!;
+    const out: OutMessage = {
+      topic, key: encoder.key(st.id), value: encoder.value(status, st.id, st.commitMs, counts),
+      ticket: this.acker!.track(), commitMs: st.commitMs, table: 'transaction', op: status,
+    };
+    if (this.deferred.length > 0) this.deferred.push(out);
+    else this.publisher.add(out);
   }
 
   /** The LSN the slot has been told is durable. */
@@ -105,6 +135,13 @@ export class CaptureService implements Service {
     }, this.log);
     await this.publisher.connect();
     this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t), this.log);
+    if (cfg.transactionMetadata) {
+      const topic = transactionTopic(cfg.topicPrefix);
+      const registry = new RegistryClient(cfg.registryUrl);
+      const sch = transactionSchemas(cfg.topicPrefix);
+      await this.publisher.ensureTopic(topic);
+      this.txMeta = { topic, encoder: new TransactionMetadataEncoder(await registry.register(`${topic}-key`, sch.key), await registry.register(`${topic}-value`, sch.value)) };
+    }
     if (cfg.metricsPort >= 0) this.metricsPort = await this.metrics.listen(cfg.metricsHost, cfg.metricsPort);
 
     const startLsn = await this.prepareSlot(signal);

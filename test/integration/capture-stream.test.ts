@@ -151,4 +151,26 @@ describe('capture: streaming', () => {
     expect(msgs[201]!.value.op).toBe('u');
     expect(msgs[201]!.key).toEqual({ product_id: 2n });
   });
+
+  it('optionally writes BEGIN/END transaction metadata with per-table event counts', async () => {
+    h = await createHarness(uniqueId('cap_txmeta'));
+    const s = h.id;
+    cap = await startInProcess(h.config({ CAPTURE_SNAPSHOT: 'never', CAPTURE_TRANSACTION_METADATA: 'true' }));
+    await h.pool.query(`BEGIN;
+      INSERT INTO ${s}.customers (customer_id, email, first_name, last_name, customer_segment) VALUES (1, 'a@x', 'A', 'B', 'gold'), (2, 'b@x', 'C', 'D', 'gold');
+      INSERT INTO ${s}.products (product_id, product_name, category, price) VALUES (5, 'Mug', 'home', 3.50);
+      COMMIT`);
+    const msgs = await consumeUntil([`${s}.transaction`, h.topic('customers'), h.topic('products')], (all) => all.length >= 5, 60_000);
+    const meta = msgs.filter((m) => m.topic === `${s}.transaction`);
+    expect(meta.map((m) => m.value.status)).toEqual(['BEGIN', 'END']);
+    const id = meta[0]!.value.id as string;
+    expect(meta[0]!.key).toEqual({ id });
+    expect(meta[1]!.value.event_count).toBe(3n);
+    expect(meta[1]!.value.data_collections).toEqual([
+      { data_collection: `${s}.customers`, event_count: 2n },
+      { data_collection: `${s}.products`, event_count: 1n },
+    ]);
+    const events = msgs.filter((m) => m.topic !== `${s}.transaction`);
+    expect(events.every((m) => m.value.transaction.id === id)).toBe(true);
+  });
 });
