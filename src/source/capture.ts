@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { SourceNotReadyError } from '../errors.ts';
+import { isRetriable, SourceNotReadyError } from '../errors.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
 import { EventEncoder, type EncodedRecord } from '../publisher/event-encoder.ts';
@@ -8,15 +8,15 @@ import { Kafka, logLevel } from '../publisher/kafkajs.ts';
 import { RegistryClient } from '../publisher/registry-client.ts';
 import { SchemaManager } from '../publisher/schema-manager.ts';
 import { TransactionMetadataEncoder, transactionSchemas, transactionTopic } from '../publisher/transaction-metadata.ts';
-import { sleep } from '../util/sleep.ts';
+import { backoffMs, sleep } from '../util/sleep.ts';
 import { Acker, type TxTicket } from './acker.ts';
 import type { CaptureConfig } from './capture-config.ts';
 import type { ChangeEvent, Relation } from './change-event.ts';
 import { formatLsn, type Lsn } from './lsn.ts';
 import { CaptureMetrics } from './metrics.ts';
 import { PgoutputDecoder } from './pgoutput.ts';
-import { ReplicationConnection } from './replication-connection.ts';
-import { checkSource, createSlot, dropSlot, ensurePublication, inspectSlot, SnapshotLedger, tablesInSchemas } from './slot.ts';
+import type { ReplicationConnection } from './replication-connection.ts';
+import { checkSource, ensurePublication, openSlot, tablesInSchemas } from './slot.ts';
 import { runSnapshot } from './snapshot.ts';
 
 export const CAPTURE_VERSION = '0.1.0';
@@ -72,7 +72,7 @@ export class CaptureService implements Service {
         this.txState = null;
         this.acker!.commit(c.endLsn);
       },
-      relation: (r, changed) => { if (changed || !this.schemas.get(r)) this.block(this.schemas.prepare(r).then(() => {})); },
+      relation: (r, changed) => { if (changed || !this.schemas.get(r)) this.block(this.withRetry('schema registration', () => this.schemas.prepare(r)).then(() => {})); },
       change: (ev) => {
         if (this.txState) {
           if (!this.txState.counts) { this.txState.counts = new Map(); this.emitTxMeta('BEGIN', null); }
@@ -162,42 +162,35 @@ export class CaptureService implements Service {
 
   /** Finds or creates the slot (taking the initial snapshot when asked) and returns where streaming starts. */
   private async prepareSlot(signal: AbortSignal): Promise<Lsn> {
-    const { slot, snapshotMode } = this.cfg;
-    const ledger = new SnapshotLedger(this.pool, this.cfg.metaSchema);
-    await ledger.init();
-    let info = await inspectSlot(this.pool, slot);
-    // After a crash the old walsender may hold the slot until it notices its client is gone.
-    const deadline = Date.now() + this.cfg.slotBusyTimeoutMs;
-    while (info.exists && info.activePid !== null) {
-      if (Date.now() > deadline || signal.aborted) throw new SourceNotReadyError(`slot ${slot} is in use by backend ${info.activePid}; is another capture running?`);
-      await sleep(500, signal);
-      info = await inspectSlot(this.pool, slot);
-    }
-    const snapshotState = await ledger.state(slot);
-    if (info.exists && (snapshotMode === 'always' || (snapshotMode === 'initial' && snapshotState === 'incomplete'))) {
-      this.log.warn({ slot, snapshotMode, snapshotState }, 'dropping slot to take a new snapshot');
-      await dropSlot(this.pool, slot);
-      info = { exists: false, confirmedFlush: null, activePid: null };
-    }
-    this.repl = new ReplicationConnection(this.cfg.sourceUrl, this.log);
-    await this.repl.connect();
-    if (info.exists) return info.confirmedFlush ?? 0n;
+    const { repl, startLsn } = await openSlot({
+      pool: this.pool, cfg: this.cfg, signal, log: this.log,
+      snapshot: async (snapshotName, lsn) => {
+        const rows = await runSnapshot({ url: this.cfg.sourceUrl, tables: this.tables, snapshotName, lsn }, {
+          prepare: async (r) => { await this.schemas.prepare(r); },
+          emit: (ev) => this.publish(ev, null),
+          backpressure: async () => { while (this.publisher.overHighWater) await sleep(5); },
+          progress: (table, done, est) => { this.metrics.snapshotRows.set({ table }, done); this.metrics.snapshotEstimate.set({ table }, est); },
+        }, this.log);
+        await this.publisher.flush();
+        this.log.info({ rows }, 'initial snapshot complete');
+      },
+    });
+    this.repl = repl;
+    return startLsn;
+  }
 
-    const wantSnapshot = snapshotMode !== 'never';
-    const created = await createSlot(this.repl, slot, wantSnapshot);
-    this.log.info({ slot, consistentPoint: formatLsn(created.consistentPoint) }, 'slot created');
-    if (!wantSnapshot) { await ledger.forget(slot); return created.consistentPoint; }
-    await ledger.started(slot, created.consistentPoint);
-    const rows = await runSnapshot({ url: this.cfg.sourceUrl, tables: this.tables, snapshotName: created.snapshotName, lsn: created.consistentPoint }, {
-      prepare: async (r) => { await this.schemas.prepare(r); },
-      emit: (ev) => this.publish(ev, null),
-      backpressure: async () => { while (this.publisher.overHighWater) await sleep(5); },
-      progress: (table, done, est) => { this.metrics.snapshotRows.set({ table }, done); this.metrics.snapshotEstimate.set({ table }, est); },
-    }, this.log);
-    await this.publisher.flush();
-    await ledger.completed(slot);
-    this.log.info({ rows }, 'initial snapshot complete');
-    return created.consistentPoint;
+  /** Retries a step that failed for a retriable reason (registry or Kafka briefly away), with backoff. */
+  private async withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!isRetriable(err) || this.stopping || attempt >= 20) throw err;
+        const ms = backoffMs(attempt, 200, 10_000);
+        this.log.warn({ err, attempt, retryInMs: ms }, `${what} failed; retrying`);
+        await sleep(ms);
+      }
+    }
   }
 
   /**

@@ -2,7 +2,9 @@ import type pg from 'pg';
 import { SourceNotReadyError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { parseLsn, type Lsn } from './lsn.ts';
-import type { ReplicationConnection } from './replication-connection.ts';
+import { sleep } from '../util/sleep.ts';
+import { formatLsn } from './lsn.ts';
+import { ReplicationConnection } from './replication-connection.ts';
 
 /**
  * Preconditions, publication and slot management. Problems a user must fix
@@ -143,4 +145,63 @@ export class SnapshotLedger {
   async forget(slot: string): Promise<void> {
     await this.pool.query(`DELETE FROM "${this.metaSchema}".capture_snapshots WHERE slot_name = $1`, [slot]);
   }
+}
+
+export interface OpenSlotOptions {
+  pool: pg.Pool;
+  cfg: { slot: string; snapshotMode: 'initial' | 'never' | 'always'; metaSchema: string; sourceUrl: string; slotBusyTimeoutMs: number };
+  signal: AbortSignal;
+  log: Logger;
+  /** Reads the initial snapshot (exported as `snapshotName`) and returns once it is all in Kafka. */
+  snapshot(snapshotName: string | null, consistentPoint: Lsn): Promise<void>;
+}
+
+/**
+ * Opens the replication connection on a usable slot and says where
+ * streaming starts: the slot's confirmed LSN when it exists (and its initial
+ * snapshot, if any, completed), else a new slot's consistent point after the
+ * snapshot the mode asks for.
+ */
+export async function openSlot(o: OpenSlotOptions): Promise<{ repl: ReplicationConnection; startLsn: Lsn }> {
+  const { slot, snapshotMode } = o.cfg;
+  const ledger = new SnapshotLedger(o.pool, o.cfg.metaSchema);
+  await ledger.init();
+  let info = await inspectSlot(o.pool, slot);
+  // After a crash the old walsender may hold the slot until it notices its client is gone.
+  const deadline = Date.now() + o.cfg.slotBusyTimeoutMs;
+  while (info.exists && info.activePid !== null) {
+    if (Date.now() > deadline || o.signal.aborted) throw new SourceNotReadyError(`slot ${slot} is in use by backend ${info.activePid}; is another capture running?`);
+    await sleep(500, o.signal);
+    info = await inspectSlot(o.pool, slot);
+  }
+  const snapshotState = await ledger.state(slot);
+  if (info.exists && (snapshotMode === 'always' || (snapshotMode === 'initial' && snapshotState === 'incomplete'))) {
+    o.log.warn({ slot, snapshotMode, snapshotState }, 'dropping slot to take a new snapshot');
+    await dropSlot(o.pool, slot);
+    info = { exists: false, confirmedFlush: null, activePid: null };
+  }
+  const repl = new ReplicationConnection(o.cfg.sourceUrl, o.log);
+  await repl.connect();
+  if (info.exists) return { repl, startLsn: info.confirmedFlush ?? 0n };
+  try {
+    return { repl, startLsn: await createAndSnapshot(o, repl, ledger) };
+  } catch (err) {
+    await repl.close();
+    throw err;
+  }
+}
+
+async function createAndSnapshot(o: OpenSlotOptions, repl: ReplicationConnection, ledger: SnapshotLedger): Promise<Lsn> {
+  const { slot, snapshotMode } = o.cfg;
+  const wantSnapshot = snapshotMode !== 'never';
+  const created = await createSlot(repl, slot, wantSnapshot);
+  o.log.info({ slot, consistentPoint: formatLsn(created.consistentPoint) }, 'slot created');
+  if (!wantSnapshot) {
+    await ledger.forget(slot);
+    return created.consistentPoint;
+  }
+  await ledger.started(slot, created.consistentPoint);
+  await o.snapshot(created.snapshotName, created.consistentPoint);
+  await ledger.completed(slot);
+  return created.consistentPoint;
 }
