@@ -1,0 +1,127 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeBacklog } from './backlog.ts';
+import { createHarness, REPO, spawnCapture } from './harness.ts';
+import { Kafka, logLevel } from '../../src/publisher/kafkajs.ts';
+import { sleep } from '../../src/util/sleep.ts';
+
+/**
+ * Same-session comparison with Debezium 3.0.8's PostgreSQL connector (Kafka
+ * Connect 3.9.1 standalone, jars resolved from Maven Central into ~/.m2 via
+ * bench/capture/debezium-pom.xml; nothing of Debezium is kept in the repo).
+ * One backlog, written into slots created beforehand (one per run and side),
+ * drained alternately by Debezium (JSON converter, schemas.enable=false — the
+ * fastest configuration in BENCHMARKS.md; Confluent's Avro converter is not on
+ * Maven Central) and by our capture (Avro). Both are timed the same way: from
+ * process start until the topics hold every change. Results are merged into
+ * bench-results/capture.json under `debezium`.
+ */
+const TOTAL = Number(process.env.BENCH_CHANGES ?? 1_001_000);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const STATE = `${REPO}/.stack/debezium`;
+const log = (m: string) => process.stderr.write(`[bench:debezium] ${m}\n`);
+
+mkdirSync(STATE, { recursive: true });
+if (!existsSync(`${STATE}/cp.txt`)) {
+  log('resolving Debezium + Kafka Connect from Maven Central');
+  execFileSync('mvn', ['-q', '-B', '-f', `${REPO}/bench/capture/debezium-pom.xml`, 'dependency:build-classpath', `-Dmdep.outputFile=${STATE}/cp.txt`], { stdio: 'inherit' });
+}
+const classpath = readFileSync(`${STATE}/cp.txt`, 'utf8').trim();
+
+const h = await createHarness(`bench_dbz_${Date.now().toString(36)}`);
+const kafka = new Kafka({ brokers: h.config().kafkaBrokers, logLevel: logLevel.NOTHING });
+const admin = kafka.admin();
+await admin.connect();
+
+async function recordsUnder(prefix: string): Promise<number> {
+  let n = 0;
+  for (const t of ['customers', 'products', 'orders', 'order_items']) {
+    const o = await admin.fetchTopicOffsets(`${prefix}.${h.id}.${t}`).catch(() => null);
+    if (o) n += o.reduce((a, p) => a + Number(p.high), 0);
+  }
+  return n;
+}
+
+function peakRss(pid: number): number {
+  try {
+    return Math.round(Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024);
+  } catch {
+    return 0;
+  }
+}
+
+async function timeDrain(prefix: string, pid: number, expected: number, started: number) {
+  let rss = 0;
+  for (;;) {
+    rss = Math.max(rss, peakRss(pid));
+    if ((await recordsUnder(prefix)) >= expected) break;
+    if (Date.now() - started > 900_000) throw new Error(`${prefix}: drain did not finish in 15 min`);
+    await sleep(200);
+  }
+  return { seconds: (Date.now() - started) / 1000, rssPeakMiB: rss };
+}
+
+try {
+  const runs = Array.from({ length: RUNS }, (_, i) => i);
+  for (const i of runs) {
+    for (const side of ['dbz', 'ours']) await h.pool.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [`${h.id}_${side}${i}`]);
+  }
+  log(`writing a backlog of ${TOTAL} changes`);
+  const { changes } = await writeBacklog(h.pool, h.id, TOTAL, log);
+  const results: { side: string; run: number; seconds: number; changesPerSec: number; rssPeakMiB: number }[] = [];
+  for (const i of runs) {
+    // Debezium
+    const prefix = `${h.id}_dbz${i}`;
+    writeFileSync(`${STATE}/worker.properties`, [
+      `bootstrap.servers=${h.config().kafkaBrokers.join(',')}`,
+      'key.converter=org.apache.kafka.connect.json.JsonConverter', 'value.converter=org.apache.kafka.connect.json.JsonConverter',
+      'key.converter.schemas.enable=false', 'value.converter.schemas.enable=false',
+      `offset.storage.file.filename=${STATE}/offsets-${prefix}.dat`, 'offset.flush.interval.ms=10000',
+      'listeners=http://127.0.0.1:58083',
+    ].join('\n'));
+    const url = new URL(h.config().sourceUrl);
+    writeFileSync(`${STATE}/connector.properties`, [
+      `name=${prefix}`, 'connector.class=io.debezium.connector.postgresql.PostgresConnector', 'tasks.max=1',
+      `database.hostname=${url.hostname}`, `database.port=${url.port}`, `database.user=${url.username}`, 'database.password=unused', `database.dbname=${url.pathname.slice(1)}`,
+      `topic.prefix=${prefix}`, 'plugin.name=pgoutput', `slot.name=${prefix}`, `publication.name=${h.id}`, 'publication.autocreate.mode=disabled',
+      'snapshot.mode=no_data', `schema.include.list=${h.id}`,
+      'topic.creation.default.replication.factor=1', 'topic.creation.default.partitions=1',
+    ].join('\n'));
+    const started = Date.now();
+    const java = spawn('java', ['-Xms256m', '-Xmx1g', '-cp', classpath, 'org.apache.kafka.connect.cli.ConnectStandalone', `${STATE}/worker.properties`, `${STATE}/connector.properties`], { stdio: ['ignore', 'ignore', 'ignore'] });
+    const d = await timeDrain(prefix, java.pid!, changes, started);
+    java.kill('SIGKILL');
+    await new Promise((r) => java.once('exit', r));
+    results.push({ side: 'debezium-json-schemaless', run: i, ...d, changesPerSec: Math.round(changes / d.seconds) });
+    log(JSON.stringify(results.at(-1)));
+
+    // ours
+    const ours = `${h.id}_ours${i}`;
+    const started2 = Date.now();
+    const child = spawnCapture({ ...h.env, CAPTURE_SLOT: ours, TOPIC_PREFIX: ours, CAPTURE_SNAPSHOT: 'never', CAPTURE_HEARTBEAT_MS: '0' });
+    const o = await timeDrain(ours, child.pid!, changes, started2);
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    results.push({ side: 'ours-avro', run: i, ...o, changesPerSec: Math.round(changes / o.seconds) });
+    log(JSON.stringify(results.at(-1)));
+  }
+  const med = (side: string) => {
+    const xs = results.filter((r) => r.side === side).map((r) => r.seconds).sort((a, b) => a - b);
+    return xs[Math.floor(xs.length / 2)]!;
+  };
+  const summary = {
+    date: new Date().toISOString(), changes, loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), runs: results,
+    medianSeconds: { debezium: med('debezium-json-schemaless'), ours: med('ours-avro') },
+    ratio: Number((med('debezium-json-schemaless') / med('ours-avro')).toFixed(2)),
+  };
+  const path = `${REPO}/bench-results/capture.json`;
+  const all = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : {};
+  all.debezium = summary;
+  writeFileSync(path, `${JSON.stringify(all, null, 2)}\n`);
+  log(`median drain: Debezium ${summary.medianSeconds.debezium}s, ours ${summary.medianSeconds.ours}s -> ours is ${summary.ratio}x`);
+} finally {
+  await admin.disconnect();
+  const { rows } = await h.pool.query<{ s: string }>("SELECT slot_name AS s FROM pg_replication_slots WHERE slot_name LIKE $1 AND NOT active", [`${h.id}_%`]);
+  for (const r of rows) await h.pool.query('SELECT pg_drop_replication_slot($1)', [r.s]).catch(() => {});
+  await h.cleanup();
+}
