@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import pg from 'pg';
 import { parseLsn } from '../../src/source/lsn.ts';
@@ -118,7 +118,10 @@ try {
     latency,
   };
   mkdirSync(`${REPO}/bench-results`, { recursive: true });
-  writeFileSync(`${REPO}/bench-results/capture.json`, `${JSON.stringify(result, null, 2)}\n`);
+  const path = `${REPO}/bench-results/capture.json`;
+  // keep the Debezium comparison written by bench/capture/debezium.ts
+  const prior = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : {};
+  writeFileSync(path, `${JSON.stringify({ ...result, ...(prior.debezium ? { debezium: prior.debezium } : {}) }, null, 2)}\n`);
   log(`backlog median: ${backlog.median.changesPerSec} changes/s (${backlog.median.seconds.toFixed(1)} s for ${backlog.changes}), peak RSS ${backlog.median.rssPeakMiB} MiB, CPU ${backlog.median.cpuSeconds} s`);
   log(`latency at ${latency.achievedRate}/s: p50 ${latency.p50Ms} ms, p99 ${latency.p99Ms} ms over ${latency.transactions} transactions`);
 } finally {
