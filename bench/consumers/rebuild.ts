@@ -21,6 +21,8 @@ export interface RebuildOptions {
   orders: number;
   perTransaction: number;
   runs: number;
+  /** called after each run with the result so far (a long run saves as it goes) */
+  onRun?: (partial: unknown) => void;
 }
 
 function runReplay(env: NodeJS.ProcessEnv, group: string, cpuProf?: string): Promise<{ wallSeconds: number; summary: any; phases: Record<string, number> }> {
@@ -115,13 +117,17 @@ export async function rebuild(id: string, o: RebuildOptions) {
       };
       log(`rebuild run ${r + 1}: ${JSON.stringify(run)}`);
       runs.push(run);
+      o.onRun?.(summary(runs));
     }
-    return {
+    return summary(runs);
+    function summary(rs: typeof runs) {
+      return {
       size: { customers: stats.customers, products: stats.products, orders: stats.orders, orderItems: stats.orderItems, messages: expected, perTransaction: o.perTransaction },
       backlogSeconds: round(captureSeconds), seedSeconds: seeded.seconds,
-      runs,
-      median: { replaySeconds: median(runs.map((r) => r.replaySeconds)), batchSeconds: median(runs.map((r) => r.batchSeconds)), ratio: median(runs.map((r) => r.ratio)) },
-    };
+      runs: rs,
+      median: { replaySeconds: median(rs.map((r) => r.replaySeconds)), batchSeconds: median(rs.map((r) => r.batchSeconds)), ratio: median(rs.map((r) => r.ratio)) },
+      };
+    }
   } finally {
     await p.cleanup();
   }

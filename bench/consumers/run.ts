@@ -40,7 +40,7 @@ if (mode === 'freshness' || mode === 'all') {
   log(`freshness median p50 ${r.median.p50Ms} ms, p99 ${r.median.p99Ms} ms at ${r.median.ordersPerSecond} orders/s`);
 }
 if (mode === 'rebuild' || mode === 'all') {
-  const r = await rebuild(`bcr_${stamp}`, { customers: num('BENCH_CUSTOMERS', 100_000), orders: num('BENCH_ORDERS', 400_000), perTransaction: num('BENCH_PER_TX', 100), runs: RUNS });
-  save('rebuild', r);
+  const r = await rebuild(`bcr_${stamp}`, { customers: num('BENCH_CUSTOMERS', 100_000), orders: num('BENCH_ORDERS', 400_000), perTransaction: num('BENCH_PER_TX', 100), runs: RUNS, onRun: (partial) => save('rebuild', { complete: false, ...(partial as object) }) });
+  save('rebuild', { complete: true, ...r });
   log(`rebuild median: replay ${r.median.replaySeconds} s, batch ${r.median.batchSeconds} s, ratio ${r.median.ratio}`);
 }
