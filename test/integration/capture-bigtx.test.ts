@@ -32,6 +32,18 @@ describe('capture: a very large transaction', () => {
       const { rows } = await h.pool.query('SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1', [s]);
       return rows[0]?.active_pid ? true : null;
     }, 60_000);
+    // An active slot may still be waiting for its consistent point; wait for a probe (in another table) to arrive.
+    const probeAdmin = new Kafka({ brokers: loadStackConfig().kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
+    await probeAdmin.connect();
+    let probe = 0;
+    await waitFor('a probe row in Kafka', async () => {
+      probe += 1;
+      await h.pool.query(`INSERT INTO ${s}.products (product_id, product_name, category, price) VALUES ($1, 'probe', 'x', 1)`, [probe]);
+      await new Promise((r) => setTimeout(r, 1000));
+      const o = await probeAdmin.fetchTopicOffsets(h.topic('products')).catch(() => null);
+      return o && Number(o[0]!.high) > 0 ? true : null;
+    }, 120_000);
+    await probeAdmin.disconnect();
     await h.pool.query(`INSERT INTO ${s}.customers (customer_id, email, first_name, last_name, customer_segment)
       SELECT g, 'customer' || g || '@example.com', 'First' || g, 'Last' || g, 'silver' FROM generate_series(1, ${ROWS}) g`);
     const { rows } = await h.pool.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l');
