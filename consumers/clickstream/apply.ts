@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../../src/logger.ts';
+import { readStoredOffset, recordBatchProgress, type DeadLetterNote } from '../../src/sinks/postgres/consumer-progress.ts';
 import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { classifyLateness } from '../../src/transforms/sessions.ts';
 import { formatInstantUs } from '../../src/transforms/time.ts';
@@ -23,7 +24,7 @@ export interface ClickBatch {
   topic: string;
   partition: number;
   messages: ClickMessage[];
-  deadLetters: Array<{ offset: string; dlqTopic: string; error: string }>;
+  deadLetters: DeadLetterNote[];
 }
 
 export interface ClickBatchOutcome {
@@ -46,7 +47,7 @@ export function clickstreamLockKey(schemas: WarehouseSchemas): string {
 }
 
 export async function applyClickBatch(pool: pg.Pool, schemas: WarehouseSchemas, input: ClickBatch, allowedLatenessUs: bigint, log?: Logger): Promise<ClickBatchOutcome> {
-  const { stg, meta } = quoted(schemas);
+  const { stg } = quoted(schemas);
   const last = input.messages[input.messages.length - 1];
   if (!last) throw new Error('empty batch');
   const nextOffset = (BigInt(last.offset) + 1n).toString();
@@ -56,10 +57,7 @@ export async function applyClickBatch(pool: pg.Pool, schemas: WarehouseSchemas, 
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [clickstreamLockKey(schemas)]);
     // A redelivery after a crash between the Postgres and the Kafka commit:
     // what an earlier transaction stored is skipped, by offset.
-    const stored = await client.query<{ next_offset: string }>(
-      `SELECT next_offset FROM ${meta}.consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3`,
-      [input.group, input.topic, input.partition]);
-    const storedOffset = stored.rows[0] ? BigInt(stored.rows[0].next_offset) : -1n;
+    const storedOffset = await readStoredOffset(client, schemas, input.group, input.topic, input.partition);
     const fresh = input.messages.filter((m) => BigInt(m.offset) >= storedOffset);
     if (fresh.length === 0) {
       await client.query('ROLLBACK');
@@ -106,19 +104,7 @@ export async function applyClickBatch(pool: pg.Pool, schemas: WarehouseSchemas, 
     }
     const recompute = await recomputeSessions(client, schemas, earliest);
 
-    const freshOffsets = new Set(fresh.map((m) => m.offset));
-    const dead = input.deadLetters.filter((d) => freshOffsets.has(d.offset));
-    if (dead.length > 0) {
-      await client.query(
-        `INSERT INTO ${meta}.dead_letters (consumer_group, topic, partition, "offset", dlq_topic, error)
-         SELECT $1, $2, $3, d.off, d.dlq, d.err FROM jsonb_to_recordset($4::jsonb) AS d(off bigint, dlq text, err text)
-         ON CONFLICT DO NOTHING`,
-        [input.group, input.topic, input.partition, JSON.stringify(dead.map((d) => ({ off: d.offset, dlq: d.dlqTopic, err: d.error })))]);
-    }
-    await client.query(
-      `INSERT INTO ${meta}.consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
-      [input.group, input.topic, input.partition, nextOffset]);
+    await recordBatchProgress(client, schemas, { ...input, nextOffset }, new Set(fresh.map((m) => m.offset)));
     await client.query('COMMIT');
     return { nextOffset, inserted: candidates.length, duplicates, beyondLateness: late.size, skippedAsApplied: input.messages.length - fresh.length, recompute };
   } catch (err) {

@@ -1,9 +1,13 @@
 import type pg from 'pg';
 import type { RowChange } from '../../consumer/envelope.ts';
 import type { ClvThresholds } from './derived-sql.ts';
+import { readStoredOffset, recordBatchProgress, type DeadLetterNote } from './consumer-progress.ts';
 import { quoted, type WarehouseSchemas } from './pool.ts';
 import { captureBefore, directKeys, recomputeAffected } from './recompute.ts';
 import { applyStaging, expandTruncate } from './staging-apply.ts';
+
+// Kept importable from here: the rebuild, the lag probe and tests read offsets through this module.
+export { readStoredOffsets, type DeadLetterNote } from './consumer-progress.ts';
 
 /**
  * One Kafka batch (one topic-partition) as one Postgres transaction:
@@ -15,12 +19,6 @@ export interface BatchMessage {
   offset: string;
   /** null for tombstones and dead-lettered messages: they only advance the offset. */
   change: RowChange | null;
-}
-
-export interface DeadLetterNote {
-  offset: string;
-  dlqTopic: string;
-  error: string;
 }
 
 export interface BatchInput {
@@ -54,13 +52,6 @@ export function namespaceLockSql(schemas: WarehouseSchemas): { sql: string; para
   return { sql: 'SELECT pg_advisory_xact_lock(hashtext($1))', params: [`cdc-warehouse:${schemas.staging}/${schemas.analytics}`] };
 }
 
-export async function readStoredOffsets(client: pg.Pool | pg.ClientBase, schemas: WarehouseSchemas, group: string): Promise<Map<string, string>> {
-  const { meta } = quoted(schemas);
-  const { rows } = await client.query<{ topic: string; partition: number; next_offset: string }>(
-    `SELECT topic, partition, next_offset FROM ${meta}.consumer_offsets WHERE consumer_group = $1`, [group]);
-  return new Map(rows.map((r) => [`${r.topic}/${r.partition}`, r.next_offset]));
-}
-
 /** Splits at truncates: a truncate removes what staging holds at its point in the stream, so it is applied between the runs around it. */
 function segments(changes: RowChange[]): RowChange[][] {
   const out: RowChange[][] = [[]];
@@ -72,7 +63,7 @@ function segments(changes: RowChange[]): RowChange[][] {
 }
 
 export async function applyBatch(pool: pg.Pool, schemas: WarehouseSchemas, input: BatchInput, opts: BatchOptions): Promise<BatchOutcome> {
-  const { meta } = quoted(schemas);
+  quoted(schemas); // refuses bad schema names before a connection is taken
   const last = input.messages[input.messages.length - 1];
   if (!last) throw new Error('empty batch');
   const nextOffset = (BigInt(last.offset) + 1n).toString();
@@ -84,10 +75,7 @@ export async function applyBatch(pool: pg.Pool, schemas: WarehouseSchemas, input
     // Second guard after the seek on assignment: drop what an earlier
     // transaction already applied (a redelivery after a crash between the
     // Postgres commit and the Kafka commit).
-    const { rows } = await client.query<{ next_offset: string }>(
-      `SELECT next_offset FROM ${meta}.consumer_offsets WHERE consumer_group = $1 AND topic = $2 AND partition = $3`,
-      [input.group, input.topic, input.partition]);
-    const stored = rows[0] ? BigInt(rows[0].next_offset) : -1n;
+    const stored = await readStoredOffset(client, schemas, input.group, input.topic, input.partition);
     const fresh = input.messages.filter((m) => BigInt(m.offset) >= stored);
     if (fresh.length === 0) {
       await client.query('ROLLBACK');
@@ -106,19 +94,7 @@ export async function applyBatch(pool: pg.Pool, schemas: WarehouseSchemas, input
       await applyStaging(client, schemas, run);
       await recomputeAffected(client, schemas, keys, pre, opts);
     }
-    const freshOffsets = new Set(fresh.map((m) => m.offset));
-    const dead = input.deadLetters.filter((d) => freshOffsets.has(d.offset));
-    if (dead.length > 0) {
-      await client.query(
-        `INSERT INTO ${meta}.dead_letters (consumer_group, topic, partition, "offset", dlq_topic, error)
-         SELECT $1, $2, $3, d.off, d.dlq, d.err FROM jsonb_to_recordset($4::jsonb) AS d(off bigint, dlq text, err text)
-         ON CONFLICT DO NOTHING`,
-        [input.group, input.topic, input.partition, JSON.stringify(dead.map((d) => ({ off: d.offset, dlq: d.dlqTopic, err: d.error })))]);
-    }
-    await client.query(
-      `INSERT INTO ${meta}.consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
-      [input.group, input.topic, input.partition, nextOffset]);
+    await recordBatchProgress(client, schemas, { ...input, nextOffset }, new Set(fresh.map((m) => m.offset)));
     await client.query('COMMIT');
     return { nextOffset, applied: changes.length, skippedAsApplied: input.messages.length - fresh.length };
   } catch (err) {
