@@ -1,14 +1,16 @@
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
-import { Partitioners, type Admin, type Batch, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import { Partitioners, type Admin, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type pg from 'pg';
 import { decodeConfluent } from '../../src/consumer/avro.ts';
 import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
-import { CdcError, DecodeError, errorMessage } from '../../src/errors.ts';
+import { decodeSlice } from '../../src/consumer/slice-decode.ts';
+import { StoredOffsetSeeker } from '../../src/consumer/stored-offsets.ts';
+import { DecodeError, errorMessage } from '../../src/errors.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import type { Logger } from '../../src/logger.ts';
-import { readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
+import type { DeadLetterNote } from '../../src/sinks/postgres/consumer-progress.ts';
 import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
-import { applyClickBatch, type ClickBatch, type ClickBatchOutcome, type ClickMessage } from './apply.ts';
+import { applyClickBatch, type ClickBatchOutcome, type ClickMessage } from './apply.ts';
 import { ensureTopic } from './topic.ts';
 import { validateClickEvent } from './validate.ts';
 
@@ -19,9 +21,9 @@ import { validateClickEvent } from './validate.ts';
  * transaction, Kafka's committed offset trails for monitoring only. That
  * class is bound to the warehouse's apply and Redis outbox, so this is the
  * small adapter that reuses its parts (Avro decoding, the dead-letter
- * writer, the stored-offset reader) around the clickstream apply.
+ * writer, slice decoding, the stored-offset seeker) around the clickstream
+ * apply.
  */
-type DeadLetterNote = ClickBatch['deadLetters'][number];
 
 /** Postgres errors about the data itself (class 22 data exception, 23 integrity, 54 a row over a size limit): retrying the same slice cannot help. */
 function isDataError(err: unknown): boolean {
@@ -51,11 +53,13 @@ export class ClickstreamConsumer implements Service {
   private producer: Producer | undefined;
   private admin: Admin | undefined;
   private stopping: Promise<void> | undefined;
-  private readonly seekTried = new Map<string, string>();
+  private readonly seeker: StoredOffsetSeeker;
   /** Totals since start, for logs and tests. */
   readonly stats = { batches: 0, inserted: 0, duplicates: 0, beyondLateness: 0, deadLettered: 0 };
 
-  constructor(private readonly o: ClickstreamConsumerOptions) {}
+  constructor(private readonly o: ClickstreamConsumerOptions) {
+    this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer });
+  }
 
   async start(signal: AbortSignal): Promise<void> {
     const { kafka, group, log } = this.o;
@@ -75,16 +79,14 @@ export class ClickstreamConsumer implements Service {
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
     await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3);
     const dlq = new DeadLetterWriter(this.producer, this.admin, log);
-    consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      void this.seekToStored(e.payload.memberAssignment).catch((err) => log.error({ err: errorMessage(err) }, 'seek to stored offsets failed; the batch guard still applies'));
-    });
+    this.seeker.seekOnGroupJoin(consumer);
     await consumer.subscribe({ topics: [this.o.topic], fromBeginning: true });
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: 1,
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        if (await this.gapBeforeBatch(batch)) return;
+        if (await this.seeker.gapBeforeBatch(batch)) return;
         const max = this.o.maxMessagesPerTx ?? 1000;
         for (let i = 0; i < batch.messages.length; i += max) {
           if (!isRunning() || isStale() || signal.aborted) return;
@@ -101,49 +103,12 @@ export class ClickstreamConsumer implements Service {
     signal.addEventListener('abort', () => void this.stop(), { once: true });
   }
 
-  private async seekToStored(assignment: Record<string, number[]>): Promise<void> {
-    const stored = await readStoredOffsets(this.o.pool, this.o.schemas, this.o.group);
-    for (const [topic, partitions] of Object.entries(assignment)) {
-      for (const partition of partitions) {
-        const offset = stored.get(`${topic}/${partition}`);
-        if (offset !== undefined) this.consumer?.seek({ topic, partition, offset });
-      }
-    }
-  }
-
-  /** Kafka ahead of Postgres (offsets reset or committed elsewhere): go back to the Postgres position once instead of skipping. */
-  private async gapBeforeBatch(batch: Batch): Promise<boolean> {
-    const first = batch.firstOffset();
-    if (first === null) return false;
-    const key = `${batch.topic}/${batch.partition}`;
-    const stored = (await readStoredOffsets(this.o.pool, this.o.schemas, this.o.group)).get(key);
-    if (stored === undefined || BigInt(first) <= BigInt(stored)) return false;
-    if (this.seekTried.get(key) === stored) {
-      this.o.log.error({ topic: batch.topic, partition: batch.partition, stored, first }, 'messages between the stored offset and the log start are gone (retention); continuing');
-      return false;
-    }
-    this.seekTried.set(key, stored);
-    this.consumer?.seek({ topic: batch.topic, partition: batch.partition, offset: stored });
-    return true;
-  }
-
   private async processSlice(topic: string, partition: number, slice: KafkaMessage[], dlq: DeadLetterWriter): Promise<void> {
-    const messages: ClickMessage[] = [];
-    const bad: Array<{ message: KafkaMessage; error: string }> = [];
-    for (const m of slice) {
-      try {
-        if (m.value === null || m.value.length === 0) throw new DecodeError('empty value (clickstream events are never tombstones)');
-        messages.push({ offset: m.offset, event: validateClickEvent(await decodeConfluent(this.o.registry, m.value), m.key) });
-      } catch (err) {
-        if (err instanceof CdcError && err.retriable) throw err; // registry down: retry the batch, never dead-letter
-        const code = err instanceof CdcError ? err.code : 'DECODE_FAILED';
-        bad.push({ message: m, error: `${code}: ${errorMessage(err)}` });
-        messages.push({ offset: m.offset, event: null });
-      }
-    }
-    // The DLQ send is acknowledged before the transaction that skips these offsets commits.
-    const dlqTopic = await dlq.send(topic, partition, bad);
-    const deadLetters = bad.map((b) => ({ offset: b.message.offset, dlqTopic, error: b.error }));
+    const { decoded, bad, deadLetters } = await decodeSlice(slice, async (m) => {
+      if (m.value === null || m.value.length === 0) throw new DecodeError('empty value (clickstream events are never tombstones)');
+      return validateClickEvent(await decodeConfluent(this.o.registry, m.value), m.key);
+    }, dlq, topic, partition);
+    const messages: ClickMessage[] = decoded.map((d) => ({ offset: d.offset, event: d.value }));
     let out: ClickBatchOutcome;
     try {
       out = await applyClickBatch(this.o.pool, this.o.schemas, { group: this.o.group, topic, partition, messages, deadLetters }, this.o.allowedLatenessUs, this.o.log);

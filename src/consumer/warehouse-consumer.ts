@@ -1,11 +1,11 @@
-import kafkajs, { type Admin, type Batch, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import kafkajs, { type Admin, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
-import { CdcError, errorMessage } from '../errors.ts';
+import { errorMessage } from '../errors.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
-import { applyBatch, readStoredOffsets, type BatchMessage, type DeadLetterNote } from '../sinks/postgres/batch-tx.ts';
+import { applyBatch, type BatchMessage } from '../sinks/postgres/batch-tx.ts';
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
@@ -14,6 +14,8 @@ import { BatchAcker } from './batch-acker.ts';
 import { sleep } from '../util/sleep.ts';
 import { DeadLetterWriter } from './dead-letters.ts';
 import { validateEnvelope } from './envelope.ts';
+import { decodeSlice } from './slice-decode.ts';
+import { StoredOffsetSeeker } from './stored-offsets.ts';
 
 /**
  * The warehouse consumer group: source-table topics → staging, history,
@@ -64,11 +66,11 @@ export class WarehouseConsumer implements Service {
   private timer: NodeJS.Timeout | undefined;
   private stopping: Promise<void> | undefined;
   private signal: AbortSignal | undefined;
-  /** Partitions already sent back to their stored offset once; a second gap means retention removed the data. */
-  private readonly seekTried = new Map<string, string>();
+  private readonly seeker: StoredOffsetSeeker;
 
   constructor(private readonly o: WarehouseConsumerOptions) {
     this.sink = new ClvRedisSink(o.redis, o.pool, o.schemas, o.redisKeyPrefix, o.log);
+    this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, warnOnSeekBack: true });
   }
 
   get redisSink(): ClvRedisSink {
@@ -99,9 +101,7 @@ export class WarehouseConsumer implements Service {
     const dlq = new DeadLetterWriter(this.producer, this.admin, log);
     const acker = new BatchAcker(consumer, this.sink, log);
 
-    consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      void this.seekToStored(e.payload.memberAssignment).catch((err) => log.error({ err: errorMessage(err) }, 'seek to stored offsets failed; the batch guard still applies'));
-    });
+    this.seeker.seekOnGroupJoin(consumer);
     await this.waitForTopics(signal);
     if (signal.aborted) return;
     await consumer.subscribe({ topics: this.o.topics, fromBeginning: true });
@@ -110,7 +110,7 @@ export class WarehouseConsumer implements Service {
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: 1,
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        if (await this.gapBeforeBatch(batch)) return;
+        if (await this.seeker.gapBeforeBatch(batch)) return;
         for (const slice of this.slices(batch.messages)) {
           if (!isRunning() || isStale() || signal.aborted) return;
           await this.processSlice(batch.topic, batch.partition, slice, dlq);
@@ -149,33 +149,6 @@ export class WarehouseConsumer implements Service {
     }
   }
 
-  private async seekToStored(assignment: Record<string, number[]>): Promise<void> {
-    const stored = await readStoredOffsets(this.o.pool, this.o.schemas, this.o.group);
-    for (const [topic, partitions] of Object.entries(assignment)) {
-      for (const partition of partitions) {
-        const offset = stored.get(`${topic}/${partition}`);
-        if (offset !== undefined) this.consumer?.seek({ topic, partition, offset });
-      }
-    }
-  }
-
-  /** Kafka ahead of Postgres (offsets reset or committed elsewhere): go back to the Postgres position instead of skipping. */
-  private async gapBeforeBatch(batch: Batch): Promise<boolean> {
-    const first = batch.firstOffset();
-    if (first === null) return false;
-    const stored = (await readStoredOffsets(this.o.pool, this.o.schemas, this.o.group)).get(`${batch.topic}/${batch.partition}`);
-    if (stored === undefined || BigInt(first) <= BigInt(stored)) return false;
-    const key = `${batch.topic}/${batch.partition}`;
-    if (this.seekTried.get(key) === stored) {
-      this.o.log.error({ topic: batch.topic, partition: batch.partition, stored, first }, 'messages between the stored offset and the log start are gone (retention); continuing');
-      return false;
-    }
-    this.seekTried.set(key, stored);
-    this.o.log.warn({ topic: batch.topic, partition: batch.partition, stored, first }, 'batch starts after the stored offset; seeking back');
-    this.consumer?.seek({ topic: batch.topic, partition: batch.partition, offset: stored });
-    return true;
-  }
-
   private *slices(messages: KafkaMessage[]): Generator<KafkaMessage[]> {
     const maxN = this.o.maxMessagesPerTx ?? 2000;
     const maxB = this.o.maxBytesPerTx ?? 4 << 20;
@@ -195,24 +168,11 @@ export class WarehouseConsumer implements Service {
   }
 
   private async processSlice(topic: string, partition: number, slice: KafkaMessage[], dlq: DeadLetterWriter): Promise<void> {
-    const messages: BatchMessage[] = [];
-    const bad: Array<{ message: KafkaMessage; error: string }> = [];
-    for (const m of slice) {
-      if (m.value === null || m.value.length === 0) {
-        messages.push({ offset: m.offset, change: null }); // tombstone after a delete: nothing to apply
-        continue;
-      }
-      try {
-        const decoded = await decodeConfluent(this.o.registry, m.value);
-        messages.push({ offset: m.offset, change: validateEnvelope(decoded) });
-      } catch (err) {
-        if (err instanceof CdcError && err.retriable) throw err; // registry down: retry the batch, do not dead-letter
-        bad.push({ message: m, error: `${err instanceof CdcError ? err.code : 'DECODE_FAILED'}: ${errorMessage(err)}` });
-        messages.push({ offset: m.offset, change: null });
-      }
-    }
-    const dlqTopic = await dlq.send(topic, partition, bad);
-    const notes: DeadLetterNote[] = bad.map((b) => ({ offset: b.message.offset, dlqTopic, error: b.error }));
+    const { decoded, deadLetters: notes } = await decodeSlice(slice, async (m) => {
+      if (m.value === null || m.value.length === 0) return null; // tombstone after a delete: nothing to apply
+      return validateEnvelope(await decodeConfluent(this.o.registry, m.value));
+    }, dlq, topic, partition);
+    const messages: BatchMessage[] = decoded.map((d) => ({ offset: d.offset, change: d.value }));
     const opts = { redisKeyPrefix: this.o.redisKeyPrefix, thresholds: this.o.thresholds, deferDerived: this.o.deferDerived };
     try {
       await applyBatch(this.o.pool, this.o.schemas, { group: this.o.group, topic, partition, messages, deadLetters: notes }, opts);
