@@ -1,5 +1,6 @@
 import { int, str, type Env } from '../../src/config/env.ts';
 import { loadStackConfig, type StackConfig } from '../../src/config/index.ts';
+import { loadWarehouseSchemas } from '../../src/config/warehouse-schemas.ts';
 import { ConfigError } from '../../src/errors.ts';
 import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 
@@ -19,14 +20,6 @@ export interface ClickstreamConfig {
   sessionTimeoutMs: number;
 }
 
-const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
-
-function ident(env: Env, name: string, fallback: string): string {
-  const v = str(env, name, fallback);
-  if (!IDENT.test(v)) throw new ConfigError(`${name} must be a lowercase identifier ([a-z_][a-z0-9_]*), got "${v}"`);
-  return v;
-}
-
 export function loadClickstreamConfig(env: Env = process.env): ClickstreamConfig {
   const topic = str(env, 'CLICKSTREAM_TOPIC', 'clickstream.events');
   if (!/^[A-Za-z0-9._-]{1,245}$/.test(topic)) throw new ConfigError(`CLICKSTREAM_TOPIC must be a Kafka topic name, got "${topic}"`);
@@ -34,11 +27,7 @@ export function loadClickstreamConfig(env: Env = process.env): ClickstreamConfig
     stack: loadStackConfig(env),
     group: str(env, 'CLICKSTREAM_GROUP', 'clickstream'),
     topic,
-    schemas: {
-      staging: ident(env, 'STAGING_SCHEMA', 'staging'),
-      analytics: ident(env, 'ANALYTICS_SCHEMA', 'analytics'),
-      meta: ident(env, 'META_SCHEMA', 'cdc_meta'),
-    },
+    schemas: loadWarehouseSchemas(env),
     // SPEC §3 default: 24 h. Zero is allowed (only in-order events count).
     allowedLatenessUs: BigInt(int(env, 'CLICKSTREAM_ALLOWED_LATENESS_SECONDS', 86_400, { min: 0 })) * 1_000_000n,
     maxMessagesPerTx: int(env, 'CLICKSTREAM_MAX_MESSAGES_PER_TX', 1000, { min: 1 }),

@@ -1,5 +1,6 @@
 import { loadStackConfig, type StackConfig } from '../config/index.ts';
 import { int, optionalStr, str, type Env } from '../config/env.ts';
+import { loadWarehouseSchemas } from '../config/warehouse-schemas.ts';
 import { ConfigError } from '../errors.ts';
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
@@ -19,14 +20,6 @@ export interface WarehouseConsumerConfig {
   topicWaitMs: number;
 }
 
-const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
-
-function ident(env: Env, name: string, fallback: string): string {
-  const v = str(env, name, fallback);
-  if (!IDENT.test(v)) throw new ConfigError(`${name} must be a lowercase identifier ([a-z_][a-z0-9_]*), got "${v}"`);
-  return v;
-}
-
 function decimal(env: Env, name: string, fallback: string): string {
   const v = str(env, name, fallback);
   if (!/^\d+(\.\d+)?$/.test(v)) throw new ConfigError(`${name} must be a non-negative decimal, got "${v}"`);
@@ -42,11 +35,7 @@ export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseCo
     stack,
     sourceSchema,
     group: str(env, 'CONSUMER_GROUP', 'warehouse'),
-    schemas: {
-      staging: ident(env, 'STAGING_SCHEMA', 'staging'),
-      analytics: ident(env, 'ANALYTICS_SCHEMA', 'analytics'),
-      meta: ident(env, 'META_SCHEMA', 'cdc_meta'),
-    },
+    schemas: loadWarehouseSchemas(env),
     topics: TABLE_NAMES.map((t) => `${stack.topicPrefix}.${sourceSchema}.${t}`),
     redisKeyPrefix,
     thresholds: {
