@@ -228,13 +228,14 @@ describe('replay', () => {
         }
       };
       const readers = [reader(), reader(), reader()];
-      // More source changes keep arriving during the replay and the swap, a few every 100 ms.
+      // More source changes keep arriving during the replay and the swap, a couple every 100 ms:
+      // slow enough that a loaded machine still swaps before the writer runs out.
       let producing = true;
       let sent = 0;
       const writer = (async () => {
         while (producing && sent < p2.length) {
-          await produce(env, p2.slice(sent, sent + 4));
-          sent = Math.min(p2.length, sent + 4);
+          await produce(env, p2.slice(sent, sent + 2));
+          sent = Math.min(p2.length, sent + 2);
           await new Promise((r) => setTimeout(r, 100));
         }
       })();
