@@ -56,9 +56,37 @@ function cellsSql(an: string): string {
   return `${side('f.order_id = ANY($1::bigint[])')} UNION ${side('f.product_id = ANY($2::bigint[])')}`;
 }
 
+/** What some orders' qualifying lines add to each mart_sales cell; money and counts as exact text. */
+export interface MartContribution {
+  dateKey: number;
+  category: string;
+  orders: string;
+  units: string;
+  revenue: string;
+}
+
 export interface PreState {
+  /** mart_sales cells to rebuild whole (only when products changed: a category move shifts lines of every order). */
   cells: Array<[number, string]>;
+  /** Otherwise: the affected orders' contribution before the change, to subtract. */
+  martBefore: MartContribution[];
   factCustomers: string[];
+}
+
+/**
+ * The affected orders' ($1) contribution to mart_sales, with the same
+ * filters and aggregates as the full refresh. Orders are disjoint, so a
+ * cell's distinct-order count, units and revenue are sums over orders and
+ * the change of a cell is exactly contribution-after minus
+ * contribution-before: a batch touches its own orders' lines instead of
+ * re-aggregating every line of the day (which grew the cost of each batch
+ * through the day under steady traffic).
+ */
+function martContributionSql(an: string): string {
+  return `SELECT f.date_key, p.category, count(DISTINCT f.order_id)::int AS orders, sum(f.quantity)::bigint AS units, sum(f.line_total) AS revenue
+     FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
+     WHERE f.order_id = ANY($1::bigint[]) AND f.status NOT IN ('cancelled', 'returned') AND f.date_key IS NOT NULL AND p.category IS NOT NULL
+     GROUP BY f.date_key, p.category`;
 }
 
 const arr = (s: Iterable<string>) => [...s];
@@ -66,12 +94,20 @@ const arr = (s: Iterable<string>) => [...s];
 /** Reads, before staging changes, what the affected keys contribute now: their mart cells and the customers their lines belong to. */
 export async function captureBefore(client: pg.ClientBase, schemas: WarehouseSchemas, k: DirectKeys): Promise<PreState> {
   const { an } = quoted(schemas);
-  if (k.orders.size === 0 && k.products.size === 0) return { cells: [], factCustomers: [] };
-  const cells = await client.query<{ date_key: number; category: string }>(
-    cellsSql(an), [arr(k.orders), arr(k.products)]);
+  if (k.orders.size === 0 && k.products.size === 0) return { cells: [], martBefore: [], factCustomers: [] };
+  let cells: Array<[number, string]> = [];
+  let martBefore: MartContribution[] = [];
+  if (k.products.size > 0) {
+    const r = await client.query<{ date_key: number; category: string }>(cellsSql(an), [arr(k.orders), arr(k.products)]);
+    cells = r.rows.map((x) => [x.date_key, x.category]);
+  } else {
+    const r = await client.query<{ date_key: number; category: string; orders: number; units: string; revenue: string }>(
+      martContributionSql(an), [arr(k.orders)]);
+    martBefore = r.rows.map((x) => ({ dateKey: x.date_key, category: x.category, orders: String(x.orders), units: x.units, revenue: x.revenue }));
+  }
   const cust = await client.query<{ customer_id: string }>(
     `SELECT DISTINCT customer_id FROM ${an}.fact_orders WHERE order_id = ANY($1::bigint[]) AND customer_id IS NOT NULL`, [arr(k.orders)]);
-  return { cells: cells.rows.map((r) => [r.date_key, r.category]), factCustomers: cust.rows.map((r) => r.customer_id) };
+  return { cells, martBefore, factCustomers: cust.rows.map((r) => r.customer_id) };
 }
 
 /**
@@ -164,7 +200,9 @@ export async function recomputeAffected(
     await client.query(`INSERT INTO ${an}.fact_orders ${factOrdersSelectSql(stg, `${an}.dim_customers`, 'i.order_id = ANY($1::bigint[])')}`, [factOrders]);
   }
 
-  if (k.orders.size > 0 || products.length > 0) {
+  if (products.length === 0 && k.orders.size > 0) {
+    await applyMartDelta(client, an, arr(k.orders), pre.martBefore);
+  } else if (products.length > 0) {
     const { rows: after } = await client.query<{ date_key: number; category: string }>(
       cellsSql(an), [arr(k.orders), products]);
     const cells = new Map<string, [number, string]>();
@@ -205,4 +243,30 @@ export async function recomputeAffected(
     await client.query(`INSERT INTO ${an}.order_fulfillment ${fulfillmentSelectSql(stg, '$1::bigint[]')}`, [arr(k.orders)]);
   }
   return { clvCustomers: clvCustomers.length, factOrders: factOrders.length };
+}
+
+/** Adds the affected orders' new contribution minus their old one to mart_sales; drops cells left without orders. */
+async function applyMartDelta(client: pg.ClientBase, an: string, orders: string[], before: MartContribution[]): Promise<void> {
+  const { rows } = await client.query<{ date_key: number; category: string; orders: number }>(
+    `WITH pre AS (
+       SELECT * FROM unnest($2::int[], $3::text[], $4::int[], $5::bigint[], $6::numeric[]) AS r(date_key, category, orders, units, revenue)
+     ), post AS (${martContributionSql(an)}),
+     d AS (
+       SELECT date_key, category, sum(orders)::int AS orders, sum(units)::bigint AS units, sum(revenue) AS revenue
+       FROM (SELECT * FROM post UNION ALL SELECT date_key, category, -orders, -units, -revenue FROM pre) x
+       GROUP BY date_key, category
+     )
+     INSERT INTO ${an}.mart_sales AS m (date_key, category, orders, units, revenue)
+     SELECT * FROM d WHERE orders <> 0 OR units <> 0 OR revenue <> 0
+     ON CONFLICT (date_key, category) DO UPDATE
+       SET orders = m.orders + EXCLUDED.orders, units = m.units + EXCLUDED.units, revenue = m.revenue + EXCLUDED.revenue
+     RETURNING m.date_key, m.category, m.orders`,
+    [orders, before.map((b) => b.dateKey), before.map((b) => b.category), before.map((b) => b.orders), before.map((b) => b.units), before.map((b) => b.revenue)]);
+  const empty = rows.filter((r) => r.orders === 0);
+  if (empty.length > 0) {
+    await client.query(
+      `DELETE FROM ${an}.mart_sales m USING unnest($1::int[], $2::text[]) AS c(date_key, category)
+       WHERE m.date_key = c.date_key AND m.category = c.category AND m.orders = 0`,
+      [empty.map((r) => r.date_key), empty.map((r) => r.category)]);
+  }
 }
