@@ -346,7 +346,8 @@ describe('warehouse consumer', () => {
       const before = await appliedOffsets(env);
       const until = Date.now() + 45_000;
       while ((await appliedOffsets(env)) <= before && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 400)));
+      // Short: a chunk drains in a few hundred ms, and the kill should land while it does.
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 120)));
       child.kill('SIGKILL');
       await exited(child);
       kills++;
