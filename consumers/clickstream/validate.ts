@@ -1,22 +1,13 @@
 import { ValidationError } from '../../src/errors.ts';
-import { EVENT_TYPES, type EventType } from '../../src/transforms/sessions.ts';
+import { EVENT_TYPES, type EventType, type SessionEvent } from '../../src/transforms/sessions.ts';
 
 /**
  * Runtime validation of a decoded clickstream event (SPEC §2) into the
  * shape staging stores. What fails here goes to `<topic>.dlq`; the rules are
  * listed in docs/clickstream.md ("Validation").
  */
-export interface ClickEvent {
-  /** Canonical lowercase uuid. */
-  eventId: string;
-  eventType: EventType;
-  occurredUs: bigint;
-  anonymousId: string;
-  customerId: string | null;
-  productId: string | null;
-  quantity: number | null;
-  unitPrice: string | null;
-  orderId: string | null;
+/** What sessionization reads, plus the page URL staging also keeps. */
+export interface ClickEvent extends SessionEvent {
   pageUrl: string | null;
 }
 
