@@ -9,7 +9,7 @@ import type { Env } from '../../src/config/env.ts';
 import { loadStackConfig } from '../../src/config/index.ts';
 import { groupLag } from '../../src/consumer/lag.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { sleep } from '../../src/util/sleep.ts';
 
@@ -95,7 +95,7 @@ export async function createPipeline(id: string, seed = 42): Promise<Pipeline> {
   const keyPrefix = `${id}:`;
   const topics = TABLE_NAMES.map((t) => h.topic(t));
   const wh = createWarehousePool(stack.warehouseUrl, 4);
-  await migrate(wh, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+  await migrate(wh, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
   const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
   const kafka = new kafkajs.Kafka({ clientId: 'bench-consumers', brokers: stack.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
   const admin = kafka.admin();

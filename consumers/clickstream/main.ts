@@ -3,7 +3,7 @@ import { createRegistry } from '../../src/consumer/avro.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
 import { loadClickstreamConfig } from './config.ts';
 import { ClickstreamConsumer } from './consumer.ts';
@@ -17,7 +17,7 @@ await runMain('consumer-clickstream', async (log) => {
   const cfg = loadClickstreamConfig();
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
   await migrate(pool, 'warehouse', {
-    schemas: { staging_schema: cfg.schemas.staging, analytics_schema: cfg.schemas.analytics, meta_schema: cfg.schemas.meta },
+    schemas: warehouseSchemaNames(cfg.schemas),
     log,
   });
   const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });

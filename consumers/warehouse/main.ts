@@ -6,7 +6,7 @@ import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
 
 /**
@@ -18,7 +18,7 @@ await runMain('consumer-warehouse', async (log) => {
   const cfg = loadWarehouseConsumerConfig();
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
   await migrate(pool, 'warehouse', {
-    schemas: { staging_schema: cfg.schemas.staging, analytics_schema: cfg.schemas.analytics, meta_schema: cfg.schemas.meta },
+    schemas: warehouseSchemaNames(cfg.schemas),
     log,
   });
   // Fail fast on a Redis command while disconnected (the outbox keeps the

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { MigrationError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 
 /**
  * A small SQL migration runner. Migrations are files `NNNN_name.sql` under
@@ -35,6 +36,11 @@ export const DEFAULT_SCHEMAS: SchemaNames = {
   meta_schema: 'cdc_meta',
   publication: 'shop_cdc',
 };
+
+/** The placeholder names under which the warehouse set builds the given staging/analytics/meta schemas. */
+export function warehouseSchemaNames(s: WarehouseSchemas): Pick<SchemaNames, 'staging_schema' | 'analytics_schema' | 'meta_schema'> {
+  return { staging_schema: s.staging, analytics_schema: s.analytics, meta_schema: s.meta };
+}
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'migrations');
 const LOCK_KEY = 0x6364_6d69; // "cdmi"

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { WarehouseConsumer } from '../consumer/warehouse-consumer.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { migrate } from '../migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../migrations/runner.ts';
 import { readStoredOffsets } from '../sinks/postgres/batch-tx.ts';
 import { fullRefresh } from '../sinks/postgres/full-refresh.ts';
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
@@ -123,7 +123,7 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
         'the rebuilt tables would lack everything before it. Pass --allow-partial if that is intended (topics re-snapshotted)');
     }
     log.info({ rebuilt, from: o.from.kind, partitions: ranges.length, messages: replayedCount(ranges, new Map()).total }, 'replay: building fresh tables');
-    await migrate(o.pool, 'warehouse', { schemas: { staging_schema: rebuilt.staging, analytics_schema: rebuilt.analytics, meta_schema: rebuilt.meta }, log });
+    await migrate(o.pool, 'warehouse', { schemas: warehouseSchemaNames(rebuilt), log });
     // The start position, where the consumer's seek-on-assignment finds it.
     await o.pool.query(
       `INSERT INTO ${meta}.consumer_offsets (consumer_group, topic, partition, next_offset)

@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { verifyClickstream } from '../../consumers/clickstream/batch-recompute.ts';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { planClickstream, produceClickstream } from '../../src/generator/clickstream.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
@@ -38,7 +38,7 @@ async function logEnd(): Promise<bigint> {
 
 beforeAll(async () => {
   pool = createWarehousePool(stackEnv.warehouseUrl);
-  await migrate(pool, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+  await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
   const kafka = new kafkajs.Kafka({ clientId: id, brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
   admin = kafka.admin();
   producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });

@@ -7,7 +7,7 @@ import { ClickstreamConsumer } from '../../consumers/clickstream/consumer.ts';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { planClickstream, produceClickstream, registerClickSchema, type Catalog, type ClickValue, type PlannedSend } from '../../src/generator/clickstream.ts';
 import { createLogger } from '../../src/logger.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
@@ -84,7 +84,7 @@ const catalog: Catalog = {
 
 beforeAll(async () => {
   pool = createWarehousePool(stackEnv.warehouseUrl);
-  await migrate(pool, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+  await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
   // Half of the orders the clickstream reports exist in stg_orders, so int_check_order has both answers.
   await pool.query(
     `INSERT INTO "${schemas.staging}".stg_orders (order_id, customer_id, order_date, status, updated_at, _source_lsn)

@@ -9,7 +9,7 @@ import { groupLag, waitCaughtUp } from '../../src/consumer/lag.ts';
 import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
 import { DEFAULT_MIX, TrafficGenerator, type TrafficMix } from '../../src/generator/writer.ts';
 import { Rng } from '../../src/generator/rng.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { createWarehousePool, isoSql, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
@@ -77,7 +77,7 @@ describe('source → capture → Kafka → warehouse consumer process, SIGKILLed
     schemas = { staging: `${s}_stg`, analytics: `${s}_an`, meta: `${s}_wmeta` };
     wh = createWarehousePool(stackEnv.warehouseUrl, 4);
     // The child migrates too (idempotent); doing it here first lets the test read the offsets table from the start.
-    await migrate(wh, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+    await migrate(wh, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
     const kafka = new kafkajs.Kafka({ clientId: 'e2e-crash', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
     const admin = kafka.admin();
     await admin.connect();

@@ -8,7 +8,7 @@ import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { TABLES, TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { createLogger } from '../../src/logger.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { createWarehousePool, isoSql, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
@@ -55,7 +55,7 @@ describe('source → capture → Kafka → warehouse consumer', () => {
     stops.push(() => admin.disconnect());
     schemas = { staging: `${s}_stg`, analytics: `${s}_an`, meta: `${s}_wmeta` };
     wh = createWarehousePool(stackEnv.warehouseUrl);
-    await migrate(wh, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+    await migrate(wh, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
     const consumer = new WarehouseConsumer({
       kafka, registry: createRegistry(stackEnv.registryUrl), pool: wh, redis, schemas, group: `${s}_wh`,
       topics, redisKeyPrefix: `${s}:`, log: createLogger('e2e', 'warn'),

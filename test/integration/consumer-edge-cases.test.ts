@@ -6,7 +6,7 @@ import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { createLogger } from '../../src/logger.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { avroType, envelopeSchema, envelopeValue, registerTable, ShopSim, wire } from '../helpers/debezium-fixtures.ts';
@@ -35,7 +35,7 @@ describe('warehouse consumer edge cases', () => {
 
   it('waits for missing topics, then creates them after the grace period', async () => {
     await admin.connect();
-    await migrate(pool, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+    await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
     // One topic exists already, as if the capture had seen only customers so far.
     await admin.createTopics({ topics: [{ topic: topics[0]!, numPartitions: 3 }], waitForLeaders: true });
     const consumer = new WarehouseConsumer({
@@ -65,7 +65,7 @@ describe('warehouse consumer edge cases', () => {
     await Promise.all([admin.connect(), producer.connect()]);
     try {
       await admin.createTopics({ topics: ptopics.map((topic) => ({ topic })), waitForLeaders: true });
-      await migrate(pool, 'warehouse', { schemas: { staging_schema: ps.staging, analytics_schema: ps.analytics, meta_schema: ps.meta } });
+      await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(ps) });
       // Price as Debezium's VariableScaleDecimal (numeric without a declared scale).
       const schema = envelopeSchema(pid, 'products') as { fields: Array<{ name: string; type: unknown }> };
       const value = (schema.fields[0]!.type as [string, { fields: Array<{ name: string; type: unknown }> }])[1];
@@ -128,7 +128,7 @@ describe('warehouse consumer edge cases', () => {
     };
     try {
       await admin.createTopics({ topics: gtopics.map((topic) => ({ topic, numPartitions: 3 })), waitForLeaders: true });
-      await migrate(pool, 'warehouse', { schemas: { staging_schema: gs.staging, analytics_schema: gs.analytics, meta_schema: gs.meta } });
+      await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(gs) });
       const registry = createRegistry(stackEnv.registryUrl);
       const enc = new Map<string, Awaited<ReturnType<typeof registerTable>>>();
       for (const t of TABLE_NAMES) enc.set(t, await registerTable(registry, gid, t));

@@ -10,7 +10,7 @@ import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.t
 import { groupLag, waitCaughtUp } from '../../src/consumer/lag.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { createLogger } from '../../src/logger.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
@@ -55,7 +55,7 @@ async function makeEnv(name: string, partitions: number): Promise<Env> {
   await admin.createTopics({ topics: env.topics.map((topic) => ({ topic, numPartitions: partitions })), waitForLeaders: true });
   const registry = createRegistry(stackEnv.registryUrl);
   for (const t of TABLE_NAMES) env.encoders.set(t, await registerTable(registry, env.prefix, t));
-  await migrate(pool, 'warehouse', { schemas: { staging_schema: env.schemas.staging, analytics_schema: env.schemas.analytics, meta_schema: env.schemas.meta } });
+  await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(env.schemas) });
   return env;
 }
 
@@ -217,7 +217,7 @@ describe('warehouse consumer', () => {
     // A replay from offset 0 (new group, fresh schemas) rebuilds the same tables.
     const replay: Env = { ...env, group: `${env.id}_replay`, redisPrefix: `${env.id}_r:`, schemas: { staging: `${env.id}_rs`, analytics: `${env.id}_ra`, meta: `${env.id}_rm` } };
     envs.push(replay);
-    await migrate(pool, 'warehouse', { schemas: { staging_schema: replay.schemas.staging, analytics_schema: replay.schemas.analytics, meta_schema: replay.schemas.meta } });
+    await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(replay.schemas) });
     const again = startConsumer(replay);
     const ac2 = new AbortController();
     await again.start(ac2.signal);

@@ -9,7 +9,7 @@ import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { createLogger } from '../../src/logger.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { replayWarehouse } from '../../src/rebuild/replay.ts';
 import { runVerify } from '../../src/rebuild/verify.ts';
 import { readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
@@ -48,7 +48,7 @@ async function makeEnv(name: string): Promise<Env> {
   await admin.createTopics({ topics: env.topics.map((topic) => ({ topic, numPartitions: 2 })), waitForLeaders: true });
   const registry = createRegistry(stackEnv.registryUrl);
   for (const t of TABLE_NAMES) env.encoders.set(t, await registerTable(registry, id, t));
-  await migrate(pool, 'warehouse', { schemas: { staging_schema: env.schemas.staging, analytics_schema: env.schemas.analytics, meta_schema: env.schemas.meta } });
+  await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(env.schemas) });
   return env;
 }
 

@@ -9,7 +9,7 @@ import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { TABLES, TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { createLogger } from '../../src/logger.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import type { VerifyReport } from '../../src/rebuild/verify.ts';
 import { runVerify } from '../../src/rebuild/verify.ts';
@@ -61,7 +61,7 @@ beforeAll(async () => {
   redis = new Redis(stackEnv.redisUrl, { maxRetriesPerRequest: 1 });
   sourcePool = new pg.Pool({ connectionString: stackEnv.sourceUrl, max: 2 });
   await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: 2 })), waitForLeaders: true });
-  await migrate(pool, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+  await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
 
   const registry = createRegistry(stackEnv.registryUrl);
   sim.randomWorkload(250);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateEnvelope } from '../../src/consumer/envelope.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { applyBatch } from '../../src/sinks/postgres/batch-tx.ts';
 import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { clvSelectSql, DEFAULT_CLV_THRESHOLDS } from '../../src/sinks/postgres/derived-sql.ts';
@@ -38,7 +38,7 @@ describe('warehouse figures to the cent', () => {
 
   beforeAll(async () => {
     pool = createWarehousePool(stackEnv.warehouseUrl);
-    await migrate(pool, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+    await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
   });
   afterAll(async () => {
     await pool.query(`DROP SCHEMA IF EXISTS "${schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.meta}" CASCADE`);

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { validateEnvelope, type RowChange } from '../../src/consumer/envelope.ts';
 import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
-import { migrate } from '../../src/migrations/runner.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { applyBatch, type BatchMessage } from '../../src/sinks/postgres/batch-tx.ts';
 import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
@@ -41,7 +41,7 @@ describe('warehouse recompute (Postgres only)', () => {
 
   beforeAll(async () => {
     pool = createWarehousePool(stackEnv.warehouseUrl);
-    await migrate(pool, 'warehouse', { schemas: { staging_schema: schemas.staging, analytics_schema: schemas.analytics, meta_schema: schemas.meta } });
+    await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
   });
   afterAll(async () => {
     await pool.query(`DROP SCHEMA IF EXISTS "${schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.meta}" CASCADE`);
@@ -108,7 +108,7 @@ describe('warehouse recompute (Postgres only)', () => {
   it('a deferred replay (staging only) followed by one full refresh gives the same derived tables', async () => {
     const rid = uniqueId('wh_full');
     const fresh: WarehouseSchemas = { staging: `${rid}_stg`, analytics: `${rid}_an`, meta: `${rid}_meta` };
-    await migrate(pool, 'warehouse', { schemas: { staging_schema: fresh.staging, analytics_schema: fresh.analytics, meta_schema: fresh.meta } });
+    await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(fresh) });
     try {
       const sim = new ShopSim(777);
       sim.randomWorkload(400);
