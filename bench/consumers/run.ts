@@ -5,11 +5,13 @@ import { REPO } from '../capture/harness.ts';
 import { freshness } from './freshness.ts';
 import { loadavg, log } from './pipeline.ts';
 import { rebuild } from './rebuild.ts';
+import { throughput } from './throughput.ts';
 
 /**
- * npm run bench:consumers [-- freshness|rebuild|all]   (default all)
+ * npm run bench:consumers [-- freshness|rebuild|throughput|all]   (default all: freshness and rebuild)
  *
- * env: BENCH_RUNS (3), BENCH_RATE orders/s (1000), BENCH_PROBES per run (1000),
+ * env: BENCH_RUNS (3), BENCH_RATE orders/s (freshness 1000, throughput 3000), BENCH_SECONDS
+ * (throughput: seconds of traffic per run, 30), BENCH_PROBES per run (1000),
  * BENCH_PROBE_MS (50), BENCH_WARMUP_S (10), BENCH_CUSTOMERS (100000),
  * BENCH_ORDERS (400000), BENCH_PER_TX (100), BENCH_OUT (bench-results/consumers.json),
  * BENCH_PROFILE_DIR (cpu profile of the first replay), BENCH_CHILD_LOG (child log file prefix).
@@ -38,6 +40,14 @@ if (mode === 'freshness' || mode === 'all') {
   });
   save('freshness', r);
   log(`freshness median p50 ${r.median.p50Ms} ms, p99 ${r.median.p99Ms} ms at ${r.median.ordersPerSecond} orders/s`);
+}
+if (mode === 'throughput') {
+  const r = await throughput(`bct_${stamp}`, {
+    runs: RUNS, seconds: num('BENCH_SECONDS', 30), rate: num('BENCH_RATE', 3000),
+    catalogCustomers: num('BENCH_CATALOG_CUSTOMERS', 10_000), generators: num('BENCH_GENERATORS', 8),
+  });
+  save('throughput', r);
+  log(`throughput median ${r.median.messagesPerSecond} messages/s, ${r.median.ordersPerSecond} orders/s`);
 }
 if (mode === 'rebuild' || mode === 'all') {
   const r = await rebuild(`bcr_${stamp}`, { customers: num('BENCH_CUSTOMERS', 100_000), orders: num('BENCH_ORDERS', 400_000), perTransaction: num('BENCH_PER_TX', 100), runs: RUNS, onRun: (partial) => save('rebuild', { complete: false, ...(partial as object) }) });

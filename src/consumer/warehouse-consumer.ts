@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { errorMessage } from '../errors.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
-import { applyBatch, type BatchMessage } from '../sinks/postgres/batch-tx.ts';
+import { applyBatches, type BatchMessage, type BatchOutcome, type PartitionBatch } from '../sinks/postgres/batch-tx.ts';
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
@@ -13,16 +13,19 @@ import { decodeConfluent } from './avro.ts';
 import { BatchAcker } from './batch-acker.ts';
 import { sleep } from '../util/sleep.ts';
 import { DeadLetterWriter } from './dead-letters.ts';
+import { GroupCommit } from './group-commit.ts';
 import { validateEnvelope } from './envelope.ts';
 import { decodeSlice } from './slice-decode.ts';
+import { StageTimer } from './stage-timer.ts';
 import { StoredOffsetSeeker } from './stored-offsets.ts';
 
 /**
  * The warehouse consumer group: source-table topics → staging, history,
- * derived tables and CLV (docs/consumers.md). Partitions are processed one
- * at a time (partitionsConsumedConcurrently = 1) and every transaction takes
- * the namespace lock, so batches never race on a key, within or across
- * processes.
+ * derived tables and CLV (docs/consumers.md). kafkajs hands over the
+ * batches of several partitions at once; they are decoded concurrently and
+ * applied by one group commit (one transaction at a time per process, and
+ * every transaction takes the namespace lock), so batches never race on a
+ * key, within or across processes.
  */
 export interface WarehouseConsumerOptions {
   kafka: Kafka;
@@ -49,6 +52,13 @@ export interface WarehouseConsumerOptions {
   deferDerived?: boolean;
   /** How long to wait for the capture to create missing topics before creating them. */
   topicWaitMs?: number;
+  /** Partition batches kafkajs may hand over at once (and so join one transaction). */
+  partitionsConcurrently?: number;
+}
+
+/** A decoded slice of one partition's batch, with its raw messages for dead-lettering. */
+interface DecodedPart extends PartitionBatch {
+  slice: KafkaMessage[];
 }
 
 /** Postgres errors about the data itself (class 22 data exception, 23 integrity): retrying the same batch cannot help. */
@@ -67,9 +77,11 @@ export class WarehouseConsumer implements Service {
   private stopping: Promise<void> | undefined;
   private signal: AbortSignal | undefined;
   private readonly seeker: StoredOffsetSeeker;
+  readonly stages: StageTimer;
 
   constructor(private readonly o: WarehouseConsumerOptions) {
     this.sink = new ClvRedisSink(o.redis, o.pool, o.schemas, o.redisKeyPrefix, o.log);
+    this.stages = new StageTimer(o.log, 'warehouse-consumer');
     this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, warnOnSeekBack: true });
   }
 
@@ -99,7 +111,15 @@ export class WarehouseConsumer implements Service {
     this.consumer = consumer;
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
     const dlq = new DeadLetterWriter(this.producer, this.admin, log);
-    const acker = new BatchAcker(consumer, this.sink, log);
+    const acker = new BatchAcker(consumer, this.sink, log, this.stages);
+    const commit = new GroupCommit<DecodedPart, BatchOutcome>(async (parts) => {
+      const out = await this.applyParts(parts, dlq);
+      acker.durable(out.outbox);
+      this.stages.batchDone(parts.reduce((n, p) => n + p.messages.length, 0));
+      return out.parts;
+    });
+    let idleSince = performance.now();
+    let inHandler = 0;
 
     this.seeker.seekOnGroupJoin(consumer);
     await this.waitForTopics(signal);
@@ -108,15 +128,21 @@ export class WarehouseConsumer implements Service {
     await consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 1,
+      partitionsConsumedConcurrently: this.o.partitionsConcurrently ?? 8,
       eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        if (await this.seeker.gapBeforeBatch(batch)) return;
-        for (const slice of this.slices(batch.messages)) {
-          if (!isRunning() || isStale() || signal.aborted) return;
-          await this.processSlice(batch.topic, batch.partition, slice, dlq);
-          const last = slice[slice.length - 1]!;
-          await acker.committed(batch.topic, batch.partition, last.offset, (BigInt(last.offset) + 1n).toString(), resolveOffset);
-          await heartbeat();
+        if (inHandler++ === 0) this.stages.add('fetch', performance.now() - idleSince);
+        try {
+          if (await this.seeker.gapBeforeBatch(batch)) return;
+          for (const slice of this.slices(batch.messages)) {
+            if (!isRunning() || isStale() || signal.aborted) return;
+            const part = await this.decodePart(batch.topic, batch.partition, slice, dlq);
+            await commit.submit(part);
+            const last = slice[slice.length - 1]!;
+            acker.ack(batch.topic, batch.partition, last.offset, (BigInt(last.offset) + 1n).toString(), resolveOffset);
+            await heartbeat();
+          }
+        } finally {
+          if (--inHandler === 0) idleSince = performance.now();
         }
       },
     });
@@ -167,33 +193,66 @@ export class WarehouseConsumer implements Service {
     if (cur.length > 0) yield cur;
   }
 
-  private async processSlice(topic: string, partition: number, slice: KafkaMessage[], dlq: DeadLetterWriter): Promise<void> {
-    const { decoded, deadLetters: notes } = await decodeSlice(slice, async (m) => {
+  private async decodePart(topic: string, partition: number, slice: KafkaMessage[], dlq: DeadLetterWriter): Promise<DecodedPart> {
+    const { decoded, deadLetters } = await this.stages.time('decode', () => decodeSlice(slice, async (m) => {
       if (m.value === null || m.value.length === 0) return null; // tombstone after a delete: nothing to apply
       return validateEnvelope(await decodeConfluent(this.o.registry, m.value));
-    }, dlq, topic, partition);
+    }, dlq, topic, partition));
     const messages: BatchMessage[] = decoded.map((d) => ({ offset: d.offset, change: d.value }));
-    const opts = { redisKeyPrefix: this.o.redisKeyPrefix, thresholds: this.o.thresholds, deferDerived: this.o.deferDerived };
+    return { topic, partition, messages, deadLetters, slice };
+  }
+
+  private get batchOptions() {
+    return { redisKeyPrefix: this.o.redisKeyPrefix, thresholds: this.o.thresholds, deferDerived: this.o.deferDerived, timer: this.stages };
+  }
+
+  private async applyParts(parts: DecodedPart[], dlq: DeadLetterWriter) {
+    const strip = ({ slice: _, ...p }: DecodedPart): PartitionBatch => p;
     try {
-      await applyBatch(this.o.pool, this.o.schemas, { group: this.o.group, topic, partition, messages, deadLetters: notes }, opts);
+      return await applyBatches(this.o.pool, this.o.schemas, this.o.group, parts.map(strip), this.batchOptions);
     } catch (err) {
       if (!isDataError(err)) throw err;
-      // One message the database refuses must not block the partition:
-      // apply one by one and dead-letter the ones that fail.
-      this.o.log.warn({ topic, partition, err: errorMessage(err) }, 'batch refused by Postgres; isolating the message');
-      for (const m of messages) {
-        const note = notes.filter((n) => n.offset === m.offset);
-        try {
-          await applyBatch(this.o.pool, this.o.schemas, { group: this.o.group, topic, partition, messages: [m], deadLetters: note }, opts);
-        } catch (e) {
-          if (!isDataError(e)) throw e;
-          const original = slice.find((s) => s.offset === m.offset)!;
-          const error = `VALIDATION_FAILED: rejected by the warehouse: ${errorMessage(e)}`;
-          await dlq.send(topic, partition, [{ message: original, error }]);
-          await applyBatch(this.o.pool, this.o.schemas, { group: this.o.group, topic, partition, messages: [{ offset: m.offset, change: null }], deadLetters: [{ offset: m.offset, dlqTopic: `${topic}.dlq`, error }] }, opts);
-        }
+      const outbox = [];
+      const outcomes = [];
+      for (const part of parts) {
+        const r = await this.applyIsolating(part, dlq);
+        outcomes.push(r.outcome);
+        outbox.push(...r.outbox);
       }
+      return { parts: outcomes, outbox };
     }
+  }
+
+  /** One message the database refuses must not block the partition: apply one by one and dead-letter the ones that fail. */
+  private async applyIsolating(part: DecodedPart, dlq: DeadLetterWriter) {
+    const { topic, partition, messages, deadLetters: notes, slice } = part;
+    const apply = async (p: PartitionBatch) => applyBatches(this.o.pool, this.o.schemas, this.o.group, [p], this.batchOptions);
+    try {
+      const r = await apply({ topic, partition, messages, deadLetters: notes });
+      return { outcome: r.parts[0]!, outbox: r.outbox };
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+    }
+    this.o.log.warn({ topic, partition }, 'batch refused by Postgres; isolating the message');
+    const outbox = [];
+    let outcome: BatchOutcome = { nextOffset: '', applied: 0, skippedAsApplied: 0 };
+    for (const m of messages) {
+      const note = notes.filter((n) => n.offset === m.offset);
+      let r;
+      try {
+        r = await apply({ topic, partition, messages: [m], deadLetters: note });
+      } catch (e) {
+        if (!isDataError(e)) throw e;
+        const original = slice.find((s) => s.offset === m.offset)!;
+        const error = `VALIDATION_FAILED: rejected by the warehouse: ${errorMessage(e)}`;
+        await dlq.send(topic, partition, [{ message: original, error }]);
+        r = await apply({ topic, partition, messages: [{ offset: m.offset, change: null }], deadLetters: [{ offset: m.offset, dlqTopic: `${topic}.dlq`, error }] });
+      }
+      const o = r.parts[0]!;
+      outbox.push(...r.outbox);
+      outcome = { nextOffset: o.nextOffset, applied: outcome.applied + o.applied, skippedAsApplied: outcome.skippedAsApplied + o.skippedAsApplied };
+    }
+    return { outcome, outbox };
   }
 
   stop(): Promise<void> {
@@ -201,6 +260,7 @@ export class WarehouseConsumer implements Service {
       if (this.timer) clearInterval(this.timer);
       // disconnect waits for the batch in flight: its transaction either commits or rolls back whole.
       await this.consumer?.disconnect().catch((err) => this.o.log.warn({ err: errorMessage(err) }, 'consumer disconnect'));
+      await this.sink.published();
       await this.producer?.disconnect().catch(() => {});
       await this.admin?.disconnect().catch(() => {});
     })();

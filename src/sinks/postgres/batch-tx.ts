@@ -1,19 +1,24 @@
 import type pg from 'pg';
 import type { RowChange } from '../../consumer/envelope.ts';
 import type { ClvThresholds } from './derived-sql.ts';
-import { readStoredOffset, recordBatchProgress, type DeadLetterNote } from './consumer-progress.ts';
+import { readStoredOffsets, recordBatchProgress, type DeadLetterNote } from './consumer-progress.ts';
+import type { OutboxRow } from '../redis/clv-redis.ts';
 import { quoted, type WarehouseSchemas } from './pool.ts';
 import { captureBefore, directKeys, recomputeAffected } from './recompute.ts';
 import { applyStaging, expandTruncate } from './staging-apply.ts';
+import type { StageTimer } from '../../consumer/stage-timer.ts';
 
 // Kept importable from here: the rebuild, the lag probe and tests read offsets through this module.
 export { readStoredOffsets, type DeadLetterNote } from './consumer-progress.ts';
 
 /**
- * One Kafka batch (one topic-partition) as one Postgres transaction:
- * staging, history, derived tables, the partition's next offset and the
+ * Kafka batches (one or more topic-partitions) as one Postgres transaction:
+ * staging, history, derived tables, each partition's next offset and the
  * Redis outbox commit together, so a crash leaves all or nothing and a
- * restart resumes exactly after the last committed batch.
+ * restart resumes exactly after the last committed batch. Batches of
+ * several topics go into one transaction when they arrive together (the
+ * consumer's group commit): an order and its lines, which come on two
+ * topics, then cost one recomputation instead of two.
  */
 export interface BatchMessage {
   offset: string;
@@ -21,12 +26,15 @@ export interface BatchMessage {
   change: RowChange | null;
 }
 
-export interface BatchInput {
-  group: string;
+export interface PartitionBatch {
   topic: string;
   partition: number;
   messages: BatchMessage[];
   deadLetters: DeadLetterNote[];
+}
+
+export interface BatchInput extends PartitionBatch {
+  group: string;
 }
 
 export interface BatchOptions {
@@ -38,6 +46,8 @@ export interface BatchOptions {
    * in about the time of a batch full refresh instead of key by key.
    */
   deferDerived?: boolean;
+  /** Collects the time of each step of the transaction (src/consumer/stage-timer.ts). */
+  timer?: StageTimer;
 }
 
 export interface BatchOutcome {
@@ -45,6 +55,13 @@ export interface BatchOutcome {
   nextOffset: string;
   applied: number;
   skippedAsApplied: number;
+}
+
+export interface BatchesOutcome {
+  /** One per input partition batch, in input order. */
+  parts: BatchOutcome[];
+  /** The outbox rows the transaction wrote: what Redis should now show (ClvRedisSink.publish). */
+  outbox: OutboxRow[];
 }
 
 /** Batches of one warehouse namespace serialise on this lock, so two processes can never recompute a key from each other's half-applied staging. */
@@ -62,26 +79,48 @@ function segments(changes: RowChange[]): RowChange[][] {
   return out.filter((s) => s.length > 0);
 }
 
+/** One partition's batch as one transaction (see applyBatches). */
 export async function applyBatch(pool: pg.Pool, schemas: WarehouseSchemas, input: BatchInput, opts: BatchOptions): Promise<BatchOutcome> {
+  const { group, ...part } = input;
+  return (await applyBatches(pool, schemas, group, [part], opts)).parts[0]!;
+}
+
+export async function applyBatches(pool: pg.Pool, schemas: WarehouseSchemas, group: string, parts: PartitionBatch[], opts: BatchOptions): Promise<BatchesOutcome> {
   quoted(schemas); // refuses bad schema names before a connection is taken
-  const last = input.messages[input.messages.length - 1];
-  if (!last) throw new Error('empty batch');
-  const nextOffset = (BigInt(last.offset) + 1n).toString();
+  if (parts.length === 0 || parts.some((p) => p.messages.length === 0)) throw new Error('empty batch');
+  const seen = new Set(parts.map((p) => `${p.topic}/${p.partition}`));
+  if (seen.size !== parts.length) throw new Error('two batches of one partition in one transaction');
+  const lap = opts.timer?.laps() ?? (() => {});
   const client = await pool.connect();
+  lap('tx.connect');
   try {
     await client.query('BEGIN');
     const lock = namespaceLockSql(schemas);
     await client.query(lock.sql, lock.params);
+    lap('tx.lock');
     // Second guard after the seek on assignment: drop what an earlier
     // transaction already applied (a redelivery after a crash between the
     // Postgres commit and the Kafka commit).
-    const stored = await readStoredOffset(client, schemas, input.group, input.topic, input.partition);
-    const fresh = input.messages.filter((m) => BigInt(m.offset) >= stored);
-    if (fresh.length === 0) {
+    const stored = await readStoredOffsets(client, schemas, group);
+    const fresh = parts.map((p) => {
+      const from = BigInt(stored.get(`${p.topic}/${p.partition}`) ?? -1);
+      return p.messages.filter((m) => BigInt(m.offset) >= from);
+    });
+    const outcomes: BatchOutcome[] = parts.map((p, i) => {
+      const last = p.messages[p.messages.length - 1]!;
+      const f = fresh[i]!;
+      const applied = f.reduce((n, m) => n + (m.change ? 1 : 0), 0);
+      return f.length === 0
+        ? { nextOffset: String(stored.get(`${p.topic}/${p.partition}`)), applied: 0, skippedAsApplied: p.messages.length }
+        : { nextOffset: (BigInt(last.offset) + 1n).toString(), applied, skippedAsApplied: p.messages.length - f.length };
+    });
+    if (fresh.every((f) => f.length === 0)) {
       await client.query('ROLLBACK');
-      return { nextOffset: stored.toString(), applied: 0, skippedAsApplied: input.messages.length };
+      return { parts: outcomes, outbox: [] };
     }
-    const changes = fresh.flatMap((m) => (m.change ? [m.change] : []));
+    lap('tx.offsetRead');
+    const changes = fresh.flatMap((f) => f.flatMap((m) => (m.change ? [m.change] : [])));
+    const outbox: OutboxRow[] = [];
     for (const seg of segments(changes)) {
       const run = seg[0]!.op === 't' ? await expandTruncate(client, schemas, seg[0]!) : seg;
       if (run.length === 0) continue;
@@ -91,12 +130,19 @@ export async function applyBatch(pool: pg.Pool, schemas: WarehouseSchemas, input
       }
       const keys = directKeys(run);
       const pre = await captureBefore(client, schemas, keys);
+      lap('tx.captureBefore');
       await applyStaging(client, schemas, run);
-      await recomputeAffected(client, schemas, keys, pre, opts);
+      lap('tx.staging');
+      outbox.push(...(await recomputeAffected(client, schemas, keys, pre, { ...opts, lap })).outbox);
     }
-    await recordBatchProgress(client, schemas, { ...input, nextOffset }, new Set(fresh.map((m) => m.offset)));
+    for (const [i, p] of parts.entries()) {
+      if (fresh[i]!.length === 0) continue;
+      await recordBatchProgress(client, schemas, { group, ...p, nextOffset: outcomes[i]!.nextOffset }, new Set(fresh[i]!.map((m) => m.offset)));
+    }
+    lap('tx.progress');
     await client.query('COMMIT');
-    return { nextOffset, applied: changes.length, skippedAsApplied: input.messages.length - fresh.length };
+    lap('tx.commit');
+    return { parts: outcomes, outbox };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;

@@ -4,6 +4,7 @@ import { scd2Versions, type CustomerChange } from '../../transforms/scd2.ts';
 import { formatInstantUs } from '../../transforms/time.ts';
 import { PRICE_TIER, clvPayloadSql, clvSelectSql, factOrdersSelectSql, fulfillmentSelectSql, DEFAULT_CLV_THRESHOLDS, type ClvThresholds } from './derived-sql.ts';
 import { quoted, type WarehouseSchemas } from './pool.ts';
+import type { OutboxRow } from '../redis/clv-redis.ts';
 
 /**
  * Per-affected-key recomputation of the derived tables from staging
@@ -155,6 +156,8 @@ export interface RecomputeResult {
   /** Customers whose CLV row was rebuilt (and who got an outbox entry). */
   clvCustomers: number;
   factOrders: number;
+  /** The outbox entries written, to be published to Redis once the transaction commits. */
+  outbox: OutboxRow[];
 }
 
 export async function recomputeAffected(
@@ -162,9 +165,10 @@ export async function recomputeAffected(
   schemas: WarehouseSchemas,
   k: DirectKeys,
   pre: PreState,
-  opts: { redisKeyPrefix: string; thresholds?: ClvThresholds },
+  opts: { redisKeyPrefix: string; thresholds?: ClvThresholds; lap?: (stage: string) => void },
 ): Promise<RecomputeResult> {
   const { stg, an, meta } = quoted(schemas);
+  const lap = opts.lap ?? (() => {});
   const products = arr(k.products);
   if (products.length > 0) {
     await client.query(`DELETE FROM ${an}.dim_products WHERE product_id = ANY($1::bigint[])`, [products]);
@@ -175,7 +179,9 @@ export async function recomputeAffected(
        FROM ${stg}.stg_products WHERE product_id = ANY($1::bigint[])`, [products]);
   }
   const historyCustomers = arr(k.historyCustomers);
+  lap('tx.dimProducts');
   const rekeyedCustomers = await rebuildDimCustomers(client, stg, an, historyCustomers);
+  lap('tx.dimCustomers');
 
   if (k.orderDates.length > 0) {
     // Contiguous extension so the calendar has no holes; the default range is seeded by the migration.
@@ -190,6 +196,7 @@ export async function recomputeAffected(
        ON CONFLICT DO NOTHING`, [sorted[0], sorted[sorted.length - 1]]);
   }
 
+  lap('tx.dimDate');
   // Orders whose lines must be rebuilt: the directly changed ones, and every
   // order of a customer whose version boundaries changed (point-in-time customer_key).
   const { rows: custOrders } = await client.query<{ order_id: string }>(
@@ -200,6 +207,7 @@ export async function recomputeAffected(
     await client.query(`INSERT INTO ${an}.fact_orders ${factOrdersSelectSql(stg, `${an}.dim_customers`, 'i.order_id = ANY($1::bigint[])')}`, [factOrders]);
   }
 
+  lap('tx.factOrders');
   if (products.length === 0 && k.orders.size > 0) {
     await applyMartDelta(client, an, arr(k.orders), pre.martBefore);
   } else if (products.length > 0) {
@@ -221,28 +229,33 @@ export async function recomputeAffected(
        GROUP BY f.date_key, p.category`, [dks, cats]);
   }
 
+  lap('tx.martSales');
   const { rows: orderCust } = await client.query<{ customer_id: string }>(
     `SELECT DISTINCT customer_id FROM ${stg}.stg_orders WHERE order_id = ANY($1::bigint[]) AND customer_id IS NOT NULL`, [arr(k.orders)]);
   const clvCustomers = [...new Set([...k.customers, ...pre.factCustomers, ...orderCust.map((r) => r.customer_id)])];
+  let outbox: OutboxRow[] = [];
   if (clvCustomers.length > 0) {
     await client.query(`DELETE FROM ${an}.customer_lifetime_value WHERE customer_id = ANY($1::bigint[])`, [clvCustomers]);
     await client.query(
       `INSERT INTO ${an}.customer_lifetime_value
        SELECT c.*, nextval('${meta}.clv_version_seq') FROM (${clvSelectSql(`${an}.fact_orders`, `${an}.dim_customers`, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS, 'f.customer_id = ANY($1::bigint[])')}) c`,
       [clvCustomers]);
-    await client.query(
+    ({ rows: outbox } = await client.query<OutboxRow>(
       `INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
        SELECT $2, c.id, COALESCE(p.version::bigint, nextval('${meta}.clv_version_seq')), p.payload
        FROM unnest($1::bigint[]) AS c(id)
-       LEFT JOIN (${clvPayloadSql(an, 'v.customer_id = ANY($1::bigint[])')}) p ON p.customer_id = c.id::text`,
-      [clvCustomers, opts.redisKeyPrefix]);
+       LEFT JOIN (${clvPayloadSql(an, 'v.customer_id = ANY($1::bigint[])')}) p ON p.customer_id = c.id::text
+       RETURNING id, customer_id, version, payload`,
+      [clvCustomers, opts.redisKeyPrefix]));
   }
 
+  lap('tx.clv');
   if (k.orders.size > 0) {
     await client.query(`DELETE FROM ${an}.order_fulfillment WHERE order_id = ANY($1::bigint[])`, [arr(k.orders)]);
     await client.query(`INSERT INTO ${an}.order_fulfillment ${fulfillmentSelectSql(stg, '$1::bigint[]')}`, [arr(k.orders)]);
   }
-  return { clvCustomers: clvCustomers.length, factOrders: factOrders.length };
+  lap('tx.fulfillment');
+  return { clvCustomers: clvCustomers.length, factOrders: factOrders.length, outbox };
 }
 
 /** Adds the affected orders' new contribution minus their old one to mart_sales; drops cells left without orders. */

@@ -1,0 +1,66 @@
+import { createPipeline, loadavg, log, median, round, waitDrained } from './pipeline.ts';
+
+/**
+ * Live-mode throughput: how many messages per second the warehouse consumer
+ * applies with every derived table maintained per batch (not the replay's
+ * deferred mode). Freshness under a given load is queueing once the load
+ * passes this figure, so it is the ceiling the freshness benchmark runs into.
+ *
+ * Per run: the generator's steady traffic (orders, status, segment, price
+ * changes, as in the freshness benchmark) is written for `seconds` as fast
+ * as the generators go, with the capture on and the consumer off; once the
+ * capture has published it, the consumer is started and timed until its lag
+ * is 0. The consumer's own stage timings go to BENCH_CHILD_LOG.consumer
+ * when that is set.
+ */
+export interface ThroughputOptions {
+  runs: number;
+  seconds: number;
+  rate: number;
+  catalogCustomers: number;
+  generators: number;
+}
+
+export async function throughput(id: string, o: ThroughputOptions) {
+  const p = await createPipeline(id);
+  try {
+    await p.startCapture();
+    await p.generator.send(`seed ${o.catalogCustomers} 1000`);
+    await p.generator.send('backlog 10 1');
+    await p.generator.send(`parallel ${o.generators}`);
+    const consumerEnv = process.env.BENCH_PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}/consumer` } : {};
+    await p.startConsumer(consumerEnv);
+    await waitDrained(p, { group: true, timeoutMs: 300_000 });
+    await p.stopConsumer();
+    log('throughput: catalog applied');
+    const runs = [];
+    for (let r = 0; r < o.runs; r++) {
+      const before = await p.topicMessages();
+      const gen = await p.generator.send(`run ${o.rate} ${o.seconds}`);
+      await waitDrained(p, { timeoutMs: 300_000 });
+      const messages = (await p.topicMessages()) - before;
+      const loadBefore = loadavg();
+      const t0 = Date.now();
+      await p.startConsumer(consumerEnv);
+      await waitDrained(p, { group: true, timeoutMs: 1_800_000 });
+      const seconds = (Date.now() - t0) / 1000;
+      await p.stopConsumer();
+      const run = {
+        run: r + 1, loadavgBefore: loadBefore, loadavgAfter: loadavg(),
+        generator: { seconds: gen.seconds, orders: gen.delta.orders, ordersPerSecond: round(gen.delta.orders / gen.seconds) },
+        messages, drainSeconds: seconds,
+        messagesPerSecond: round(messages / seconds), ordersPerSecond: round(gen.delta.orders / seconds),
+      };
+      log(`throughput run ${r + 1}: ${JSON.stringify(run)}`);
+      runs.push(run);
+    }
+    return {
+      method: 'generator traffic written with the consumer stopped, then the consumer (live mode, derived tables per batch) timed from spawn to lag 0, group join included',
+      seconds: o.seconds, generatorInstances: o.generators, catalogCustomers: o.catalogCustomers,
+      runs,
+      median: { messagesPerSecond: median(runs.map((r) => r.messagesPerSecond)), ordersPerSecond: median(runs.map((r) => r.ordersPerSecond)), generatorOrdersPerSecond: median(runs.map((r) => r.generator.ordersPerSecond)) },
+    };
+  } finally {
+    await p.cleanup();
+  }
+}
