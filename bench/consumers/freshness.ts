@@ -2,7 +2,7 @@ import pg from 'pg';
 import { Redis } from 'ioredis';
 import { loadStackConfig } from '../../src/config/index.ts';
 import { sleep } from '../../src/util/sleep.ts';
-import { createPipeline, loadavg, log, median, pct, round, waitDrained, type Pipeline } from './pipeline.ts';
+import { consumerProfileArgs, createPipeline, loadavg, log, median, pct, round, waitDrained, type Pipeline } from './pipeline.ts';
 
 /**
  * Freshness, measured from outside the pipeline: while the demo generator
@@ -45,7 +45,7 @@ export async function freshness(id: string, o: FreshnessOptions) {
     await probePg.connect();
     await probePg.query(`INSERT INTO ${id}.customers (customer_id, email, first_name, last_name, customer_segment)
       SELECT ${PROBE_BASE} + g, 'probe' || g || '@bench.test', 'Probe', 'P' || g, 'bronze' FROM generate_series(1, ${PROBE_CUSTOMERS}) g`);
-    await p.startConsumer(process.env.BENCH_PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}/consumer` } : {});
+    await p.startConsumer({}, consumerProfileArgs());
     await waitDrained(p, { group: true, timeoutMs: 300_000 });
     log('freshness: catalog applied, consumer caught up');
 

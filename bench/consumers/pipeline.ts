@@ -39,7 +39,7 @@ export interface Pipeline {
   consumerEnv: Env;
   startCapture(): Promise<void>;
   stopCapture(): Promise<void>;
-  startConsumer(extraEnv?: Env): Promise<void>;
+  startConsumer(extraEnv?: Env, nodeArgs?: string[]): Promise<void>;
   stopConsumer(): Promise<void>;
   generator: GeneratorProc;
   captureLagBytes(): Promise<number>;
@@ -121,8 +121,8 @@ export async function createPipeline(id: string, seed = 42): Promise<Pipeline> {
       }
     },
     stopCapture: () => stopChild(capture),
-    async startConsumer(extraEnv = {}) {
-      consumer = spawn(process.execPath, ['--import', 'tsx', 'consumers/warehouse/main.ts'], {
+    async startConsumer(extraEnv = {}, nodeArgs = []) {
+      consumer = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'consumers/warehouse/main.ts'], {
         cwd: REPO, env: { ...consumerEnv, ...extraEnv } as NodeJS.ProcessEnv, stdio: ['ignore', childLog('consumer'), 'inherit'],
       });
     },
@@ -170,6 +170,12 @@ export async function createPipeline(id: string, seed = 42): Promise<Pipeline> {
 }
 
 /** Waits until the capture has published `expected` messages and the consumer group applied them all. */
+/** Node flags for a CPU profile of the consumer when BENCH_PROFILE_DIR is set (--cpu-prof is refused in NODE_OPTIONS). */
+export function consumerProfileArgs(): string[] {
+  const dir = process.env.BENCH_PROFILE_DIR;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}/consumer`] : [];
+}
+
 export async function waitDrained(p: Pipeline, opts: { expectedMessages?: number; group?: boolean; timeoutMs: number }): Promise<number> {
   const t0 = Date.now();
   for (;;) {

@@ -1,4 +1,4 @@
-import { createPipeline, loadavg, log, median, round, waitDrained } from './pipeline.ts';
+import { consumerProfileArgs, createPipeline, loadavg, log, median, round, waitDrained } from './pipeline.ts';
 
 /**
  * Live-mode throughput: how many messages per second the warehouse consumer
@@ -28,8 +28,7 @@ export async function throughput(id: string, o: ThroughputOptions) {
     await p.generator.send(`seed ${o.catalogCustomers} 1000`);
     await p.generator.send('backlog 10 1');
     await p.generator.send(`parallel ${o.generators}`);
-    const consumerEnv = process.env.BENCH_PROFILE_DIR ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}/consumer` } : {};
-    await p.startConsumer(consumerEnv);
+    await p.startConsumer({}, consumerProfileArgs());
     await waitDrained(p, { group: true, timeoutMs: 300_000 });
     await p.stopConsumer();
     log('throughput: catalog applied');
@@ -41,7 +40,7 @@ export async function throughput(id: string, o: ThroughputOptions) {
       const messages = (await p.topicMessages()) - before;
       const loadBefore = loadavg();
       const t0 = Date.now();
-      await p.startConsumer(consumerEnv);
+      await p.startConsumer({}, consumerProfileArgs());
       await waitDrained(p, { group: true, timeoutMs: 1_800_000 });
       const seconds = (Date.now() - t0) / 1000;
       await p.stopConsumer();

@@ -26,25 +26,35 @@ export const PRICE_TIER = "CASE WHEN price IS NULL THEN NULL WHEN price < 25 THE
 export const LINE_TOTAL = 'round(i.quantity * i.unit_price * (1 - i.discount), 2)';
 
 /**
- * fact_orders rows. customer_key: the latest version starting at or before
- * order_date (SPEC: the version containing it; in a gap after a delete, the
- * last version before it); before the first version, the first version.
+ * fact_orders rows, of the orders in `orderIds` (an SQL bigint[]
+ * expression) or of all. customer_key: the latest version starting at or
+ * before order_date (SPEC: the version containing it; in a gap after a
+ * delete, the last version before it); before the first version, the first
+ * version. It is looked up once per order, not per line, and the orders are
+ * reached through their keys (index probes), not by filtering every line
+ * with `= ANY`, which the planner turned into sequential scans of staging.
  */
-export function factOrdersSelectSql(stg: string, dimCustomers: string, where = 'true'): string {
+export function factOrdersSelectSql(stg: string, dimCustomers: string, orderIds: string | null = null): string {
+  const orders = orderIds
+    ? `(SELECT DISTINCT k FROM unnest(${orderIds}) AS k) ids(order_id) JOIN ${stg}.stg_orders o ON o.order_id = ids.order_id`
+    : `${stg}.stg_orders o`;
   return `
+    WITH o AS (
+      SELECT o.order_id, o.customer_id, o.order_date, o.status,
+        to_char(o.order_date AT TIME ZONE 'UTC', 'YYYYMMDD')::int AS date_key,
+        (SELECT d.customer_key FROM ${dimCustomers} d WHERE d.customer_id = o.customer_id
+          ORDER BY (d.effective_date <= o.order_date) DESC,
+                   CASE WHEN d.effective_date <= o.order_date THEN d.effective_date END DESC NULLS LAST,
+                   d.effective_date ASC, d.expiration_date DESC
+          LIMIT 1) AS customer_key
+      FROM ${orders}
+    )
     SELECT md5(i.order_id::text || '-' || i.product_id::text) AS order_item_key, i.order_id, i.product_id, o.customer_id,
-      (SELECT d.customer_key FROM ${dimCustomers} d WHERE d.customer_id = o.customer_id
-        ORDER BY (d.effective_date <= o.order_date) DESC,
-                 CASE WHEN d.effective_date <= o.order_date THEN d.effective_date END DESC NULLS LAST,
-                 d.effective_date ASC, d.expiration_date DESC
-        LIMIT 1) AS customer_key,
-      md5(i.product_id::text) AS product_key,
-      to_char(o.order_date AT TIME ZONE 'UTC', 'YYYYMMDD')::int AS date_key,
+      o.customer_key, md5(i.product_id::text) AS product_key, o.date_key,
       o.order_date, o.status, i.quantity, i.unit_price, i.discount,
       ${LINE_TOTAL} AS line_total,
       sum(${LINE_TOTAL}) OVER (PARTITION BY i.order_id) AS order_total
-    FROM ${stg}.stg_order_items i JOIN ${stg}.stg_orders o ON o.order_id = i.order_id
-    WHERE ${where}`;
+    FROM o JOIN ${stg}.stg_order_items i ON i.order_id = o.order_id`;
 }
 
 /** customer_lifetime_value rows (without `version`) over qualifying fact lines. */
@@ -89,6 +99,11 @@ export function fulfillmentSelectSql(stg: string, orderIds: string | null = null
 
 /** The Redis payload of every CLV row: the same fields the outbox carries. */
 export function clvPayloadSql(an: string, where = 'true'): string {
+  return clvPayloadFromSql(`${an}.customer_lifetime_value`, where);
+}
+
+/** clvPayloadSql over any relation with the customer_lifetime_value columns (a CTE's RETURNING rows). */
+export function clvPayloadFromSql(relation: string, where = 'true'): string {
   return `
     SELECT v.customer_id::text AS customer_id, v.version::text AS version, jsonb_build_object(
       'customer_id', v.customer_id::text, 'customer_key', v.customer_key, 'customer_segment', v.customer_segment,
@@ -98,5 +113,5 @@ export function clvPayloadSql(an: string, where = 'true'): string {
       'last_order_date', to_char(v.last_order_date AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
       'customer_lifetime_days', v.customer_lifetime_days::text, 'value_segment', v.value_segment,
       'frequency_segment', v.frequency_segment) AS payload
-    FROM ${an}.customer_lifetime_value v WHERE ${where}`;
+    FROM ${relation} v WHERE ${where}`;
 }

@@ -15,8 +15,14 @@ const types = {
   },
 } as unknown as pg.CustomTypesConfig;
 
+/**
+ * JIT is off for these sessions: a consumer batch's statements touch a few
+ * thousand rows, but their estimated cost passes jit_above_cost, and
+ * compiling them took ~90 ms of a ~140 ms fact_orders statement (auto_explain,
+ * bench:consumers). Measured on the full refresh too (docs/benchmarks-consumers.md).
+ */
 export function createWarehousePool(connectionString: string, max = 4): pg.Pool {
-  return new pg.Pool({ connectionString, max, types, options: '-c TimeZone=UTC', application_name: 'cdc-warehouse' });
+  return new pg.Pool({ connectionString, max, types, options: '-c TimeZone=UTC -c jit=off', application_name: 'cdc-warehouse' });
 }
 
 export interface WarehouseSchemas {
