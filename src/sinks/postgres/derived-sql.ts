@@ -60,20 +60,27 @@ export function factOrdersSelectSql(stg: string, dimCustomers: string, orderIds:
 /** customer_lifetime_value rows (without `version`) over qualifying fact lines. */
 export function clvSelectSql(fact: string, dimCustomers: string, t: ClvThresholds, where = 'true'): string {
   checkThresholds(t);
+  // Aggregated first, then joined to the current version. For a few
+  // customers the join is a LATERAL probe per customer: the planner
+  // overestimates `= ANY` groups and would hash all of dim_customers per batch
+  // (OFFSET 0 keeps it from flattening the LATERAL back into that join).
+  const current = where === 'true'
+    ? `LEFT JOIN ${dimCustomers} d ON d.customer_id = a.customer_id AND d.is_current`
+    : `LEFT JOIN LATERAL (SELECT d.customer_key, d.customer_segment FROM ${dimCustomers} d WHERE d.customer_id = a.customer_id AND d.is_current OFFSET 0) d ON true`;
   return `
-    SELECT f.customer_id, d.customer_key, d.customer_segment,
-      count(DISTINCT f.order_id)::int AS total_orders,
-      sum(f.quantity)::bigint AS total_items,
-      sum(f.line_total) AS total_revenue,
-      round(sum(f.line_total) / count(DISTINCT f.order_id), 2) AS avg_order_value,
-      min(f.order_date) AS first_order_date,
-      max(f.order_date) AS last_order_date,
-      floor(extract(epoch FROM max(f.order_date) - min(f.order_date)) / 86400)::int AS customer_lifetime_days,
-      CASE WHEN sum(f.line_total) >= ${t.valueHigh} THEN 'high' WHEN sum(f.line_total) >= ${t.valueMedium} THEN 'medium' ELSE 'low' END AS value_segment,
-      CASE WHEN count(DISTINCT f.order_id) >= ${t.frequencyLoyal} THEN 'loyal' WHEN count(DISTINCT f.order_id) >= ${t.frequencyRepeat} THEN 'repeat' ELSE 'one_time' END AS frequency_segment
-    FROM ${fact} f LEFT JOIN ${dimCustomers} d ON d.customer_id = f.customer_id AND d.is_current
-    WHERE f.status NOT IN ('cancelled', 'returned') AND f.customer_id IS NOT NULL AND (${where})
-    GROUP BY f.customer_id, d.customer_key, d.customer_segment`;
+    SELECT a.customer_id, d.customer_key, d.customer_segment, a.total_orders, a.total_items, a.total_revenue,
+      round(a.total_revenue / a.total_orders, 2) AS avg_order_value,
+      a.first_order_date, a.last_order_date,
+      floor(extract(epoch FROM a.last_order_date - a.first_order_date) / 86400)::int AS customer_lifetime_days,
+      CASE WHEN a.total_revenue >= ${t.valueHigh} THEN 'high' WHEN a.total_revenue >= ${t.valueMedium} THEN 'medium' ELSE 'low' END AS value_segment,
+      CASE WHEN a.total_orders >= ${t.frequencyLoyal} THEN 'loyal' WHEN a.total_orders >= ${t.frequencyRepeat} THEN 'repeat' ELSE 'one_time' END AS frequency_segment
+    FROM (
+      SELECT f.customer_id, count(DISTINCT f.order_id)::int AS total_orders, sum(f.quantity)::bigint AS total_items,
+        sum(f.line_total) AS total_revenue, min(f.order_date) AS first_order_date, max(f.order_date) AS last_order_date
+      FROM ${fact} f
+      WHERE f.status NOT IN ('cancelled', 'returned') AND f.customer_id IS NOT NULL AND (${where})
+      GROUP BY f.customer_id
+    ) a ${current}`;
 }
 
 /**
