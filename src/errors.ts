@@ -78,3 +78,14 @@ export function isRetriable(err: unknown): boolean {
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * Postgres refused the data itself, so retrying the same batch cannot help:
+ * class 22 (data exception: numeric overflow, bad date), 23 (integrity
+ * constraint) or 54 (program limit: a value too large for an index row).
+ * The consumers then isolate the message and dead-letter it.
+ */
+export function isPostgresDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && /^(22|23|54)/.test(code);
+}

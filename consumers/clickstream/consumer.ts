@@ -5,7 +5,7 @@ import { decodeConfluent } from '../../src/consumer/avro.ts';
 import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
 import { decodeSlice } from '../../src/consumer/slice-decode.ts';
 import { StoredOffsetSeeker } from '../../src/consumer/stored-offsets.ts';
-import { DecodeError, errorMessage } from '../../src/errors.ts';
+import { DecodeError, errorMessage, isPostgresDataError as isDataError } from '../../src/errors.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import type { Logger } from '../../src/logger.ts';
 import type { DeadLetterNote } from '../../src/sinks/postgres/consumer-progress.ts';
@@ -24,12 +24,6 @@ import { validateClickEvent } from './validate.ts';
  * writer, slice decoding, the stored-offset seeker) around the clickstream
  * apply.
  */
-
-/** Postgres errors about the data itself (class 22 data exception, 23 integrity, 54 a row over a size limit): retrying the same slice cannot help. */
-function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'string' && /^(22|23|54)/.test(code);
-}
 
 export interface ClickstreamConsumerOptions {
   kafka: Kafka;

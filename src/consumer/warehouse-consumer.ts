@@ -2,7 +2,7 @@ import kafkajs, { type Admin, type Consumer, type Kafka, type KafkaMessage, type
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, isPostgresDataError as isDataError } from '../errors.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
 import { applyBatches, type BatchMessage, type BatchOutcome, type PartitionBatch } from '../sinks/postgres/batch-tx.ts';
@@ -61,11 +61,6 @@ interface DecodedPart extends PartitionBatch {
   slice: KafkaMessage[];
 }
 
-/** Postgres errors about the data itself (class 22 data exception, 23 integrity): retrying the same batch cannot help. */
-function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code === 'string' && /^2[23]/.test(code);
-}
 
 export class WarehouseConsumer implements Service {
   readonly name = 'warehouse-consumer';
