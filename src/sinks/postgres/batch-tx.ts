@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { RowChange } from '../../consumer/envelope.ts';
 import type { ClvThresholds } from './derived-sql.ts';
-import { readStoredOffsets, recordBatchProgress, type DeadLetterNote } from './consumer-progress.ts';
+import { readStoredOffsets, recordProgress, type DeadLetterNote } from './consumer-progress.ts';
 import type { OutboxRow } from '../redis/clv-redis.ts';
 import { quoted, type WarehouseSchemas } from './pool.ts';
 import { captureBefore, directKeys, recomputeAffected } from './recompute.ts';
@@ -94,9 +94,8 @@ export async function applyBatches(pool: pg.Pool, schemas: WarehouseSchemas, gro
   const client = await pool.connect();
   lap('tx.connect');
   try {
-    await client.query('BEGIN');
-    const lock = namespaceLockSql(schemas);
-    await client.query(lock.sql, lock.params);
+    // One round trip: the lock key is made of checked identifiers only (quoted()), so it can be a literal.
+    await client.query(`BEGIN; SELECT pg_advisory_xact_lock(hashtext('${namespaceLockSql(schemas).params[0]}'))`);
     lap('tx.lock');
     // Second guard after the seek on assignment: drop what an earlier
     // transaction already applied (a redelivery after a crash between the
@@ -135,10 +134,9 @@ export async function applyBatches(pool: pg.Pool, schemas: WarehouseSchemas, gro
       lap('tx.staging');
       outbox.push(...(await recomputeAffected(client, schemas, keys, pre, { ...opts, lap })).outbox);
     }
-    for (const [i, p] of parts.entries()) {
-      if (fresh[i]!.length === 0) continue;
-      await recordBatchProgress(client, schemas, { group, ...p, nextOffset: outcomes[i]!.nextOffset }, new Set(fresh[i]!.map((m) => m.offset)));
-    }
+    await recordProgress(client, schemas, parts.flatMap((p, i) => fresh[i]!.length === 0 ? [] : [{
+      progress: { group, ...p, nextOffset: outcomes[i]!.nextOffset }, freshOffsets: new Set(fresh[i]!.map((m) => m.offset)),
+    }]));
     lap('tx.progress');
     await client.query('COMMIT');
     lap('tx.commit');

@@ -44,17 +44,27 @@ export async function readStoredOffset(client: pg.ClientBase, schemas: Warehouse
  * transaction already stored are left out) and the partition's next offset.
  */
 export async function recordBatchProgress(client: pg.ClientBase, schemas: WarehouseSchemas, p: PartitionProgress, freshOffsets: ReadonlySet<string>): Promise<void> {
+  await recordProgress(client, schemas, [{ progress: p, freshOffsets }]);
+}
+
+/** recordBatchProgress for the partitions of one transaction, in one statement each for notes and offsets. */
+export async function recordProgress(
+  client: pg.ClientBase, schemas: WarehouseSchemas, parts: ReadonlyArray<{ progress: PartitionProgress; freshOffsets: ReadonlySet<string> }>,
+): Promise<void> {
+  if (parts.length === 0) return;
   const { meta } = quoted(schemas);
-  const dead = p.deadLetters.filter((d) => freshOffsets.has(d.offset));
+  const dead = parts.flatMap(({ progress: p, freshOffsets }) => p.deadLetters.filter((d) => freshOffsets.has(d.offset))
+    .map((d) => ({ g: p.group, t: p.topic, p: p.partition, off: d.offset, dlq: d.dlqTopic, err: d.error })));
   if (dead.length > 0) {
     await client.query(
       `INSERT INTO ${meta}.dead_letters (consumer_group, topic, partition, "offset", dlq_topic, error)
-       SELECT $1, $2, $3, d.off, d.dlq, d.err FROM jsonb_to_recordset($4::jsonb) AS d(off bigint, dlq text, err text)
+       SELECT d.g, d.t, d.p, d.off, d.dlq, d.err FROM jsonb_to_recordset($1::jsonb) AS d(g text, t text, p int, off bigint, dlq text, err text)
        ON CONFLICT DO NOTHING`,
-      [p.group, p.topic, p.partition, JSON.stringify(dead.map((d) => ({ off: d.offset, dlq: d.dlqTopic, err: d.error })))]);
+      [JSON.stringify(dead)]);
   }
   await client.query(
-    `INSERT INTO ${meta}.consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+    `INSERT INTO ${meta}.consumer_offsets (consumer_group, topic, partition, next_offset)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[])
      ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
-    [p.group, p.topic, p.partition, p.nextOffset]);
+    [parts.map((x) => x.progress.group), parts.map((x) => x.progress.topic), parts.map((x) => x.progress.partition), parts.map((x) => x.progress.nextOffset)]);
 }

@@ -226,7 +226,7 @@ export async function recomputeAffected(
   lap('tx.dimDate');
   // Orders whose lines must be rebuilt: the directly changed ones, and every
   // order of a customer whose version boundaries changed (point-in-time customer_key).
-  const { rows: custOrders } = await client.query<{ order_id: string }>(
+  const { rows: custOrders } = rekeyedCustomers.length === 0 ? { rows: [] } : await client.query<{ order_id: string }>(
     `SELECT order_id FROM ${stg}.stg_orders WHERE customer_id = ANY($1::bigint[])`, [rekeyedCustomers]);
   const factOrders = [...new Set([...k.orders, ...custOrders.map((r) => r.order_id)])];
   if (factOrders.length > 0) {
