@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { PRICE_TIER, clvPayloadSql, clvSelectSql, DEFAULT_CLV_THRESHOLDS, factOrdersSelectSql, fulfillmentSelectSql, type ClvThresholds } from './derived-sql.ts';
 import { dimCustomersBatchSql } from './batch-recompute.ts';
 import { namespaceLockSql } from './batch-tx.ts';
+import { withIndexesRebuiltAfter } from './bulk-indexes.ts';
 import { quoted, type WarehouseSchemas } from './pool.ts';
 
 /**
@@ -32,32 +33,37 @@ export async function fullRefresh(
     const lock = namespaceLockSql(schemas);
     await client.query(lock.sql, lock.params);
     await client.query(`TRUNCATE ${an}.dim_products, ${an}.dim_customers, ${an}.fact_orders, ${an}.customer_lifetime_value, ${an}.mart_sales, ${an}.order_fulfillment`);
-    await client.query(
-      `INSERT INTO ${an}.dim_products (product_key, product_id, product_name, category, price, rating, price_tier)
-       SELECT md5(product_id::text), product_id, product_name, category, price, rating,
-              ${PRICE_TIER}
-       FROM ${stg}.stg_products`);
-    await client.query(`INSERT INTO ${an}.dim_customers SELECT * FROM (${dimCustomersBatchSql(stg)}) d`);
-    await client.query(
-      `INSERT INTO ${an}.dim_date
-       SELECT * FROM ${an}.dim_date_rows(
-         LEAST('2020-01-01'::date, (SELECT min((order_date AT TIME ZONE 'UTC')::date) FROM ${stg}.order_status_changes)),
-         GREATEST('2030-12-31'::date, (SELECT max((order_date AT TIME ZONE 'UTC')::date) FROM ${stg}.order_status_changes)))
-       ON CONFLICT DO NOTHING`);
-    const fact = await client.query(`INSERT INTO ${an}.fact_orders ${factOrdersSelectSql(stg, `${an}.dim_customers`)}`);
-    await client.query(
-      `INSERT INTO ${an}.mart_sales (date_key, category, orders, units, revenue)
-       SELECT f.date_key, p.category, count(DISTINCT f.order_id), sum(f.quantity), sum(f.line_total)
-       FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
-       WHERE f.status NOT IN ('cancelled', 'returned') AND f.date_key IS NOT NULL AND p.category IS NOT NULL
-       GROUP BY f.date_key, p.category`);
-    const clv = await client.query(
-      `INSERT INTO ${an}.customer_lifetime_value
-       SELECT c.*, nextval('${meta}.clv_version_seq') FROM (${clvSelectSql(`${an}.fact_orders`, `${an}.dim_customers`, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS)}) c`);
-    await client.query(`INSERT INTO ${an}.order_fulfillment ${fulfillmentSelectSql(stg)}`);
-    await client.query(
-      `INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
-       SELECT $1, p.customer_id::bigint, p.version::bigint, p.payload FROM (${clvPayloadSql(an)}) p`, [opts.redisKeyPrefix]);
+    // dim_customers keeps its indexes: the fact_orders load probes it per order.
+    const bulk = ['fact_orders', 'customer_lifetime_value', 'mart_sales', 'order_fulfillment'].map((t) => `${an}.${t}`);
+    const { fact, clv } = await withIndexesRebuiltAfter(client, bulk, async () => {
+      await client.query(
+        `INSERT INTO ${an}.dim_products (product_key, product_id, product_name, category, price, rating, price_tier)
+         SELECT md5(product_id::text), product_id, product_name, category, price, rating,
+                ${PRICE_TIER}
+         FROM ${stg}.stg_products`);
+      await client.query(`INSERT INTO ${an}.dim_customers SELECT * FROM (${dimCustomersBatchSql(stg)}) d`);
+      await client.query(
+        `INSERT INTO ${an}.dim_date
+         SELECT * FROM ${an}.dim_date_rows(
+           LEAST('2020-01-01'::date, (SELECT min((order_date AT TIME ZONE 'UTC')::date) FROM ${stg}.order_status_changes)),
+           GREATEST('2030-12-31'::date, (SELECT max((order_date AT TIME ZONE 'UTC')::date) FROM ${stg}.order_status_changes)))
+         ON CONFLICT DO NOTHING`);
+      const fact = await client.query(`INSERT INTO ${an}.fact_orders ${factOrdersSelectSql(stg, `${an}.dim_customers`)}`);
+      await client.query(
+        `INSERT INTO ${an}.mart_sales (date_key, category, orders, units, revenue)
+         SELECT f.date_key, p.category, count(DISTINCT f.order_id), sum(f.quantity), sum(f.line_total)
+         FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
+         WHERE f.status NOT IN ('cancelled', 'returned') AND f.date_key IS NOT NULL AND p.category IS NOT NULL
+         GROUP BY f.date_key, p.category`);
+      const clv = await client.query(
+        `INSERT INTO ${an}.customer_lifetime_value
+         SELECT c.*, nextval('${meta}.clv_version_seq') FROM (${clvSelectSql(`${an}.fact_orders`, `${an}.dim_customers`, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS)}) c`);
+      await client.query(`INSERT INTO ${an}.order_fulfillment ${fulfillmentSelectSql(stg)}`);
+      await client.query(
+        `INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
+         SELECT $1, p.customer_id::bigint, p.version::bigint, p.payload FROM (${clvPayloadSql(an)}) p`, [opts.redisKeyPrefix]);
+      return { fact, clv };
+    });
     await client.query('COMMIT');
     return { factOrders: fact.rowCount ?? 0, customers: clv.rowCount ?? 0, ms: Date.now() - started };
   } catch (err) {
