@@ -16,6 +16,8 @@ export interface WarehouseConsumerConfig {
   redisKeyPrefix: string;
   thresholds: ClvThresholds;
   maxMessagesPerTx: number;
+  /** Partition batches taken at once and applied in one transaction (group commit). */
+  partitionsConcurrently: number;
   sessionTimeoutMs: number;
   topicWaitMs: number;
 }
@@ -45,6 +47,7 @@ export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseCo
       frequencyLoyal: int(env, 'CLV_FREQUENCY_LOYAL', 5, { min: 1 }),
     },
     maxMessagesPerTx: int(env, 'CONSUMER_MAX_MESSAGES_PER_TX', 2000, { min: 1 }),
+    partitionsConcurrently: int(env, 'CONSUMER_PARTITIONS_CONCURRENTLY', 8, { min: 1, max: 64 }),
     // Brokers refuse less than group.min.session.timeout.ms (6 s by default).
     sessionTimeoutMs: int(env, 'CONSUMER_SESSION_TIMEOUT_MS', 30_000, { min: 6000 }),
     topicWaitMs: int(env, 'CONSUMER_TOPIC_WAIT_MS', 30_000, { min: 0 }),

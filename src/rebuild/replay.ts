@@ -52,6 +52,7 @@ export interface ReplayOptions {
   log: Logger;
   onProgress?: (p: { phase: 'replay' | 'handover'; done: number; total: number }) => void;
   maxMessagesPerTx?: number;
+  partitionsConcurrently?: number;
   signal?: AbortSignal;
   /** Suffix of the fresh names; default a base-36 timestamp. */
   stamp?: string;
@@ -105,7 +106,7 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
     consumer = new WarehouseConsumer({
       kafka: o.kafka, registry: o.registry, pool: o.pool, redis: o.redis, schemas: rebuilt, group: rebuildGroup, topics: o.topics,
       // Its CLV figures go to keys of its own (removed afterwards): the live keys only change through the swap's outbox entries.
-      redisKeyPrefix: rbPrefix, log, thresholds: o.thresholds, maxMessagesPerTx: o.maxMessagesPerTx, deferDerived,
+      redisKeyPrefix: rbPrefix, log, thresholds: o.thresholds, maxMessagesPerTx: o.maxMessagesPerTx, partitionsConcurrently: o.partitionsConcurrently, deferDerived,
     });
     await consumer.start(ac.signal);
   };

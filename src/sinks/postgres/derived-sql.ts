@@ -30,7 +30,10 @@ export const LINE_TOTAL = 'round(i.quantity * i.unit_price * (1 - i.discount), 2
  * expression) or of all. customer_key: the latest version starting at or
  * before order_date (SPEC: the version containing it; in a gap after a
  * delete, the last version before it); before the first version, the first
- * version. It is looked up once per order, not per line, and the orders are
+ * version. In the full refresh it is looked up once per order, not per
+ * line (MATERIALIZED: inlined, the lookup ran on every line; for a few
+ * orders inlining is faster, as it lets the join probe the lines' key),
+ * and the orders are
  * reached through their keys (index probes), not by filtering every line
  * with `= ANY`, which the planner turned into sequential scans of staging.
  */
@@ -39,7 +42,7 @@ export function factOrdersSelectSql(stg: string, dimCustomers: string, orderIds:
     ? `(SELECT DISTINCT k FROM unnest(${orderIds}) AS k) ids(order_id) JOIN ${stg}.stg_orders o ON o.order_id = ids.order_id`
     : `${stg}.stg_orders o`;
   return `
-    WITH o AS (
+    WITH o AS ${orderIds ? '' : 'MATERIALIZED'} (
       SELECT o.order_id, o.customer_id, o.order_date, o.status,
         to_char(o.order_date AT TIME ZONE 'UTC', 'YYYYMMDD')::int AS date_key,
         (SELECT d.customer_key FROM ${dimCustomers} d WHERE d.customer_id = o.customer_id
