@@ -25,13 +25,15 @@ export interface RebuildOptions {
   onRun?: (partial: unknown) => void;
 }
 
-function runReplay(env: NodeJS.ProcessEnv, group: string, cpuProf?: string): Promise<{ wallSeconds: number; summary: any; phases: Record<string, number> }> {
+function runReplay(env: NodeJS.ProcessEnv, group: string, cpuProf?: string): Promise<{ wallSeconds: number; summary: any; phases: Record<string, number>; stages: Record<string, number> }> {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
     const args = ['--import', 'tsx', ...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), 'src/cli/replay.ts', '--group', group, '--from-offset', '0', '--json'];
     const child = spawn(process.execPath, args, { cwd: REPO, env: { ...env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     const phases: Record<string, number> = {};
+    // the consumer's stage timings (src/consumer/stage-timer.ts), summed over the replay, ms
+    const stages: Record<string, number> = {};
     child.stdout!.on('data', (d) => {
       out += d;
       let nl: number;
@@ -40,6 +42,7 @@ function runReplay(env: NodeJS.ProcessEnv, group: string, cpuProf?: string): Pro
         out = out.slice(nl + 1);
         try {
           const j = JSON.parse(line);
+          if (j.msg === 'stage timings') for (const [k, v] of Object.entries(j.stages as Record<string, { ms: number }>)) stages[k] = (stages[k] ?? 0) + v.ms;
           if (typeof j.msg === 'string' && j.msg.startsWith('replay:') && !/\d+\/\d+ messages/.test(j.msg)) phases[j.msg] = (Date.now() - t0) / 1000;
           if (j.rebuildGroup && j.messages !== undefined && !j.msg) phases.summary = j;
         } catch { /* progress bar or text */ }
@@ -50,7 +53,7 @@ function runReplay(env: NodeJS.ProcessEnv, group: string, cpuProf?: string): Pro
       if (code !== 0) return reject(new Error(`replay exited ${code}`));
       const summary = phases.summary;
       delete phases.summary;
-      resolve({ wallSeconds, summary, phases });
+      resolve({ wallSeconds, summary, phases, stages });
     });
   });
 }
@@ -110,6 +113,7 @@ export async function rebuild(id: string, o: RebuildOptions) {
         run: r + 1, loadavgBefore: loadBefore, loadavgMid: loadMid, loadavgAfter: loadavg(),
         replaySeconds: round(replay.wallSeconds, 2), replayInternalSeconds: replay.summary?.seconds, replayMessages: replay.summary?.messages,
         replayPhases: replay.phases,
+        replayStagesMs: replay.stages,
         batchSeconds: round(batch.ms / 1000, 2), batchFactOrders: batch.factOrders, batchClvRows: batch.customers,
         ratio: round(replay.wallSeconds / (batch.ms / 1000), 2),
         rows: rows[0],
