@@ -67,10 +67,10 @@ export interface MartContribution {
 }
 
 export interface PreState {
-  /** mart_sales cells to rebuild whole (only when products changed: a category move shifts lines of every order). */
-  cells: Array<[number, string]>;
-  /** Otherwise: the affected orders' contribution before the change, to subtract. */
+  /** The affected orders' contribution to mart_sales before the change, to subtract. */
   martBefore: MartContribution[];
+  /** The affected products' category in dim_products before the change (absent: no row). */
+  productCategory: Map<string, string | null>;
   factCustomers: string[];
 }
 
@@ -122,20 +122,19 @@ function upsertRowsSql(table: string, columns: string[], key: string[], scope: s
 /** Reads, before staging changes, what the affected keys contribute now: their mart cells and the customers their lines belong to. */
 export async function captureBefore(client: pg.ClientBase, schemas: WarehouseSchemas, k: DirectKeys): Promise<PreState> {
   const { an } = quoted(schemas);
-  if (k.orders.size === 0 && k.products.size === 0) return { cells: [], martBefore: [], factCustomers: [] };
-  let cells: Array<[number, string]> = [];
-  let martBefore: MartContribution[] = [];
+  const productCategory = new Map<string, string | null>();
   if (k.products.size > 0) {
-    const r = await client.query<{ date_key: number; category: string }>(cellsSql(an), [arr(k.orders), arr(k.products)]);
-    cells = r.rows.map((x) => [x.date_key, x.category]);
-  } else {
-    const r = await client.query<{ date_key: number; category: string; orders: number; units: string; revenue: string }>(
-      martContributionSql(an), [arr(k.orders)]);
-    martBefore = r.rows.map((x) => ({ dateKey: x.date_key, category: x.category, orders: String(x.orders), units: x.units, revenue: x.revenue }));
+    const r = await client.query<{ product_id: string; category: string | null }>(
+      `SELECT product_id, category FROM ${an}.dim_products WHERE product_id = ANY($1::bigint[])`, [arr(k.products)]);
+    for (const x of r.rows) productCategory.set(x.product_id, x.category);
   }
+  if (k.orders.size === 0) return { martBefore: [], productCategory, factCustomers: [] };
+  const r = await client.query<{ date_key: number; category: string; orders: number; units: string; revenue: string }>(
+    martContributionSql(an), [arr(k.orders)]);
+  const martBefore = r.rows.map((x) => ({ dateKey: x.date_key, category: x.category, orders: String(x.orders), units: x.units, revenue: x.revenue }));
   const cust = await client.query<{ customer_id: string }>(
     `SELECT DISTINCT customer_id FROM ${an}.fact_orders WHERE order_id = ANY($1::bigint[]) AND customer_id IS NOT NULL`, [arr(k.orders)]);
-  return { cells, martBefore, factCustomers: cust.rows.map((r) => r.customer_id) };
+  return { martBefore, productCategory, factCustomers: cust.rows.map((r) => r.customer_id) };
 }
 
 /**
@@ -197,13 +196,21 @@ export async function recomputeAffected(
   const { stg, an, meta } = quoted(schemas);
   const lap = opts.lap ?? (() => {});
   const products = arr(k.products);
+  // Products whose lines move between mart_sales cells: category changed, or the product appeared or went away.
+  // A price or name change moves nothing (line totals use the line's own unit_price).
+  const moved: string[] = [];
   if (products.length > 0) {
     await client.query(`DELETE FROM ${an}.dim_products WHERE product_id = ANY($1::bigint[])`, [products]);
-    await client.query(
+    const { rows: now } = await client.query<{ product_id: string; category: string | null }>(
       `INSERT INTO ${an}.dim_products (product_key, product_id, product_name, category, price, rating, price_tier)
        SELECT md5(product_id::text), product_id, product_name, category, price, rating,
               ${PRICE_TIER}
-       FROM ${stg}.stg_products WHERE product_id = ANY($1::bigint[])`, [products]);
+       FROM ${stg}.stg_products WHERE product_id = ANY($1::bigint[])
+       RETURNING product_id, category`, [products]);
+    const after = new Map(now.map((r) => [r.product_id, r.category]));
+    for (const id of products) {
+      if (pre.productCategory.has(id) !== after.has(id) || pre.productCategory.get(id) !== after.get(id)) moved.push(id);
+    }
   }
   const historyCustomers = arr(k.historyCustomers);
   lap('tx.dimProducts');
@@ -235,13 +242,24 @@ export async function recomputeAffected(
   }
 
   lap('tx.factOrders');
-  if (products.length === 0 && k.orders.size > 0) {
+  if (moved.length === 0 && k.orders.size > 0) {
     await applyMartDelta(client, an, arr(k.orders), pre.martBefore);
-  } else if (products.length > 0) {
+  } else if (moved.length > 0) {
+    // Rebuild whole every cell a line entered or left: the affected orders'
+    // cells before and after, and the cells of the moved products' lines
+    // under their old and their new category.
     const { rows: after } = await client.query<{ date_key: number; category: string }>(
-      cellsSql(an), [arr(k.orders), products]);
+      cellsSql(an), [arr(k.orders), moved]);
+    const { rows: movedDays } = await client.query<{ date_key: number; product_id: string }>(
+      `SELECT DISTINCT date_key, product_id FROM ${an}.fact_orders WHERE product_id = ANY($1::bigint[]) AND date_key IS NOT NULL`, [moved]);
+    const old = movedDays.flatMap((r) => {
+      const c = pre.productCategory.get(r.product_id);
+      return c === undefined || c === null ? [] : [[r.date_key, c] as [number, string]];
+    });
     const cells = new Map<string, [number, string]>();
-    for (const c of [...pre.cells, ...after.map((r) => [r.date_key, r.category] as [number, string])]) cells.set(`${c[0]}|${c[1]}`, c);
+    for (const c of [...pre.martBefore.map((m) => [m.dateKey, m.category] as [number, string]), ...old, ...after.map((r) => [r.date_key, r.category] as [number, string])]) {
+      cells.set(`${c[0]}|${c[1]}`, c);
+    }
     const dks = [...cells.values()].map((c) => c[0]);
     const cats = [...cells.values()].map((c) => c[1]);
     await client.query(
