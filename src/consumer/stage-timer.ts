@@ -10,7 +10,7 @@ import type { Logger } from '../logger.ts';
  */
 export class StageTimer {
   private totals = new Map<string, { ms: number; n: number }>();
-  private windowStart = performance.now();
+  private windowStart: number;
   private messages = 0;
   private batches = 0;
 

@@ -78,12 +78,10 @@ export class ClvRedisSink {
   }
 
   private async publishPending(): Promise<void> {
-    const { meta } = quoted(this.schemas);
     while (this.pending.length > 0) {
       const rows = this.pending.splice(0, 500);
       try {
         await this.write(rows);
-        await this.pool.query(`DELETE FROM ${meta}.redis_outbox WHERE id = ANY($1::bigint[])`, [rows.map((r) => r.id)]);
       } catch (err) {
         this.pending = [];
         this.log.debug({ err: (err as Error).message }, 'redis publish failed; the outbox flush retries');
@@ -92,6 +90,7 @@ export class ClvRedisSink {
     }
   }
 
+  /** Writes outbox rows to Redis, then deletes them from the outbox (only once Redis has them). */
   private async write(rows: readonly OutboxRow[]): Promise<void> {
     const pipe = this.redis.pipeline();
     for (const r of rows) {
@@ -100,6 +99,8 @@ export class ClvRedisSink {
     const results = await pipe.exec();
     const failed = results?.find(([err]) => err);
     if (!results || failed) throw failed?.[0] ?? new Error('redis pipeline returned nothing');
+    const { meta } = quoted(this.schemas);
+    await this.pool.query(`DELETE FROM ${meta}.redis_outbox WHERE id = ANY($1::bigint[])`, [rows.map((r) => r.id)]);
   }
 
   /** Flushes the outbox (after what `publish` has in flight); concurrent callers share one run. Returns rows left (0 when Redis is caught up). Never throws. */
@@ -118,7 +119,6 @@ export class ClvRedisSink {
           `SELECT id, customer_id, version, payload FROM ${meta}.redis_outbox WHERE key_prefix = $1 ORDER BY id LIMIT 500`, [this.keyPrefix]);
         if (rows.length === 0) return 0;
         await this.write(rows);
-        await this.pool.query(`DELETE FROM ${meta}.redis_outbox WHERE id = ANY($1::bigint[])`, [rows.map((r) => r.id)]);
       }
     } catch (err) {
       const { rows } = await this.pool
