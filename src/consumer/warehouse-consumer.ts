@@ -73,6 +73,7 @@ export class WarehouseConsumer implements Service {
   private signal: AbortSignal | undefined;
   private readonly seeker: StoredOffsetSeeker;
   readonly stages: StageTimer;
+  private acker: BatchAcker | undefined;
 
   constructor(private readonly o: WarehouseConsumerOptions) {
     this.sink = new ClvRedisSink(o.redis, o.pool, o.schemas, o.redisKeyPrefix, o.log);
@@ -107,6 +108,7 @@ export class WarehouseConsumer implements Service {
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
     const dlq = new DeadLetterWriter(this.producer, this.admin, log);
     const acker = new BatchAcker(consumer, this.sink, log, this.stages);
+    this.acker = acker;
     const commit = new GroupCommit<DecodedPart, BatchOutcome>(async (parts) => {
       const out = await this.applyParts(parts, dlq);
       acker.durable(out.outbox);
@@ -253,7 +255,10 @@ export class WarehouseConsumer implements Service {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.timer) clearInterval(this.timer);
-      // disconnect waits for the batch in flight: its transaction either commits or rolls back whole.
+      // stop waits for the batch in flight: its transaction either commits or rolls back whole.
+      // Its queued Kafka offset commit then still lands before the disconnect.
+      await this.consumer?.stop().catch((err) => this.o.log.warn({ err: errorMessage(err) }, 'consumer stop'));
+      await this.acker?.settled();
       await this.consumer?.disconnect().catch((err) => this.o.log.warn({ err: errorMessage(err) }, 'consumer disconnect'));
       await this.sink.published();
       await this.producer?.disconnect().catch(() => {});
