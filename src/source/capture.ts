@@ -9,6 +9,10 @@ import { RegistryClient } from '../publisher/registry-client.ts';
 import { SchemaManager } from '../publisher/schema-manager.ts';
 import { TransactionMetadataEncoder, transactionSchemas, transactionTopic } from '../publisher/transaction-metadata.ts';
 import { backoffMs, sleep } from '../util/sleep.ts';
+import { captureSampler } from '../health/capture-probe.ts';
+import { HealthServer } from '../health/health-server.ts';
+import { HealthState } from '../health/health-state.ts';
+import { ProgressWatchdog, WatchdogRunner } from '../health/watchdog.ts';
 import { Acker, type TxTicket } from './acker.ts';
 import type { CaptureConfig } from './capture-config.ts';
 import type { ChangeEvent, Relation } from './change-event.ts';
@@ -34,6 +38,10 @@ export const RESNAPSHOT_PREFIX = 'shopstream.snapshot';
 export class CaptureService implements Service {
   readonly name = 'capture';
   readonly metrics = new CaptureMetrics();
+  /** Conditions behind /readyz: `replication`, `watchdog`, `probe` (src/health/). */
+  readonly health: HealthState;
+  private readonly healthServer: HealthServer;
+  private watchdog: WatchdogRunner | null = null;
   metricsPort: number | null = null;
 
   private pool!: pg.Pool;
@@ -61,6 +69,9 @@ export class CaptureService implements Service {
     private readonly log: Logger,
     private readonly onFatal: (err: Error) => void = () => {},
   ) {
+    this.health = new HealthState(this.metrics.registry, log);
+    this.health.setCondition('replication', { healthy: false, detail: 'starting' });
+    this.healthServer = new HealthServer({ process: 'capture', host: cfg.metricsHost, port: cfg.metricsPort, health: this.health, registry: this.metrics.registry, log });
     this.encoder = new EventEncoder({ version: CAPTURE_VERSION, name: cfg.topicPrefix, db: new URL(cfg.sourceUrl).pathname.slice(1) || 'postgres' }, cfg.tombstones);
     this.decoder = new PgoutputDecoder({
       begin: (b) => {
@@ -121,6 +132,8 @@ export class CaptureService implements Service {
 
   private async startInner(signal: AbortSignal): Promise<void> {
     const cfg = this.cfg;
+    await this.healthServer.start();
+    this.metricsPort = this.healthServer.port;
     this.pool = new pg.Pool({ connectionString: cfg.sourceUrl, max: 3, application_name: 'shopstream-capture-meta' });
     this.pool.on('error', (err) => this.log.warn({ err }, 'idle source connection error'));
     await checkSource(this.pool);
@@ -142,7 +155,6 @@ export class CaptureService implements Service {
       await this.publisher.ensureTopic(topic);
       this.txMeta = { topic, encoder: new TransactionMetadataEncoder(await registry.register(`${topic}-key`, sch.key), await registry.register(`${topic}-value`, sch.value)) };
     }
-    if (cfg.metricsPort >= 0) this.metricsPort = await this.metrics.listen(cfg.metricsHost, cfg.metricsPort);
 
     const startLsn = await this.prepareSlot(signal);
     this.acker = new Acker(startLsn);
@@ -155,6 +167,13 @@ export class CaptureService implements Service {
       () => { if (!this.stopping) this.fail(new SourceNotReadyError('replication stream ended unexpectedly')); },
       (err: Error) => { if (!this.stopping) this.fail(err); },
     );
+    this.health.setCondition('replication', { healthy: true, detail: `streaming slot ${cfg.slot}` });
+    this.watchdog = new WatchdogRunner({
+      watchdog: new ProgressWatchdog(cfg.watchdog), intervalMs: cfg.watchdog.intervalMs, health: this.health, log: this.log,
+      sample: captureSampler({ pool: this.pool, slot: cfg.slot, metrics: this.metrics, idleBytes: cfg.watchdogIdleBytes, walWarnBytes: cfg.walWarnBytes, log: this.log }),
+      onExit: (err) => this.fail(err),
+    });
+    this.watchdog.start();
     this.timers.push(setInterval(() => this.reportStatus(false), cfg.statusIntervalMs));
     if (cfg.heartbeatMs > 0) this.timers.push(setInterval(() => void this.heartbeat(), cfg.heartbeatMs));
     this.timers.push(setInterval(() => void this.observe(), this.cfg.progressLogMs));
@@ -264,7 +283,7 @@ export class CaptureService implements Service {
     }
     this.countEvents(batch);
     if (prev) this.acker!.done(prev, n);
-    this.metrics.ackedSinceLast += batch.length;
+    this.metrics.acked(batch.length);
     this.reportStatus(false);
   }
 
@@ -371,6 +390,7 @@ export class CaptureService implements Service {
   private fail(err: Error): void {
     if (this.fatalErr || this.stopping) return;
     this.fatalErr = err;
+    this.health.setCondition('replication', { healthy: false, detail: `failed: ${err.message}` });
     this.log.error({ err }, 'capture failed; stopping without confirming further');
     this.onFatal(err);
   }
@@ -378,6 +398,7 @@ export class CaptureService implements Service {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       for (const t of this.timers) clearInterval(t);
+      this.watchdog?.stop();
       this.repl?.pause();
       if (this.publisher && !this.fatalErr) {
         await Promise.race([this.publisher.flush().catch(() => {}), sleep(10_000)]);
@@ -386,7 +407,7 @@ export class CaptureService implements Service {
       await this.repl?.close();
       await this.streamDone?.catch(() => {});
       await this.publisher?.close();
-      await this.metrics.close();
+      await this.healthServer.stop();
       await this.pool?.end().catch(() => {});
     })();
     return this.stopping;
