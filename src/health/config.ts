@@ -17,11 +17,13 @@ export interface HealthListenConfig {
   host: string;
   /** 0 picks a free port; -1 disables the listener. */
   port: number;
+  /** The variable the port came from, for error messages. */
+  portSetting: string;
 }
 
 /** `<PREFIX>_HEALTH_HOST` / `<PREFIX>_HEALTH_PORT` (e.g. CONSUMER_HEALTH_PORT). */
 export function loadHealthListen(env: Env, hostVar: string, portVar: string, defaultPort: number): HealthListenConfig {
-  return { host: listenHost(env, hostVar), port: int(env, portVar, defaultPort, { min: -1, max: 65535 }) };
+  return { host: listenHost(env, hostVar), port: int(env, portVar, defaultPort, { min: -1, max: 65535 }), portSetting: portVar };
 }
 
 export interface WatchdogConfig extends WatchdogLimits {

@@ -11,6 +11,8 @@ export interface HealthServerOptions {
   host: string;
   /** 0 picks a free port (tests); -1 disables the listener. */
   port: number;
+  /** The variable that sets the port, named when it is taken (e.g. CONSUMER_HEALTH_PORT). */
+  portSetting?: string;
   health: HealthState;
   registry: Registry;
   log: Logger;
@@ -59,7 +61,9 @@ export class HealthServer implements Service {
       json(res, 404, { error: `no route ${path}`, routes: ['/healthz', '/readyz', '/metrics'] });
     });
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE'
+        ? new Error(`health port ${this.o.host}:${this.o.port} is already in use${this.o.portSetting ? ` (set ${this.o.portSetting} to another port, or 0 for any free one)` : ''}: is another ${this.o.process} running?`, { cause: err })
+        : err));
       server.listen(this.o.port, this.o.host, () => { server.off('error', reject); resolve(); });
     });
     this.server = server;

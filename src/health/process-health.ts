@@ -63,7 +63,7 @@ export interface ConsumerHealth {
 export function consumerHealth(o: ConsumerHealthOptions): ConsumerHealth {
   const metrics = new ConsumerMetrics(o.group);
   const health = new HealthState(metrics.registry, o.log);
-  const server = new HealthServer({ process: o.process, host: o.listen.host, port: o.listen.port, health, registry: metrics.registry, log: o.log });
+  const server = new HealthServer({ process: o.process, host: o.listen.host, port: o.listen.port, portSetting: o.listen.portSetting, health, registry: metrics.registry, log: o.log });
   const probe = new ConsumerProbe({
     kafka: o.kafka, pool: o.pool, schemas: o.schemas, group: o.group, topics: o.topics, redisKeyPrefix: o.redisKeyPrefix,
     metrics, health, watchdog: o.watchdog, log: o.log, onExit: o.onExit ?? exitStalled,
