@@ -61,12 +61,15 @@ export class HealthState {
     const changed = !prev || prev.healthy !== state.healthy;
     this.conditions.set(name, { healthy: state.healthy, detail: state.detail, sinceMs: changed ? this.now() : prev.sinceMs });
     this.gauge?.set({ condition: name }, state.healthy ? 1 : 0);
-    if (changed && prev) {
-      if (state.healthy) this.log?.info({ condition: name, detail: state.detail }, 'health condition recovered');
-      else this.log?.warn({ condition: name, detail: state.detail }, 'health condition unhealthy');
-    } else if (changed && !state.healthy && name !== 'started') {
-      this.log?.warn({ condition: name, detail: state.detail }, 'health condition unhealthy');
-    }
+    if (!changed) return;
+    if (!state.healthy) this.log?.warn({ condition: name, detail: state.detail }, 'health condition unhealthy');
+    else if (prev) this.log?.info({ condition: name, detail: state.detail }, 'health condition recovered');
+  }
+
+  /** Sets a condition's expected initial state (e.g. "starting") without logging it. */
+  initCondition(name: string, state: ConditionState): void {
+    this.conditions.set(name, { healthy: state.healthy, detail: state.detail, sinceMs: this.now() });
+    this.gauge?.set({ condition: name }, state.healthy ? 1 : 0);
   }
 
   /** Removes a condition (a part that no longer exists, e.g. after a repair). */

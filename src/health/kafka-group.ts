@@ -9,7 +9,7 @@ import type { HealthState } from './health-state.ts';
  * condition) and after a stop or disconnect.
  */
 export function watchKafkaGroup(consumer: Consumer, group: string, health: HealthState): void {
-  health.setCondition('kafka-group', { healthy: false, detail: `not joined group ${group} yet` });
+  health.initCondition('kafka-group', { healthy: false, detail: `not joined group ${group} yet` });
   const e = consumer.events;
   consumer.on(e.GROUP_JOIN, ({ payload }) => {
     const n = Object.values(payload.memberAssignment).reduce((s, ps) => s + ps.length, 0);

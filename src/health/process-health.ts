@@ -24,11 +24,11 @@ export function exitStalled(_err: StalledError): void {
  * once shutdown begins. Put it last in the list.
  */
 export function startedMarker(health: HealthState): Service {
-  health.setCondition('started', { healthy: false, detail: 'starting' });
+  health.initCondition('started', { healthy: false, detail: 'starting' });
   return {
     name: 'health-started',
     start: async () => health.setCondition('started', { healthy: true, detail: 'started' }),
-    stop: async () => health.setCondition('started', { healthy: false, detail: 'stopping' }),
+    stop: async () => health.initCondition('started', { healthy: false, detail: 'stopping' }),
   };
 }
 

@@ -120,7 +120,7 @@ export class WatchdogRunner {
 
   start(): void {
     if (this.timer) return;
-    this.o.health.setCondition('watchdog', { healthy: true, detail: 'no stall' });
+    this.o.health.initCondition('watchdog', { healthy: true, detail: 'no stall' });
     this.timer = setInterval(() => void this.tick(), this.o.intervalMs);
     this.timer.unref();
   }

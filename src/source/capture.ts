@@ -70,7 +70,7 @@ export class CaptureService implements Service {
     private readonly onFatal: (err: Error) => void = () => {},
   ) {
     this.health = new HealthState(this.metrics.registry, log);
-    this.health.setCondition('replication', { healthy: false, detail: 'starting' });
+    this.health.initCondition('replication', { healthy: false, detail: 'starting' });
     this.healthServer = new HealthServer({ process: 'capture', host: cfg.metricsHost, port: cfg.metricsPort, portSetting: 'CAPTURE_METRICS_PORT', health: this.health, registry: this.metrics.registry, log });
     this.encoder = new EventEncoder({ version: CAPTURE_VERSION, name: cfg.topicPrefix, db: new URL(cfg.sourceUrl).pathname.slice(1) || 'postgres' }, cfg.tombstones);
     this.decoder = new PgoutputDecoder({
