@@ -115,7 +115,7 @@ export async function probeProcess(t: ProcessTarget, timeoutMs: number): Promise
   const who = servedBy !== null ? `pid ${servedBy}` : pid !== null ? `pid ${pid}` : 'pid ?';
   const p = { ...base, pid: servedBy ?? pid, http: r.status };
   if (r.status === 200) return { ...p, state: 'ok', detail: `${who}, ready` };
-  if (r.status === 503) return { ...p, state: 'unhealthy', detail: `${who}, unready: ${body.reason ?? 'no reason given'}` };
+  if (r.status === 503) return { ...p, state: 'unhealthy', detail: `${who}, unready: ${body.reason ?? JSON.stringify(r.body)}` };
   if (r.status === 404) {
     // An older build without /readyz: alive is all we can say.
     return { ...p, state: 'warn', detail: `${who}, answers but has no /readyz` };

@@ -123,6 +123,7 @@ export class WatchdogRunner {
     this.o.health.initCondition('watchdog', { healthy: true, detail: 'no stall' });
     this.timer = setInterval(() => void this.tick(), this.o.intervalMs);
     this.timer.unref();
+    void this.tick();
   }
 
   /** One sample and verdict; exposed so tests and start-up can run it without waiting for the timer. */
