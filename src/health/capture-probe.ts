@@ -31,7 +31,8 @@ export function captureSampler(o: CaptureProbeOptions): () => Promise<WatchdogSa
     m.walRetained.set(Number(w.retainedBytes));
     m.slotLag.set(Number(w.unconfirmedBytes));
     if (w.confirmedLsn !== null) m.slotConfirmedLsn.set(Number(w.confirmedLsn));
-    if (w.safeWalSize !== null) m.safeWalSize.set(Number(w.safeWalSize));
+    if (w.safeWalSize !== null) m.safeWalSize.set({ slot: o.slot }, Number(w.safeWalSize));
+    else m.safeWalSize.reset();
     m.walWarn.set(o.walWarnBytes);
     if (w.retainedBytes > BigInt(o.walWarnBytes) && Date.now() - warnedAt > 600_000) {
       warnedAt = Date.now();

@@ -16,7 +16,8 @@ export class CaptureMetrics {
   readonly slotLag = new Gauge({ name: 'capture_slot_lag_bytes', help: 'WAL not yet confirmed by the capture (current WAL LSN - confirmed_flush_lsn)', registers: [this.registry] });
   readonly walRetained = new Gauge({ name: 'capture_slot_wal_retained_bytes', help: 'WAL the server keeps for the slot (current WAL LSN - restart_lsn)', registers: [this.registry] });
   readonly walWarn = new Gauge({ name: 'capture_slot_wal_warn_bytes', help: 'CAPTURE_WAL_WARN_BYTES: retained WAL above this is warned about', registers: [this.registry] });
-  readonly safeWalSize = new Gauge({ name: 'capture_slot_safe_wal_size_bytes', help: 'WAL the slot may still fall behind before max_slot_wal_keep_size invalidates it (absent without the limit)', registers: [this.registry] });
+  // Labelled so that it is absent, not 0, while the server has no max_slot_wal_keep_size.
+  readonly safeWalSize = new Gauge({ name: 'capture_slot_safe_wal_size_bytes', help: 'WAL the slot may still fall behind before max_slot_wal_keep_size invalidates it (absent without the limit)', labelNames: ['slot'] as const, registers: [this.registry] });
   readonly confirmedLsn = new Gauge({ name: 'capture_confirmed_lsn', help: 'Confirmed flush LSN the capture reported to Postgres (as a number)', registers: [this.registry] });
   readonly slotConfirmedLsn = new Gauge({ name: 'capture_slot_confirmed_lsn', help: 'confirmed_flush_lsn of the slot as pg_replication_slots shows it (as a number)', registers: [this.registry] });
   readonly buffered = new Gauge({ name: 'capture_buffered_bytes', help: 'Encoded bytes waiting for or in a Kafka send (in flight)', registers: [this.registry] });
