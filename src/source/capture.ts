@@ -9,10 +9,7 @@ import { RegistryClient } from '../publisher/registry-client.ts';
 import { SchemaManager } from '../publisher/schema-manager.ts';
 import { TransactionMetadataEncoder, transactionSchemas, transactionTopic } from '../publisher/transaction-metadata.ts';
 import { backoffMs, sleep } from '../util/sleep.ts';
-import { captureSampler } from '../health/capture-probe.ts';
-import { HealthServer } from '../health/health-server.ts';
-import { HealthState } from '../health/health-state.ts';
-import { ProgressWatchdog, WatchdogRunner } from '../health/watchdog.ts';
+import { CaptureHealth } from '../health/capture-health.ts';
 import { Acker, type TxTicket } from './acker.ts';
 import type { CaptureConfig } from './capture-config.ts';
 import type { ChangeEvent, Relation } from './change-event.ts';
@@ -38,10 +35,8 @@ export const RESNAPSHOT_PREFIX = 'shopstream.snapshot';
 export class CaptureService implements Service {
   readonly name = 'capture';
   readonly metrics = new CaptureMetrics();
-  /** Conditions behind /readyz: `replication`, `watchdog`, `probe` (src/health/). */
-  readonly health: HealthState;
-  private readonly healthServer: HealthServer;
-  private watchdog: WatchdogRunner | null = null;
+  /** /healthz /readyz /metrics and the watchdog; `health.state.setCondition` adds a condition. */
+  readonly health: CaptureHealth;
   metricsPort: number | null = null;
 
   private pool!: pg.Pool;
@@ -69,9 +64,7 @@ export class CaptureService implements Service {
     private readonly log: Logger,
     private readonly onFatal: (err: Error) => void = () => {},
   ) {
-    this.health = new HealthState(this.metrics.registry, log);
-    this.health.initCondition('replication', { healthy: false, detail: 'starting' });
-    this.healthServer = new HealthServer({ process: 'capture', host: cfg.metricsHost, port: cfg.metricsPort, portSetting: 'CAPTURE_METRICS_PORT', health: this.health, registry: this.metrics.registry, log });
+    this.health = new CaptureHealth(cfg, this.metrics, log);
     this.encoder = new EventEncoder({ version: CAPTURE_VERSION, name: cfg.topicPrefix, db: new URL(cfg.sourceUrl).pathname.slice(1) || 'postgres' }, cfg.tombstones);
     this.decoder = new PgoutputDecoder({
       begin: (b) => {
@@ -132,8 +125,7 @@ export class CaptureService implements Service {
 
   private async startInner(signal: AbortSignal): Promise<void> {
     const cfg = this.cfg;
-    await this.healthServer.start();
-    this.metricsPort = this.healthServer.port;
+    this.metricsPort = await this.health.listen();
     this.pool = new pg.Pool({ connectionString: cfg.sourceUrl, max: 3, application_name: 'shopstream-capture-meta' });
     this.pool.on('error', (err) => this.log.warn({ err }, 'idle source connection error'));
     await checkSource(this.pool);
@@ -167,13 +159,7 @@ export class CaptureService implements Service {
       () => { if (!this.stopping) this.fail(new SourceNotReadyError('replication stream ended unexpectedly')); },
       (err: Error) => { if (!this.stopping) this.fail(err); },
     );
-    this.health.setCondition('replication', { healthy: true, detail: `streaming slot ${cfg.slot}` });
-    this.watchdog = new WatchdogRunner({
-      watchdog: new ProgressWatchdog(cfg.watchdog), intervalMs: cfg.watchdog.intervalMs, health: this.health, log: this.log,
-      sample: captureSampler({ pool: this.pool, slot: cfg.slot, metrics: this.metrics, idleBytes: cfg.watchdogIdleBytes, walWarnBytes: cfg.walWarnBytes, log: this.log }),
-      onExit: (err) => this.fail(err),
-    });
-    this.watchdog.start();
+    this.health.streaming(this.pool, (err) => this.fail(err));
     this.timers.push(setInterval(() => this.reportStatus(false), cfg.statusIntervalMs));
     if (cfg.heartbeatMs > 0) this.timers.push(setInterval(() => void this.heartbeat(), cfg.heartbeatMs));
     this.timers.push(setInterval(() => void this.observe(), this.cfg.progressLogMs));
@@ -390,7 +376,7 @@ export class CaptureService implements Service {
   private fail(err: Error): void {
     if (this.fatalErr || this.stopping) return;
     this.fatalErr = err;
-    this.health.setCondition('replication', { healthy: false, detail: `failed: ${err.message}` });
+    this.health.failed(err);
     this.log.error({ err }, 'capture failed; stopping without confirming further');
     this.onFatal(err);
   }
@@ -398,7 +384,7 @@ export class CaptureService implements Service {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       for (const t of this.timers) clearInterval(t);
-      this.watchdog?.stop();
+      this.health.stopWatching();
       this.repl?.pause();
       if (this.publisher && !this.fatalErr) {
         await Promise.race([this.publisher.flush().catch(() => {}), sleep(10_000)]);
@@ -407,7 +393,7 @@ export class CaptureService implements Service {
       await this.repl?.close();
       await this.streamDone?.catch(() => {});
       await this.publisher?.close();
-      await this.healthServer.stop();
+      await this.health.close();
       await this.pool?.end().catch(() => {});
     })();
     return this.stopping;
