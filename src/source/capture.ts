@@ -139,6 +139,7 @@ export class CaptureService implements Service {
       fatal: (err) => this.fail(err),
     }, this.log);
     await this.publisher.connect();
+    this.metrics.bufferedBytes = () => this.publisher.bufferedBytes;
     this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t), this.log);
     if (cfg.transactionMetadata) {
       const topic = transactionTopic(cfg.topicPrefix);
@@ -360,7 +361,6 @@ export class CaptureService implements Service {
   private async observe(): Promise<void> {
     const acked = this.metrics.ackedSinceLast;
     this.metrics.ackedSinceLast = 0;
-    this.metrics.buffered.set(this.publisher.bufferedBytes);
     try {
       const { rows } = await this.pool.query<{ lag: string | null }>(
         'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag FROM pg_replication_slots WHERE slot_name = $1', [this.cfg.slot]);

@@ -20,7 +20,12 @@ export class CaptureMetrics {
   readonly safeWalSize = new Gauge({ name: 'capture_slot_safe_wal_size_bytes', help: 'WAL the slot may still fall behind before max_slot_wal_keep_size invalidates it (absent without the limit)', labelNames: ['slot'] as const, registers: [this.registry] });
   readonly confirmedLsn = new Gauge({ name: 'capture_confirmed_lsn', help: 'Confirmed flush LSN the capture reported to Postgres (as a number)', registers: [this.registry] });
   readonly slotConfirmedLsn = new Gauge({ name: 'capture_slot_confirmed_lsn', help: 'confirmed_flush_lsn of the slot as pg_replication_slots shows it (as a number)', registers: [this.registry] });
-  readonly buffered = new Gauge({ name: 'capture_buffered_bytes', help: 'Encoded bytes waiting for or in a Kafka send (in flight)', registers: [this.registry] });
+  /** Where `capture_buffered_bytes` reads from at scrape time (the publisher, once there is one). */
+  bufferedBytes: (() => number) | null = null;
+  readonly buffered = new Gauge({
+    name: 'capture_buffered_bytes', help: 'Encoded bytes waiting for or in a Kafka send (in flight)', registers: [this.registry],
+    collect: () => { if (this.bufferedBytes) this.buffered.set(this.bufferedBytes()); },
+  });
   readonly snapshotRows = new Gauge({ name: 'capture_snapshot_rows', help: 'Snapshot rows read, per table', labelNames: ['table'] as const, registers: [this.registry] });
   readonly snapshotEstimate = new Gauge({ name: 'capture_snapshot_rows_estimated', help: 'Estimated rows per table being snapshotted', labelNames: ['table'] as const, registers: [this.registry] });
 
