@@ -19,6 +19,7 @@ export function watchKafkaGroup(consumer: Consumer, group: string, health: Healt
   consumer.on(e.CRASH, ({ payload }) => health.setCondition('kafka-group', {
     healthy: false, detail: `consumer crashed: ${payload.error?.message ?? 'unknown error'}${payload.restart ? '; restarting' : '; not restarting'}`,
   }));
-  consumer.on(e.STOP, () => health.setCondition('kafka-group', { healthy: false, detail: 'consumer stopped' }));
-  consumer.on(e.DISCONNECT, () => health.setCondition('kafka-group', { healthy: false, detail: 'consumer disconnected' }));
+  // Only our own shutdown stops or disconnects it (a crash comes as CRASH): not worth a warning.
+  consumer.on(e.STOP, () => health.initCondition('kafka-group', { healthy: false, detail: 'consumer stopped' }));
+  consumer.on(e.DISCONNECT, () => health.initCondition('kafka-group', { healthy: false, detail: 'consumer disconnected' }));
 }
