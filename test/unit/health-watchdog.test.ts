@@ -163,3 +163,22 @@ describe('loadWatchdogConfig', () => {
     expect(() => loadWatchdogConfig({ WATCHDOG_UNHEALTHY_MS: '2000', WATCHDOG_EXIT_MS: '1000' })).toThrow(/WATCHDOG_EXIT_MS must be 0 or at least/);
   });
 });
+
+describe('ConsumerMetrics', () => {
+  it('counts applied messages per topic, observes batch latency and reports freshness from the newest source commit', async () => {
+    const { ConsumerMetrics } = await import('../../src/health/consumer-metrics.ts');
+    let now = 1_000_000;
+    const m = new ConsumerMetrics('g', () => now);
+    m.batchApplied([{ topic: 'a', messages: 3, sourceMs: 990_000 }, { topic: 'b', messages: 2, sourceMs: null }], 0.02);
+    m.batchApplied([{ topic: 'a', messages: 1, sourceMs: 980_000 }], 0.03);
+    now = 1_005_000;
+    const text = await m.registry.metrics();
+    expect(text).toMatch(/consumer_messages_applied_total\{group="g",topic="a"\} 4/);
+    expect(text).toMatch(/consumer_messages_applied_total\{group="g",topic="b"\} 2/);
+    // The newest commit seen (990 000), not the last batch's older one.
+    expect(text).toMatch(/consumer_freshness_seconds\{group="g",topic="a"\} 15\b/);
+    expect(text).not.toMatch(/consumer_freshness_seconds\{group="g",topic="b"\}/);
+    expect(text).toMatch(/consumer_batch_apply_seconds_count\{group="g"\} 2/);
+    expect(text).toMatch(/consumer_batch_apply_seconds_sum\{group="g"\} 0\.05/);
+  });
+});
