@@ -203,7 +203,8 @@ export function rng(seed: number): () => number {
 }
 
 const SEGMENTS = ['bronze', 'silver', 'gold', 'platinum'];
-const CATEGORIES = ['books', 'games', 'garden', 'kitchen'];
+// null: an uncategorised product, which mart_sales counts in its NULL group.
+const CATEGORIES = ['books', 'games', 'garden', 'kitchen', null];
 
 function iso(us: bigint): string {
   const ms = us / 1000n;
