@@ -330,7 +330,7 @@ export class ShopSim {
     return [...this.rows.customers.keys()].filter((c) => !withOrders.has(c));
   }
 
-  /** A random mix of everything SPEC §3 cares about. */
+  /** A random mix of everything docs/contract.md §3 cares about. */
   randomWorkload(transactions: number): void {
     this.transaction(() => {
       for (let i = 0; i < 6; i++) this.upsertProduct();

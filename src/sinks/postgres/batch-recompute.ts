@@ -3,7 +3,7 @@ import { PRICE_TIER, clvSelectSql, DEFAULT_CLV_THRESHOLDS, factOrdersSelectSql, 
 import { quoted, type WarehouseSchemas } from './pool.ts';
 
 /**
- * The batch recomputation of every derived table from staging (SPEC §4:
+ * The batch recomputation of every derived table from staging (docs/contract.md §4:
  * "equals a batch recomputation ... row for row"), as plain SQL. It is the
  * reference the streaming consumer is tested against and the basis of the
  * `verify` command. dim_customers is computed set-based here, independently
