@@ -1,6 +1,7 @@
 import kafkajs from 'kafkajs';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
+import { isMain } from '../../src/lifecycle/is-main.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
@@ -12,8 +13,9 @@ import { ClickstreamConsumer } from './consumer.ts';
  * The clickstream consumer process: `clickstream.events` → stg_events,
  * fct_events, sessions, cart values and mart_cart_value (docs/clickstream.md).
  * Applies the warehouse migrations first so a fresh database works.
+ * `shopstream consume clickstream` runs it.
  */
-await runMain('consumer-clickstream', async (log) => {
+export const runClickstreamConsumer = (): Promise<void> => runMain('consumer-clickstream', async (log) => {
   const cfg = loadClickstreamConfig();
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
   await migrate(pool, 'warehouse', {
@@ -35,3 +37,5 @@ await runMain('consumer-clickstream', async (log) => {
   };
   return [connections, consumer];
 });
+
+if (isMain(import.meta.url)) await runClickstreamConsumer();

@@ -4,6 +4,7 @@ import { createRegistry } from '../../src/consumer/avro.ts';
 import { loadWarehouseConsumerConfig } from '../../src/consumer/config.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { isMain } from '../../src/lifecycle/is-main.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
@@ -13,8 +14,9 @@ import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
  * The warehouse consumer process: source-table topics → staging, star
  * schema, marts and CLV in Postgres, CLV in Redis. Applies the warehouse
  * migrations first so a fresh database works.
+ * `shopstream consume warehouse` runs it.
  */
-await runMain('consumer-warehouse', async (log) => {
+export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-warehouse', async (log) => {
   const cfg = loadWarehouseConsumerConfig();
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
   await migrate(pool, 'warehouse', {
@@ -44,3 +46,5 @@ await runMain('consumer-warehouse', async (log) => {
   };
   return [connections, consumer];
 });
+
+if (isMain(import.meta.url)) await runWarehouseConsumer();

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
 import { loadStackConfig } from '../config/index.ts';
+import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createLogger } from '../logger.ts';
 import { TrafficGenerator } from '../generator/writer.ts';
@@ -15,8 +16,12 @@ function count(value: string): number {
   return Number(value);
 }
 
-async function main(): Promise<void> {
-  const program = new Command('generate')
+export interface GenerateOptions { schema: string; customers: number; products: number; orders: number; perTransaction: number; rate: number; duration: number; seed: number }
+
+/** The `generate` command's flags; `shopstream generate` and this file's own entry both parse with it. */
+export function generateCommand(): Command {
+  return new Command('generate')
+    .description('Write generated shop traffic into the source database (catalogue, orders, then optionally steady traffic)')
     .option('--schema <name>', 'source schema', 'public')
     .option('--customers <n>', 'customers to create (when the catalogue is empty)', count, 1000)
     .option('--products <n>', 'products to create (when the catalogue is empty)', count, 200)
@@ -24,9 +29,10 @@ async function main(): Promise<void> {
     .option('--per-transaction <n>', 'orders per source transaction for the initial orders', count, 1)
     .option('--rate <n>', 'then place this many orders per second', count, 0)
     .option('--duration <seconds>', 'for this long', count, 0)
-    .option('--seed <n>', 'random seed', count, 42)
-    .parse();
-  const o = program.opts<{ schema: string; customers: number; products: number; orders: number; perTransaction: number; rate: number; duration: number; seed: number }>();
+    .option('--seed <n>', 'random seed', count, 42);
+}
+
+export async function runGenerate(o: GenerateOptions): Promise<void> {
   const log = createLogger('generate');
   const pool = new pg.Pool({ connectionString: loadStackConfig().sourceUrl, max: 2 });
   try {
@@ -49,4 +55,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => exitOnStartupError('generate', err));
+if (isMain(import.meta.url)) runGenerate(generateCommand().parse().opts<GenerateOptions>()).catch((err) => exitOnStartupError('generate', err));
