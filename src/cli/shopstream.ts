@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Argument, Command, CommanderError, InvalidArgumentError } from 'commander';
 import { runClickstreamConsumer } from '../../consumers/clickstream/main.ts';
+import { runClickstreamVerify } from '../../consumers/clickstream/verify.ts';
 import { runWarehouseConsumer } from '../../consumers/warehouse/main.ts';
 import { runApi } from '../api/main.ts';
 import { generateClickstreamCommand, runGenerateClickstream, type ClickstreamGenerateOptions } from '../generator/clickstream-cli.ts';
@@ -54,7 +55,9 @@ export function action<O extends object>(cmd: Command, run: (opts: O, cmd: Comma
       if (typeof code === 'number') process.exitCode = code;
     } catch (err) {
       if (err instanceof CommanderError) throw err; // a usage error the command raised itself: runCli exits 2
-      exitOnStartupError(`shopstream ${self.name()}`, err);
+      const path: string[] = [];
+      for (let c: Command | null = self; c; c = c.parent) path.unshift(c.name());
+      exitOnStartupError(path.join(' '), err);
     }
   });
 }
@@ -149,7 +152,11 @@ export function buildProgram(): Command {
     .addCommand(action(new Command('registry').description('Run the schema registry (Confluent REST API, docs/registry.md)'), () => runRegistry()))
     .addCommand(migrateCommand())
     .addCommand(action<ReplayCliOptions>(replayCommand(), (o, self) => runReplay(o, self)))
-    .addCommand(action<VerifyCliOptions>(verifyCommand(), (o) => runVerifyCli(o)))
+    .addCommand(action<VerifyCliOptions>(verifyCommand(), (o) => runVerifyCli(o))
+      .addCommand(action<{ rebuild?: boolean }>(
+        new Command('clickstream').description('Compare every clickstream model with its batch recomputation (docs/clickstream.md)')
+          .option('--rebuild', 'first refresh the stored models from stg_events, in one transaction'),
+        (o) => runClickstreamVerify(o))))
     .addCommand(new Command('redis').description('Redis maintenance')
       .addCommand(action<{ pageSize: number }>(redisRebuildCommand('rebuild'), (o) => runRedisRebuild(o))))
     .addCommand(generate())

@@ -46,6 +46,7 @@ const SUBCOMMANDS: Array<[string[], RegExp]> = [
   [['migrate'], /--source-schema <schema>[\s\S]*--staging <schema>/],
   [['replay'], /--from-offset <earliest\|N>[\s\S]*--from-timestamp <T>/],
   [['verify'], /--json[\s\S]*--source[\s\S]*--samples <n>/],
+  [['verify', 'clickstream'], /--rebuild/],
   [['redis'], /rebuild/],
   [['redis', 'rebuild'], /--page-size <n>/],
   [['generate'], /--customers <n>[\s\S]*clickstream/],
