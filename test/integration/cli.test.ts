@@ -62,7 +62,7 @@ describe('shopstream against the stack', () => {
   });
 
   it('generate writes a catalogue with uncategorised products and orders into its source schema', async () => {
-    const r = await cli(['generate', '--schema', src, '--customers', '20', '--products', '40', '--orders', '30', '--seed', '5']);
+    const r = await cli(['generate', '--source-schema', src, '--customers', '20', '--products', '40', '--orders', '30', '--seed', '5']);
     expect(r.code, r.stderr).toBe(0);
     const { rows: [c] } = await source.query(
       `SELECT (SELECT count(*)::int FROM ${src}.customers) AS customers, (SELECT count(*)::int FROM ${src}.products) AS products,

@@ -49,7 +49,7 @@ const SUBCOMMANDS: Array<[string[], RegExp]> = [
   [['verify', 'clickstream'], /--rebuild/],
   [['redis'], /rebuild/],
   [['redis', 'rebuild'], /--page-size <n>/],
-  [['generate'], /--customers <n>[\s\S]*clickstream/],
+  [['generate'], /--source-schema <name>[\s\S]*--customers <n>[\s\S]*clickstream/],
   [['generate', 'clickstream'], /--visitors <n>[\s\S]*--from-source/],
   [['demo'], /choices: "stop"/],
   [['stack'], /up[\s\S]*down[\s\S]*status/],
