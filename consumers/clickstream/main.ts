@@ -3,6 +3,7 @@ import { createRegistry } from '../../src/consumer/avro.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
 import { HEALTH_PORTS } from '../../src/health/config.ts';
 import { consumerHealth, loadConsumerHealthConfig } from '../../src/health/process-health.ts';
+import { isMain } from '../../src/lifecycle/is-main.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
@@ -14,8 +15,9 @@ import { ClickstreamConsumer } from './consumer.ts';
  * The clickstream consumer process: `clickstream.events` → stg_events,
  * fct_events, sessions, cart values and mart_cart_value (docs/clickstream.md).
  * Applies the warehouse migrations first so a fresh database works.
+ * `shopstream consume clickstream` runs it.
  */
-await runMain('consumer-clickstream', async (log) => {
+export const runClickstreamConsumer = (): Promise<void> => runMain('consumer-clickstream', async (log) => {
   const cfg = loadClickstreamConfig();
   const healthCfg = loadConsumerHealthConfig(process.env, 'CLICKSTREAM', HEALTH_PORTS.clickstream);
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
@@ -42,3 +44,5 @@ await runMain('consumer-clickstream', async (log) => {
   };
   return [h.server, connections, h.probe, consumer, h.ready];
 });
+
+if (isMain(import.meta.url)) await runClickstreamConsumer();

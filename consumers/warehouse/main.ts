@@ -6,6 +6,7 @@ import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { HEALTH_PORTS } from '../../src/health/config.ts';
 import { consumerHealth, loadConsumerHealthConfig } from '../../src/health/process-health.ts';
+import { isMain } from '../../src/lifecycle/is-main.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
@@ -15,8 +16,9 @@ import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
  * The warehouse consumer process: source-table topics → staging, star
  * schema, marts and CLV in Postgres, CLV in Redis. Applies the warehouse
  * migrations first so a fresh database works.
+ * `shopstream consume warehouse` runs it.
  */
-await runMain('consumer-warehouse', async (log) => {
+export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-warehouse', async (log) => {
   const cfg = loadWarehouseConsumerConfig();
   const healthCfg = loadConsumerHealthConfig(process.env, 'CONSUMER', HEALTH_PORTS.warehouse);
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
@@ -53,3 +55,5 @@ await runMain('consumer-warehouse', async (log) => {
   };
   return [h.server, connections, h.probe, consumer, h.ready];
 });
+
+if (isMain(import.meta.url)) await runWarehouseConsumer();

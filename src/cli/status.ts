@@ -104,7 +104,7 @@ export async function runStatus(args: string[], io: StatusIo = {}): Promise<numb
   const env = io.env ?? process.env;
   const out = io.out ?? ((t: string) => process.stdout.write(t));
   const err = io.err ?? ((t: string) => process.stderr.write(t));
-  const program = new Command('status')
+  const program = new Command('shopstream status')
     .description('show the whole pipeline: processes, lag, slot WAL, dead letters, Redis outbox')
     .option('--json', 'print JSON instead of the table')
     .option('--strict', 'exit 1 on warnings too (WAL over the limit, dead letters, retention gaps)')
