@@ -1,0 +1,124 @@
+import { DecodeError } from '../errors.ts';
+
+/**
+ * A JSON number kept as the text it was written as. `JSON.parse` turns every
+ * number into a double, which silently rounds an int64 past 2^53 (ids, LSNs,
+ * `ts_ns`) and the digits of a `decimal.handling.mode=double` value; the
+ * Debezium JSON decoder decides per field what a number becomes.
+ */
+export class JsonNumber {
+  constructor(readonly raw: string) {}
+  get isInteger(): boolean {
+    return /^-?\d+$/.test(this.raw);
+  }
+  toBigint(): bigint {
+    if (!this.isInteger) throw new DecodeError(`${this.raw} is not an integer`);
+    return BigInt(this.raw);
+  }
+  toNumber(): number {
+    return Number(this.raw);
+  }
+}
+
+export type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | { [k: string]: JsonValue };
+
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+const WS = /[ \t\n\r]*/y;
+
+/**
+ * Strict JSON (RFC 8259) → values with every number as a JsonNumber. Throws
+ * DecodeError with the byte offset on anything that is not one JSON value.
+ */
+export function parseJsonLossless(text: string): JsonValue {
+  let i = 0;
+  const fail = (what: string): never => {
+    throw new DecodeError(`malformed JSON at offset ${i}: ${what}`);
+  };
+  const ws = () => {
+    WS.lastIndex = i;
+    WS.exec(text);
+    i = WS.lastIndex;
+  };
+  const str = (): string => {
+    // Fast path: no escapes; else let JSON.parse handle the escapes of this one string.
+    const start = i;
+    i++;
+    let escaped = false;
+    for (;;) {
+      if (i >= text.length) fail('unterminated string');
+      const c = text.charCodeAt(i);
+      if (c === 0x22) break;
+      if (c < 0x20) fail('control character in string');
+      if (c === 0x5c) { escaped = true; i += 2; continue; }
+      i++;
+    }
+    i++;
+    if (!escaped) return text.slice(start + 1, i - 1);
+    try {
+      return JSON.parse(text.slice(start, i)) as string;
+    } catch {
+      return fail('bad escape in string');
+    }
+  };
+  const value = (depth: number): JsonValue => {
+    if (depth > 256) fail('nested too deeply');
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      const obj: { [k: string]: JsonValue } = {};
+      ws();
+      if (text[i] === '}') { i++; return obj; }
+      for (;;) {
+        ws();
+        if (text[i] !== '"') fail('expected a key');
+        const k = str();
+        ws();
+        if (text[i] !== ':') fail('expected ":"');
+        i++;
+        obj[k] = value(depth + 1);
+        ws();
+        if (text[i] === ',') { i++; continue; }
+        if (text[i] === '}') { i++; return obj; }
+        fail('expected "," or "}"');
+      }
+    }
+    if (c === '[') {
+      i++;
+      const arr: JsonValue[] = [];
+      ws();
+      if (text[i] === ']') { i++; return arr; }
+      for (;;) {
+        arr.push(value(depth + 1));
+        ws();
+        if (text[i] === ',') { i++; continue; }
+        if (text[i] === ']') { i++; return arr; }
+        fail('expected "," or "]"');
+      }
+    }
+    if (c === '"') return str();
+    if (text.startsWith('true', i)) { i += 4; return true; }
+    if (text.startsWith('false', i)) { i += 5; return false; }
+    if (text.startsWith('null', i)) { i += 4; return null; }
+    NUMBER.lastIndex = i;
+    const m = NUMBER.exec(text);
+    if (!m) return fail(i >= text.length ? 'unexpected end' : `unexpected character ${JSON.stringify(text[i])}`);
+    i = NUMBER.lastIndex;
+    return new JsonNumber(m[0]);
+  };
+  const v = value(0);
+  ws();
+  if (i !== text.length) fail('trailing characters after the value');
+  return v;
+}
+
+/** UTF-8 bytes → lossless JSON; invalid UTF-8 is a DecodeError, not a U+FFFD. */
+export function parseJsonBytes(buf: Buffer): JsonValue {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(buf);
+  } catch {
+    throw new DecodeError('message is not valid UTF-8 JSON');
+  }
+  return parseJsonLossless(text);
+}
