@@ -164,7 +164,7 @@ function columnValue(kind: ColumnKind, v: JsonValue, schema: ConnectSchema | und
 function generic(v: JsonValue, schema: ConnectSchema | undefined, where: string): unknown {
   if (v === null) return null;
   if (v instanceof JsonNumber) {
-    if (schema && ['float32', 'float64'].includes(schema.type)) return v.toNumber();
+    if (schema && ['float', 'double', 'float32', 'float64'].includes(schema.type)) return v.toNumber();
     if (schema && ['int8', 'int16', 'int32'].includes(schema.type)) return v.toNumber();
     return v.isInteger ? v.toBigint() : v.toNumber();
   }
