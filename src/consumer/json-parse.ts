@@ -32,7 +32,7 @@ const WS = /[ \t\n\r]*/y;
 export function parseJsonLossless(text: string): JsonValue {
   let i = 0;
   const fail = (what: string): never => {
-    throw new DecodeError(`malformed JSON at offset ${i}: ${what}`);
+    throw new DecodeError(`malformed JSON at ${i >= text.length ? 'the end of the message (truncated?)' : `offset ${i}`}: ${what}`);
   };
   const ws = () => {
     WS.lastIndex = i;
