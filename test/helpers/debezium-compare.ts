@@ -84,3 +84,33 @@ export function summarise(diffs: FieldDiff[]): Record<string, { n: number; examp
   }
   return s;
 }
+
+type AvroField = { name: string; type: unknown };
+
+/** One column of our registered Avro Value record as `type|optional|connect.name|parameters`. */
+function avroColumn(f: AvroField): string {
+  let t = f.type;
+  let optional = false;
+  if (Array.isArray(t)) {
+    optional = t.includes('null');
+    t = t.find((x) => x !== 'null');
+  }
+  const o = (typeof t === 'string' ? { type: t } : t) as Record<string, unknown>;
+  const base = o.type === 'long' ? 'int64' : o.type === 'int' ? (o['connect.type'] === 'int16' ? 'int16' : 'int32') : o.type === 'double' ? 'float64' : o.type === 'float' ? 'float32' : String(o.type);
+  const params = o['connect.parameters'] as Record<string, string> | undefined;
+  return `${f.name}:${base}|${optional}|${String(o['connect.name'] ?? '')}|${params ? JSON.stringify(Object.fromEntries(Object.entries(params).sort())) : ''}`;
+}
+
+/** One column of Debezium's JsonConverter schema in the same form. */
+function connectColumn(f: { field: string; type: string; optional?: boolean; name?: string; parameters?: Record<string, string> }): string {
+  const base = f.type === 'double' ? 'float64' : f.type === 'float' ? 'float32' : f.type;
+  return `${f.field}:${base}|${f.optional === true}|${f.name ?? ''}|${f.parameters ? JSON.stringify(Object.fromEntries(Object.entries(f.parameters).sort())) : ''}`;
+}
+
+/** Column-by-column: our Avro value schema (its Value record) against Debezium's JSON schema of `before`. */
+export function diffColumnSchemas(ourEnvelope: { fields: AvroField[] }, theirs: { fields: Array<{ field: string; fields?: unknown[] }> }): { ours: string[]; theirs: string[] } {
+  const before = ourEnvelope.fields.find((f) => f.name === 'before')!;
+  const record = (before.type as unknown[]).find((x) => x !== 'null') as { fields: AvroField[] };
+  const dbz = theirs.fields.find((f) => f.field === 'before')!.fields as Parameters<typeof connectColumn>[0][];
+  return { ours: record.fields.map(avroColumn), theirs: dbz.map(connectColumn) };
+}

@@ -16,7 +16,7 @@ import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { createWarehousePool, isoSql, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
-import { canonicalRecords, diffRecords, summarise, type CanonicalRecord } from '../helpers/debezium-compare.ts';
+import { canonicalRecords, diffColumnSchemas, diffRecords, summarise, type CanonicalRecord } from '../helpers/debezium-compare.ts';
 import { debeziumClasspath, startDebezium, stopDebezium } from '../helpers/debezium.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 import { DEBEZIUM_ALLOWED_DIFFERENCES, runWorkload } from '../helpers/debezium-workload.ts';
@@ -171,6 +171,14 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
     const ourUs = cOurs.map((r) => r.fields.ts_us).filter((x): x is string => !!x);
     expect(ourUs.filter((x) => !x.endsWith('000')).length, 'envelope ts_us with sub-ms digits').toBeGreaterThan(ourUs.length / 2);
     expect(cOurs.every((r) => !r.fields.op || (r.fields['source.ts_ns'] === `${r.fields['source.ts_us']}000`)), 'source.ts_ns = ts_us × 1000').toBe(true);
+    // Column schemas: our registered Avro Value record against Debezium's JSON schema.
+    for (const t of TABLE_NAMES) {
+      const res = await fetch(`${stackEnv.registryUrl}/subjects/${s}.${s}.${t}-value/versions/latest`);
+      const ourSchema = JSON.parse(((await res.json()) as { schema: string }).schema);
+      const first = on.find((m) => m.topic === `${sides.on}.${s}.${t}` && m.raw.value)!;
+      const cols = diffColumnSchemas(ourSchema, JSON.parse(first.raw.value!.toString()).schema);
+      expect(cols.ours, `${t} column schemas`).toEqual(cols.theirs);
+    }
     // The TOASTed value arrived whole on both sides.
     const toast = cOurs.filter((r) => r.table === 'products' && (r.fields['after.product_name']?.length ?? 0) > 20_000);
     expect(toast.length).toBeGreaterThanOrEqual(2);
