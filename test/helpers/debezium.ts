@@ -17,8 +17,17 @@ export function debeziumClasspath(stateDir = `${REPO}/.stack/debezium`): string 
   const pom = readFileSync(POM, 'utf8');
   const cp = `${stateDir}/cp.txt`;
   const stamp = `${stateDir}/cp.pom`;
-  if (!existsSync(cp) || !existsSync(stamp) || readFileSync(stamp, 'utf8') !== pom) {
-    execFileSync('mvn', ['-q', '-B', '-f', POM, 'dependency:build-classpath', `-Dmdep.outputFile=${cp}`], { stdio: ['ignore', 'inherit', 'inherit'] });
+  // ~/.m2 may have been cleaned since the classpath was written.
+  const fresh = existsSync(cp) && existsSync(stamp) && readFileSync(stamp, 'utf8') === pom
+    && readFileSync(cp, 'utf8').trim().split(':').every((jar) => existsSync(jar));
+  if (!fresh) {
+    const args = ['-q', '-B', '-f', POM, 'dependency:build-classpath', `-Dmdep.outputFile=${cp}`];
+    // Offline first, so a warm ~/.m2 needs no network; else from Maven Central.
+    try {
+      execFileSync('mvn', ['-o', ...args], { stdio: 'ignore' });
+    } catch {
+      execFileSync('mvn', args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    }
     writeFileSync(stamp, pom);
   }
   return readFileSync(cp, 'utf8').trim();
