@@ -25,9 +25,9 @@ import { DEBEZIUM_ALLOWED_DIFFERENCES, runWorkload } from '../helpers/debezium-w
  * Real Debezium 3.0.8 (PostgreSQL connector, Kafka Connect standalone,
  * JsonConverter) beside our capture on one source schema, each with its own
  * slot created before the workload so both see the same changes:
- * - the warehouse consumer reads Debezium's JSON topics (schemas on, and
- *   off) and ends with staging equal to the source and the derived tables
- *   equal to the batch recomputation;
+ * - the warehouse consumer reads Debezium's JSON topics (schemas on, off,
+ *   and decimal.handling.mode string and double) and ends with staging equal
+ *   to the source and the derived tables equal to the batch recomputation;
  * - our records equal Debezium's field by field, except the documented
  *   differences (docs/encodings.md "Differences from Debezium").
  * Opt-in (DEBEZIUM_TESTS=1; .ci/run sets it): it resolves Debezium from
@@ -70,18 +70,22 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
     h = await createHarness(uniqueId('dbz'));
     const s = h.id;
     const src = h.pool;
-    const sides = { on: `${s}_dbzon`, off: `${s}_dbzoff` } as const;
+    // Debezium's defaults with schemas on and off, plus decimal.handling.mode string (schemas off) and double (schemas on).
+    const sides = { on: `${s}_dbzon`, off: `${s}_dbzoff`, str: `${s}_dbzstr`, dbl: `${s}_dbzdbl` } as const;
+    const modes: Record<keyof typeof sides, { schemasEnable: boolean; decimal?: string }> = {
+      on: { schemasEnable: true }, off: { schemasEnable: false }, str: { schemasEnable: false, decimal: 'string' }, dbl: { schemasEnable: true, decimal: 'double' },
+    };
     await src.query(`CREATE PUBLICATION ${s}_dbz FOR TABLE ${TABLE_NAMES.map((t) => `${s}.${t}`).join(', ')}`);
-    for (const slot of [s, sides.on, sides.off]) await src.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
+    for (const slot of [s, ...Object.values(sides)]) await src.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [slot]);
 
     const counts = await runWorkload(src, s);
 
     java = startDebezium({
       classpath, stateDir, brokers: stackEnv.kafkaBrokers, sourceUrl: h.config().sourceUrl, restPort: 40000 + Math.floor(Math.random() * 9000),
       logFile: process.env.DEBEZIUM_LOG,
-      connectors: Object.entries(sides).map(([mode, prefix]) => ({
-        prefix, slot: prefix, publication: `${s}_dbz`, schema: s, schemasEnable: mode === 'on',
-        extra: { 'provide.transaction.metadata': 'true' },
+      connectors: (Object.keys(sides) as Array<keyof typeof sides>).map((k) => ({
+        prefix: sides[k], slot: sides[k], publication: `${s}_dbz`, schema: s, schemasEnable: modes[k].schemasEnable,
+        extra: { 'provide.transaction.metadata': 'true', ...(modes[k].decimal ? { 'decimal.handling.mode': modes[k].decimal! } : {}) },
       })),
     });
     const capture = await startInProcess(h.config({ CAPTURE_SNAPSHOT: 'never', CAPTURE_HEARTBEAT_MS: '0' }));
@@ -94,7 +98,7 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
       expect(all.length, `${prefix}: records`).toBe(expected);
       return all;
     };
-    const [ours, on, off] = await Promise.all([read(s), read(sides.on), read(sides.off)]);
+    const [ours, on, off, str, dbl] = await Promise.all([read(s), read(sides.on), read(sides.off), read(sides.str), read(sides.dbl)]);
     if (process.env.DEBEZIUM_DUMP) {
       writeFileSync(process.env.DEBEZIUM_DUMP, [...on, ...off].filter((m) => m.raw.value).map((m) => `${m.topic}\t${m.raw.key?.toString()}\t${m.raw.value!.toString()}`).join('\n'));
     }
@@ -155,7 +159,7 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
       }
       return out;
     };
-    const [cOurs, cOn, cOff] = [await canonical(s, ours), await canonical(sides.on, on), await canonical(sides.off, off)];
+    const [cOurs, cOn, cOff, cStr, cDbl] = [await canonical(s, ours), await canonical(sides.on, on), await canonical(sides.off, off), await canonical(sides.str, str), await canonical(sides.dbl, dbl)];
     const allowed = (f: string) => DEBEZIUM_ALLOWED_DIFFERENCES.some((a) => a.field.test(f));
     const drift = diffRecords(cOurs, cOn, allowed);
     expect(summarise(drift), 'ours vs Debezium: differences not in docs/encodings.md').toEqual({});
@@ -165,8 +169,11 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
       expect(raw.some((d) => a.field.test(d.field)), `allow-listed ${a.field} still differs`).toBe(true);
     }
     // The processing-time fields of the two connectors differ by nature; all else must be equal.
-    const converters = diffRecords(cOn, cOff, (f) => /^(ts_ms|ts_us|ts_ns|source\.name)$/.test(f));
-    expect(summarise(converters), 'schemas on vs off').toEqual({});
+    // Debezium's converters and decimal modes against each other: only processing times and names may differ.
+    for (const [what, other] of [['schemas off', cOff], ['decimal string', cStr], ['decimal double', cDbl]] as const) {
+      const converters = diffRecords(cOn, other, (f) => /^(ts_ms|ts_us|ts_ns|source\.name)$/.test(f));
+      expect(summarise(converters), `schemas on vs ${what}`).toEqual({});
+    }
     // Processing times are real µs and ns, not ms padded with zeros.
     const ourUs = cOurs.map((r) => r.fields.ts_us).filter((x): x is string => !!x);
     expect(ourUs.filter((x) => !x.endsWith('000')).length, 'envelope ts_us with sub-ms digits').toBeGreaterThan(ourUs.length / 2);
