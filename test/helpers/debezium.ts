@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -31,6 +32,18 @@ export function debeziumClasspath(stateDir = `${REPO}/.stack/debezium`): string 
     writeFileSync(stamp, pom);
   }
   return readFileSync(cp, 'utf8').trim();
+}
+
+/** A loopback port free right now (for Kafka Connect's REST listener, which must not collide with the stack's). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 export interface DebeziumConnector {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { ChildProcess } from 'node:child_process';
 import kafkajs from 'kafkajs';
@@ -17,7 +17,7 @@ import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
 import { createWarehousePool, isoSql, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
 import { canonicalRecords, diffColumnSchemas, diffRecords, summarise, type CanonicalRecord } from '../helpers/debezium-compare.ts';
-import { debeziumClasspath, startDebezium, stopDebezium } from '../helpers/debezium.ts';
+import { debeziumClasspath, freePort, startDebezium, stopDebezium } from '../helpers/debezium.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 import { DEBEZIUM_ALLOWED_DIFFERENCES, runWorkload } from '../helpers/debezium-workload.ts';
 
@@ -81,8 +81,8 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
     const counts = await runWorkload(src, s);
 
     java = startDebezium({
-      classpath, stateDir, brokers: stackEnv.kafkaBrokers, sourceUrl: h.config().sourceUrl, restPort: 40000 + Math.floor(Math.random() * 9000),
-      logFile: process.env.DEBEZIUM_LOG,
+      classpath, stateDir, brokers: stackEnv.kafkaBrokers, sourceUrl: h.config().sourceUrl, restPort: await freePort(),
+      logFile: process.env.DEBEZIUM_LOG ?? `${stateDir}/connect.log`,
       connectors: (Object.keys(sides) as Array<keyof typeof sides>).map((k) => ({
         prefix: sides[k], slot: sides[k], publication: `${s}_dbz`, schema: s, schemasEnable: modes[k].schemasEnable,
         extra: { 'provide.transaction.metadata': 'true', ...(modes[k].decimal ? { 'decimal.handling.mode': modes[k].decimal! } : {}) },
@@ -98,7 +98,13 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
       expect(all.length, `${prefix}: records`).toBe(expected);
       return all;
     };
-    const [ours, on, off, str, dbl] = await Promise.all([read(s), read(sides.on), read(sides.off), read(sides.str), read(sides.dbl)]);
+    // A JVM that dies (bad classpath, a connector that fails) fails the test at once, with its log.
+    const died = new Promise<never>((_, reject) => java!.once('exit', (code) => {
+      const logFile = process.env.DEBEZIUM_LOG ?? `${stateDir}/connect.log`;
+      const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-40).join('\n') : '';
+      reject(new Error(`Kafka Connect exited with ${code} before the workload was read:\n${tail}`));
+    }));
+    const [ours, on, off, str, dbl] = await Promise.race([died, Promise.all([read(s), read(sides.on), read(sides.off), read(sides.str), read(sides.dbl)])]);
     if (process.env.DEBEZIUM_DUMP) {
       writeFileSync(process.env.DEBEZIUM_DUMP, [...on, ...off].filter((m) => m.raw.value).map((m) => `${m.topic}\t${m.raw.key?.toString()}\t${m.raw.value!.toString()}`).join('\n'));
     }
