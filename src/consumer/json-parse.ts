@@ -23,7 +23,6 @@ export class JsonNumber {
 export type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | { [k: string]: JsonValue };
 
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-const WS = /[ \t\n\r]*/y;
 
 /**
  * Strict JSON (RFC 8259) → values with every number as a JsonNumber. Throws
@@ -35,27 +34,37 @@ export function parseJsonLossless(text: string): JsonValue {
     throw new DecodeError(`malformed JSON at ${i >= text.length ? 'the end of the message (truncated?)' : `offset ${i}`}: ${what}`);
   };
   const ws = () => {
-    WS.lastIndex = i;
-    WS.exec(text);
-    i = WS.lastIndex;
-  };
-  const str = (): string => {
-    // Fast path: no escapes; else let JSON.parse handle the escapes of this one string.
-    const start = i;
-    i++;
-    let escaped = false;
     for (;;) {
-      if (i >= text.length) fail('unterminated string');
       const c = text.charCodeAt(i);
-      if (c === 0x22) break;
-      if (c < 0x20) fail('control character in string');
-      if (c === 0x5c) { escaped = true; i += 2; continue; }
-      i++;
+      if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) i++;
+      else return;
     }
-    i++;
-    if (!escaped) return text.slice(start + 1, i - 1);
+  };
+  let nextSlash = text.indexOf('\\');
+  const str = (): string => {
+    const start = i + 1;
+    const end = text.indexOf('"', start);
+    if (end < 0) fail('unterminated string');
+    // The next backslash, found once and reused: a fresh indexOf per string would rescan the rest of the text.
+    if (nextSlash !== -1 && nextSlash < start) nextSlash = text.indexOf('\\', start);
+    if (nextSlash === -1 || nextSlash > end) {
+      // No escapes: the common case, sliced without a per-character walk beyond the control check.
+      for (let k = start; k < end; k++) if (text.charCodeAt(k) < 0x20) { i = k; fail('control character in string'); }
+      i = end + 1;
+      return text.slice(start, end);
+    }
+    // Escapes: find the real closing quote, then let JSON.parse decode this one string.
+    let k = start;
+    for (;;) {
+      if (k >= text.length) { i = k; fail('unterminated string'); }
+      const c = text.charCodeAt(k);
+      if (c === 0x22) break;
+      if (c < 0x20) { i = k; fail('control character in string'); }
+      k += c === 0x5c ? 2 : 1;
+    }
+    i = k + 1;
     try {
-      return JSON.parse(text.slice(start, i)) as string;
+      return JSON.parse(text.slice(start - 1, i)) as string;
     } catch {
       return fail('bad escape in string');
     }
@@ -63,40 +72,42 @@ export function parseJsonLossless(text: string): JsonValue {
   const value = (depth: number): JsonValue => {
     if (depth > 256) fail('nested too deeply');
     ws();
-    const c = text[i];
-    if (c === '{') {
+    const c = text.charCodeAt(i);
+    if (c === 0x7b) { // {
       i++;
       const obj: { [k: string]: JsonValue } = {};
       ws();
-      if (text[i] === '}') { i++; return obj; }
+      if (text.charCodeAt(i) === 0x7d) { i++; return obj; }
       for (;;) {
         ws();
-        if (text[i] !== '"') fail('expected a key');
+        if (text.charCodeAt(i) !== 0x22) fail('expected a key');
         const k = str();
         ws();
-        if (text[i] !== ':') fail('expected ":"');
+        if (text.charCodeAt(i) !== 0x3a) fail('expected ":"');
         i++;
         obj[k] = value(depth + 1);
         ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === '}') { i++; return obj; }
+        const d = text.charCodeAt(i);
+        if (d === 0x2c) { i++; continue; }
+        if (d === 0x7d) { i++; return obj; }
         fail('expected "," or "}"');
       }
     }
-    if (c === '[') {
+    if (c === 0x5b) { // [
       i++;
       const arr: JsonValue[] = [];
       ws();
-      if (text[i] === ']') { i++; return arr; }
+      if (text.charCodeAt(i) === 0x5d) { i++; return arr; }
       for (;;) {
         arr.push(value(depth + 1));
         ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === ']') { i++; return arr; }
+        const d = text.charCodeAt(i);
+        if (d === 0x2c) { i++; continue; }
+        if (d === 0x5d) { i++; return arr; }
         fail('expected "," or "]"');
       }
     }
-    if (c === '"') return str();
+    if (c === 0x22) return str();
     if (text.startsWith('true', i)) { i += 4; return true; }
     if (text.startsWith('false', i)) { i += 5; return false; }
     if (text.startsWith('null', i)) { i += 4; return null; }
