@@ -3,14 +3,17 @@ import type { Logger } from '../logger.ts';
 import { parseCompatibilityLevel, SUPPORTED_SCHEMA_TYPES, type CompatibilityLevel } from './compatibility.ts';
 import { RegistryRestError, restErrors } from './errors.ts';
 import { flag, negotiate, pageParam, parseSchemaId, sendJson, sendRaw, stringParam, unsupportedContentType } from './http.ts';
+import { registerOpsRoutes, RegistryMetrics } from './routes-ops.ts';
 import { registerSubjectRoutes, versionBody } from './routes-subjects.ts';
 import type { RegistryStore } from './store.ts';
+
+const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
  * The Confluent-compatible REST surface. Routes for /, /schemas and /config
  * live here; /subjects and /compatibility in routes-subjects.ts.
  */
-export function buildApp(store: RegistryStore, log: Logger): FastifyInstance {
+export function buildApp(store: RegistryStore, log: Logger, metrics: RegistryMetrics = new RegistryMetrics()): FastifyInstance {
   const app = Fastify({
     // Typed as Fastify's logger so the instance keeps the default generics the route files use.
     loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger,
@@ -48,8 +51,10 @@ export function buildApp(store: RegistryStore, log: Logger): FastifyInstance {
 
   // Content negotiation as Confluent's JAX-RS resources do it: an Accept
   // none of the JSON types satisfies is 406, a request body of another
-  // media type is 415 (docs/registry.md).
+  // media type is 415 (docs/registry.md). The ops endpoints (/healthz,
+  // /readyz, /metrics) are ours, not Confluent's: Prometheus asks for text.
   app.addHook('onRequest', async (req, reply) => {
+    if (OPS_PATHS.has(req.url.split('?')[0]!)) return undefined;
     if (negotiate(req.headers.accept) === undefined) {
       return reply.code(406).header('content-type', 'application/vnd.schemaregistry.v1+json').send(Buffer.from(JSON.stringify({ error_code: 406, message: 'HTTP 406 Not Acceptable' })));
     }
@@ -139,6 +144,7 @@ export function buildApp(store: RegistryStore, log: Logger): FastifyInstance {
   });
 
   registerSubjectRoutes(app, store, log);
+  registerOpsRoutes(app, store, metrics);
   return app;
 }
 

@@ -106,6 +106,9 @@ describe('content negotiation', () => {
     expect(await types('text/plain, application/json;q=0.8')).toBe('application/json');
     expect(await types(`${V1}, application/vnd.schemaregistry+json; qs=0.9, application/json; qs=0.5`)).toBe(V1); // the Java client
     expect((await call('GET', '/subjects')).status).toBe(200); // no Accept at all
+    // Our ops endpoints are not Confluent's: Prometheus' text Accept is served.
+    expect((await call('GET', '/metrics', undefined, { accept: 'text/plain;version=0.0.4;q=1,*/*;q=0.1' })).status).toBe(200);
+    expect((await call('GET', '/healthz', undefined, { accept: 'text/plain' })).status).toBe(200);
   });
 
   it('answers 415 for a request body Confluent does not consume and accepts the ones it does', async () => {
