@@ -1,6 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -8,12 +9,13 @@ import { fileURLToPath } from 'node:url';
  * standalone) for the benchmark and the opt-in integration test. The jars
  * are resolved from Maven Central into ~/.m2 by test/helpers/debezium-pom.xml
  * (nothing of Debezium is kept in the repository); the classpath is cached
- * in .stack/debezium/cp.txt, keyed by the pom's content.
+ * in the OS temp dir (`shopstream-debezium/cp.txt`), keyed by the pom's content
+ * and re-resolved (offline first) when a jar is gone from ~/.m2.
  */
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const POM = `${REPO}/test/helpers/debezium-pom.xml`;
 
-export function debeziumClasspath(stateDir = `${REPO}/.stack/debezium`): string {
+export function debeziumClasspath(stateDir = `${tmpdir()}/shopstream-debezium`): string {
   mkdirSync(stateDir, { recursive: true });
   const pom = readFileSync(POM, 'utf8');
   const cp = `${stateDir}/cp.txt`;
