@@ -1,5 +1,5 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { debeziumClasspath, startDebezium, stopDebezium } from '../../test/helpers/debezium.ts';
 import { writeBacklog } from './backlog.ts';
 import { createHarness, REPO, spawnCapture } from './harness.ts';
 import { Kafka, logLevel } from '../../src/publisher/kafkajs.ts';
@@ -8,7 +8,7 @@ import { sleep } from '../../src/util/sleep.ts';
 /**
  * Same-session comparison with Debezium 3.0.8's PostgreSQL connector (Kafka
  * Connect 3.9.1 standalone, jars resolved from Maven Central into ~/.m2 via
- * bench/capture/debezium-pom.xml; nothing of Debezium is kept in the repo).
+ * test/helpers/debezium-pom.xml and test/helpers/debezium.ts; nothing of Debezium is kept in the repo).
  * One backlog, written into slots created beforehand (one per run and side),
  * drained alternately by Debezium (JSON converter, schemas.enable=false — the
  * fastest configuration in BENCHMARKS.md; Confluent's Avro converter is not on
@@ -21,12 +21,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const STATE = `${REPO}/.stack/debezium`;
 const log = (m: string) => process.stderr.write(`[bench:debezium] ${m}\n`);
 
-mkdirSync(STATE, { recursive: true });
-if (!existsSync(`${STATE}/cp.txt`)) {
-  log('resolving Debezium + Kafka Connect from Maven Central');
-  execFileSync('mvn', ['-q', '-B', '-f', `${REPO}/bench/capture/debezium-pom.xml`, 'dependency:build-classpath', `-Dmdep.outputFile=${STATE}/cp.txt`], { stdio: 'inherit' });
-}
-const classpath = readFileSync(`${STATE}/cp.txt`, 'utf8').trim();
+const classpath = debeziumClasspath(STATE);
 
 const h = await createHarness(`bench_dbz_${Date.now().toString(36)}`);
 const kafka = new Kafka({ brokers: h.config().kafkaBrokers, logLevel: logLevel.NOTHING });
@@ -72,26 +67,13 @@ try {
   for (const i of runs) {
     // Debezium
     const prefix = `${h.id}_dbz${i}`;
-    writeFileSync(`${STATE}/worker.properties`, [
-      `bootstrap.servers=${h.config().kafkaBrokers.join(',')}`,
-      'key.converter=org.apache.kafka.connect.json.JsonConverter', 'value.converter=org.apache.kafka.connect.json.JsonConverter',
-      'key.converter.schemas.enable=false', 'value.converter.schemas.enable=false',
-      `offset.storage.file.filename=${STATE}/offsets-${prefix}.dat`, 'offset.flush.interval.ms=10000',
-      'listeners=http://127.0.0.1:58083',
-    ].join('\n'));
-    const url = new URL(h.config().sourceUrl);
-    writeFileSync(`${STATE}/connector.properties`, [
-      `name=${prefix}`, 'connector.class=io.debezium.connector.postgresql.PostgresConnector', 'tasks.max=1',
-      `database.hostname=${url.hostname}`, `database.port=${url.port}`, `database.user=${url.username}`, 'database.password=unused', `database.dbname=${url.pathname.slice(1)}`,
-      `topic.prefix=${prefix}`, 'plugin.name=pgoutput', `slot.name=${prefix}`, `publication.name=${h.id}`, 'publication.autocreate.mode=disabled',
-      'snapshot.mode=no_data', `schema.include.list=${h.id}`,
-      'topic.creation.default.replication.factor=1', 'topic.creation.default.partitions=1',
-    ].join('\n'));
     const started = Date.now();
-    const java = spawn('java', ['-Xms256m', '-Xmx1g', '-cp', classpath, 'org.apache.kafka.connect.cli.ConnectStandalone', `${STATE}/worker.properties`, `${STATE}/connector.properties`], { stdio: ['ignore', 'ignore', 'ignore'] });
+    const java = startDebezium({
+      classpath, stateDir: STATE, brokers: h.config().kafkaBrokers, sourceUrl: h.config().sourceUrl, restPort: 58083,
+      connectors: [{ prefix, slot: prefix, publication: h.id, schema: h.id, schemasEnable: false }],
+    });
     const d = await timeDrain(prefix, java.pid!, changes, started);
-    java.kill('SIGKILL');
-    await new Promise((r) => java.once('exit', r));
+    await stopDebezium(java);
     results.push({ side: 'debezium-json-schemaless', run: i, ...d, changesPerSec: Math.round(changes / d.seconds) });
     log(JSON.stringify(results.at(-1)));
 

@@ -42,6 +42,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently,
     sessionTimeoutMs: cfg.sessionTimeoutMs,
     topicWaitMs: cfg.topicWaitMs,
+    inputFormats: cfg.inputFormats,
     observer: h.metrics, onConsumer: h.onConsumer,
   });
   log.info({ group: cfg.group, topics: cfg.topics, schemas: cfg.schemas }, 'warehouse consumer configured');

@@ -87,7 +87,7 @@ export async function runReplay(opts: ReplayCliOptions, program: Command): Promi
     const result = await replayWarehouse({
       pool, kafka, registry: createRegistry(cfg.stack.registryUrl), redis, live, group, topics: cfg.topics,
       redisKeyPrefix: cfg.redisKeyPrefix, thresholds: cfg.thresholds, from, keepOld: opts.keepOld, allowPartial: opts.allowPartial, deferDerived: !opts.perKey,
-      maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently, log, signal: controller.signal,
+      maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently, inputFormats: cfg.inputFormats, log, signal: controller.signal,
       onProgress: (p) => {
         if (p.phase !== phase) {
           progress?.finish(p.phase === 'handover' ? 'caught up with the end offsets' : 'done');

@@ -4,7 +4,8 @@ import { loadWarehouseSchemas } from '../config/warehouse-schemas.ts';
 import { ConfigError } from '../errors.ts';
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
-import { TABLE_NAMES } from './tables.ts';
+import { CONTRACT_DECIMAL_SCALES, VALUE_FORMATS, type InputFormats, type ValueFormat } from './decode.ts';
+import { TABLES, TABLE_NAMES, isTableName } from './tables.ts';
 
 /** Settings of the warehouse consumer process (consumers/warehouse/main.ts). */
 export interface WarehouseConsumerConfig {
@@ -20,12 +21,41 @@ export interface WarehouseConsumerConfig {
   partitionsConcurrently: number;
   sessionTimeoutMs: number;
   topicWaitMs: number;
+  /** How message values are read (Avro, Debezium JSON, or detected per message). */
+  inputFormats: InputFormats;
 }
 
 function decimal(env: Env, name: string, fallback: string): string {
   const v = str(env, name, fallback);
   if (!/^\d+(\.\d+)?$/.test(v)) throw new ConfigError(`${name} must be a non-negative decimal, got "${v}"`);
   return v;
+}
+
+const DEFAULT_DECIMAL_SCALES = Object.entries(CONTRACT_DECIMAL_SCALES).map(([c, s]) => `${c}=${s}`).join(',');
+
+function isFormat(v: string): v is ValueFormat {
+  return (VALUE_FORMATS as readonly string[]).includes(v);
+}
+
+/** CONSUMER_VALUE_FORMAT, CONSUMER_VALUE_FORMAT_TOPICS (`topic=format,…`), CONSUMER_DECIMAL_SCALES (`table.column=scale,…`). */
+export function loadInputFormats(env: Env): InputFormats {
+  const format = str(env, 'CONSUMER_VALUE_FORMAT', 'auto');
+  if (!isFormat(format)) throw new ConfigError(`CONSUMER_VALUE_FORMAT must be one of ${VALUE_FORMATS.join('|')}, got "${format}"`);
+  const topics: Record<string, ValueFormat> = {};
+  for (const item of (optionalStr(env, 'CONSUMER_VALUE_FORMAT_TOPICS') ?? '').split(',').map((x) => x.trim()).filter(Boolean)) {
+    const [topic, f, ...rest] = item.split('=');
+    if (!topic || !f || rest.length > 0 || !isFormat(f)) throw new ConfigError(`CONSUMER_VALUE_FORMAT_TOPICS entries are topic=${VALUE_FORMATS.join('|')}, got "${item}"`);
+    topics[topic] = f;
+  }
+  const decimalScales: Record<string, number> = {};
+  for (const item of str(env, 'CONSUMER_DECIMAL_SCALES', DEFAULT_DECIMAL_SCALES).split(',').map((x) => x.trim()).filter(Boolean)) {
+    const m = /^([a-z_]+)\.([a-z_][a-z0-9_]*)=(\d{1,3})$/.exec(item);
+    if (!m || !isTableName(m[1]) || TABLES[m[1]].columns[m[2]!] !== 'numeric') {
+      throw new ConfigError(`CONSUMER_DECIMAL_SCALES entries are table.numeric_column=scale, got "${item}"`);
+    }
+    decimalScales[`${m[1]}.${m[2]}`] = Number(m[3]);
+  }
+  return { format, topics, decimalScales };
 }
 
 export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseConsumerConfig {
@@ -51,5 +81,6 @@ export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseCo
     // Brokers refuse less than group.min.session.timeout.ms (6 s by default).
     sessionTimeoutMs: int(env, 'CONSUMER_SESSION_TIMEOUT_MS', 30_000, { min: 6000 }),
     topicWaitMs: int(env, 'CONSUMER_TOPIC_WAIT_MS', 30_000, { min: 0 }),
+    inputFormats: loadInputFormats(env),
   };
 }

@@ -9,7 +9,7 @@ import { applyBatches, type BatchMessage, type BatchOutcome, type PartitionBatch
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
-import { decodeConfluent } from './avro.ts';
+import { AUTO_FORMATS, MessageDecoder, type InputFormats } from './decode.ts';
 import { BatchAcker } from './batch-acker.ts';
 import { sleep } from '../util/sleep.ts';
 import { DeadLetterWriter } from './dead-letters.ts';
@@ -55,6 +55,8 @@ export interface WarehouseConsumerOptions {
   topicWaitMs?: number;
   /** Partition batches kafkajs may hand over at once (and so join one transaction). */
   partitionsConcurrently?: number;
+  /** Wire format per topic (default: detected per message). */
+  inputFormats?: InputFormats;
   /** Told of every applied transaction (metrics: messages, latency, freshness). */
   observer?: BatchObserver;
   /** Called with the kafkajs consumer once created (health: group membership events). */
@@ -79,10 +81,12 @@ export class WarehouseConsumer implements Service {
   private readonly seeker: StoredOffsetSeeker;
   readonly stages: StageTimer;
   private acker: BatchAcker | undefined;
+  private readonly decoder: MessageDecoder;
 
   constructor(private readonly o: WarehouseConsumerOptions) {
     this.sink = new ClvRedisSink(o.redis, o.pool, o.schemas, o.redisKeyPrefix, o.log);
     this.stages = new StageTimer(o.log, 'warehouse-consumer');
+    this.decoder = new MessageDecoder(o.registry, o.inputFormats ?? AUTO_FORMATS);
     this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, warnOnSeekBack: true });
   }
 
@@ -201,7 +205,7 @@ export class WarehouseConsumer implements Service {
   private async decodePart(topic: string, partition: number, slice: KafkaMessage[], dlq: DeadLetterWriter): Promise<DecodedPart> {
     const { decoded, deadLetters } = await this.stages.time('decode', () => decodeSlice(slice, async (m) => {
       if (m.value === null || m.value.length === 0) return null; // tombstone after a delete: nothing to apply
-      return validateEnvelope(await decodeConfluent(this.o.registry, m.value));
+      return validateEnvelope(await this.decoder.value(topic, m.value));
     }, dlq, topic, partition));
     const messages: BatchMessage[] = decoded.map((d) => ({ offset: d.offset, change: d.value }));
     return { topic, partition, messages, deadLetters, slice };

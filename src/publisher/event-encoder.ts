@@ -4,6 +4,7 @@ import { keyRow, validateChangeEvent } from '../source/change-event.ts';
 import { formatLsn } from '../source/lsn.ts';
 import { Unavailable } from '../source/pg-values.ts';
 import { AvroWriter } from './avro-writer.ts';
+import { WallClock } from './clock.ts';
 import type { SourceInfo } from './relation-schema.ts';
 import type { PreparedRelation } from './schema-manager.ts';
 
@@ -39,16 +40,30 @@ function sameValue(a: unknown, b: unknown): boolean {
   return a === b;
 }
 
+/**
+ * An unchanged TOASTed column arrives as a marker; under REPLICA IDENTITY
+ * FULL the old tuple holds its value (Postgres detoasts it into the WAL), so
+ * `after` takes it from there, as Debezium does. Only where no image holds
+ * it does the placeholder remain (docs/encodings.md).
+ */
+export function fillUnchangedToast(ev: ChangeEvent): ChangeEvent {
+  if (ev.kind !== 'update' || !ev.before || ev.beforeKeyOnly || !ev.after.some((v) => v instanceof Unavailable)) return ev;
+  const before = ev.before;
+  return { ...ev, after: ev.after.map((v, i) => (v instanceof Unavailable && before[i] !== undefined && !(before[i] instanceof Unavailable) ? before[i]! : v)) };
+}
+
 function keyChanged(before: readonly unknown[], after: readonly unknown[], keyIndexes: number[]): boolean {
   return keyIndexes.some((i) => !sameValue(before[i], after[i]));
 }
 
 export class EventEncoder {
   private readonly w = new AvroWriter(1024 * 1024);
+  private readonly clock = new WallClock();
 
   constructor(private readonly source: SourceInfo, private readonly tombstones: boolean) {}
 
-  encode(ev: ChangeEvent, prepared: PreparedRelation): EncodeResult {
+  encode(event: ChangeEvent, prepared: PreparedRelation): EncodeResult {
+    const ev = fillUnchangedToast(event);
     // A primary-key change is, per key, the end of one record and the start of
     // another: Debezium emits a delete (+ tombstone) for the old key and a
     // create for the new one, so compacted topics and per-key consumers stay right.
@@ -71,7 +86,7 @@ export class EventEncoder {
       }
       w.reset();
       w.raw(prepared.valueHeader);
-      prepared.schemas.writeEnvelope(w, ev, this.source);
+      prepared.schemas.writeEnvelope(w, ev, this.source, this.clock.nowNs());
       const records: EncodedRecord[] = [{ topic, key, value: w.copyFrom(0) }];
       if (ev.kind === 'delete' && this.tombstones) records.push({ topic, key, value: null });
       return { records };

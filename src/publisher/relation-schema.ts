@@ -79,7 +79,8 @@ export interface RelationSchemas {
   /** Writes the Key record for a row. */
   writeKey(w: AvroWriter, row: Row): void;
   /** Writes the Envelope record for an event. */
-  writeEnvelope(w: AvroWriter, ev: ChangeEvent, src: SourceInfo): void;
+  /** `nowNs`: processing time for the envelope's ts_ms/ts_us/ts_ns (a WallClock reading; default Date.now()). */
+  writeEnvelope(w: AvroWriter, ev: ChangeEvent, src: SourceInfo, nowNs?: bigint): void;
 }
 
 /**
@@ -137,7 +138,7 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
   return {
     relation, topic, keySchema, valueSchema,
     writeKey: (w, row) => writeRecord(keyPlan, w, row, false),
-    writeEnvelope(w, ev, src) {
+    writeEnvelope(w, ev, src, now) {
       const before = ev.kind === 'update' || ev.kind === 'delete' ? ev.before : null;
       const after = ev.kind === 'insert' || ev.kind === 'update' || ev.kind === 'read' ? ev.after : null;
       const keyOnly = (ev.kind === 'update' || ev.kind === 'delete') && ev.beforeKeyOnly;
@@ -149,10 +150,9 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
       w.long(0); w.string(ev.kind === 'read' ? ev.snapshot : 'false');
       w.string(src.db);
       w.long(1); w.string(`["${ev.commitLsn}","${ev.lsn}"]`);
+      // pgoutput's commit time is µs; Debezium's ts_ns is the same instant × 1000.
       w.long(1); w.long(ev.commitTimeUs);
-      // ts_ns stays null: nanoseconds since 1970 exceed 2^53, and JS Avro decoders
-      // (avsc, as the Confluent JS clients use it) refuse such longs by default.
-      w.long(0);
+      w.long(1); w.long(ev.commitTimeUs * 1000n);
       w.string(relation.schema); w.string(relation.table);
       w.long(1); w.long(ev.txId);
       w.long(1); w.long(ev.lsn);
@@ -161,10 +161,10 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
       if (ev.kind === 'read') w.long(0);
       else { w.long(1); w.string(`${ev.txId}:${ev.commitLsn}`); w.long(ev.totalOrder); w.long(ev.tableOrder); }
       w.string(OP_CODE[ev.kind]);
-      const nowUs = BigInt(Date.now()) * 1000n;
-      w.long(1); w.long(nowUs / 1000n);
-      w.long(1); w.long(nowUs);
-      w.long(0);
+      const nowNs = now ?? BigInt(Date.now()) * 1_000_000n;
+      w.long(1); w.long(nowNs / 1_000_000n);
+      w.long(1); w.long(nowNs / 1000n);
+      w.long(1); w.long(nowNs);
     },
   };
 }

@@ -2,6 +2,7 @@ import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { Kafka } from 'kafkajs';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
+import type { InputFormats } from '../consumer/decode.ts';
 import { WarehouseConsumer } from '../consumer/warehouse-consumer.ts';
 import { errorMessage } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -53,6 +54,8 @@ export interface ReplayOptions {
   onProgress?: (p: { phase: 'replay' | 'handover'; done: number; total: number }) => void;
   maxMessagesPerTx?: number;
   partitionsConcurrently?: number;
+  /** The live group's input formats (CONSUMER_VALUE_FORMAT…, CONSUMER_DECIMAL_SCALES): a replay must read what it read. */
+  inputFormats?: InputFormats;
   signal?: AbortSignal;
   /** Suffix of the fresh names; default a base-36 timestamp. */
   stamp?: string;
@@ -107,6 +110,7 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
       kafka: o.kafka, registry: o.registry, pool: o.pool, redis: o.redis, schemas: rebuilt, group: rebuildGroup, topics: o.topics,
       // Its CLV figures go to keys of its own (removed afterwards): the live keys only change through the swap's outbox entries.
       redisKeyPrefix: rbPrefix, log, thresholds: o.thresholds, maxMessagesPerTx: o.maxMessagesPerTx, partitionsConcurrently: o.partitionsConcurrently, deferDerived,
+      inputFormats: o.inputFormats,
     });
     await consumer.start(ac.signal);
   };

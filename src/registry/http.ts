@@ -8,14 +8,54 @@ export const V1_JSON = 'application/vnd.schemaregistry.v1+json';
 const DEFAULT_JSON = 'application/vnd.schemaregistry+json';
 const PLAIN_JSON = 'application/json';
 
-/** Confluent prefers its v1 type and answers plain JSON only to clients that ask for nothing else. */
-export function negotiate(accept: string | undefined): string {
-  if (!accept) return V1_JSON;
-  const a = accept.toLowerCase();
-  if (a.includes(V1_JSON) || a.includes('*/*') || a.includes('application/*')) return V1_JSON;
-  if (a.includes(DEFAULT_JSON)) return DEFAULT_JSON;
-  if (a.includes(PLAIN_JSON)) return PLAIN_JSON;
-  return V1_JSON;
+/** What Confluent's resources produce, with their server-side quality (`qs`): v1 first, plain JSON last. */
+const PRODUCES: ReadonlyArray<[string, number]> = [[V1_JSON, 1], [DEFAULT_JSON, 0.9], [PLAIN_JSON, 0.5]];
+/** What they consume; application/octet-stream is what a client without a Content-Type is taken to send. */
+const CONSUMES = new Set([V1_JSON, DEFAULT_JSON, PLAIN_JSON, 'application/octet-stream']);
+
+function mediaRanges(accept: string): Array<{ type: string; q: number }> {
+  return accept.split(',').map((part) => {
+    const [type = '', ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    const qp = params.find((p) => p.startsWith('q='));
+    const q = qp ? Number(qp.slice(2)) : 1;
+    return { type, q: Number.isFinite(q) ? q : 0 };
+  }).filter((r) => r.type !== '');
+}
+
+function rangeMatches(range: string, type: string): boolean {
+  if (range === '*/*' || range === '*') return true;
+  if (range.endsWith('/*')) return type.startsWith(range.slice(0, -1));
+  return range === type;
+}
+
+/**
+ * The response type for an Accept header: the highest client q × server qs
+ * (as JAX-RS picks it), v1 for no Accept, undefined when nothing it lists
+ * can be produced (406).
+ */
+export function negotiate(accept: string | undefined): string | undefined {
+  if (!accept || accept.trim() === '') return V1_JSON;
+  const ranges = mediaRanges(accept);
+  let best: string | undefined;
+  let bestScore = 0;
+  for (const [type, qs] of PRODUCES) {
+    // The most specific matching range decides the client's q for this type.
+    const matching = ranges.filter((r) => rangeMatches(r.type, type)).sort((x, y) => specificity(y.type) - specificity(x.type));
+    const q = matching[0]?.q ?? 0;
+    if (q * qs > bestScore) { best = type; bestScore = q * qs; }
+  }
+  return best;
+}
+
+function specificity(range: string): number {
+  return range === '*/*' || range === '*' ? 0 : range.endsWith('/*') ? 1 : 2;
+}
+
+/** True when a request body's Content-Type is none Confluent consumes (415). A missing one is allowed. */
+export function unsupportedContentType(contentType: string | undefined): boolean {
+  if (!contentType || contentType.trim() === '') return false;
+  const type = contentType.split(';')[0]!.trim().toLowerCase();
+  return !CONSUMES.has(type);
 }
 
 export function sendJson(req: FastifyRequest, reply: FastifyReply, body: unknown, status = 200): FastifyReply {
@@ -25,7 +65,7 @@ export function sendJson(req: FastifyRequest, reply: FastifyReply, body: unknown
 /** For the `/schema` endpoints: the stored schema text is already a JSON document and goes out untouched. */
 // Sent as a Buffer so Fastify does not append "; charset=utf-8": Confluent's content type has none.
 export function sendRaw(req: FastifyRequest, reply: FastifyReply, text: string, status = 200): FastifyReply {
-  return reply.code(status).header('content-type', negotiate(req.headers.accept)).send(Buffer.from(text, 'utf8'));
+  return reply.code(status).header('content-type', negotiate(req.headers.accept) ?? V1_JSON).send(Buffer.from(text, 'utf8'));
 }
 
 export function flag(query: unknown, name: string): boolean {
@@ -39,6 +79,14 @@ export function stringParam(query: unknown, name: string): string | undefined {
 }
 
 const MAX_INT = 2 ** 31 - 1;
+
+/** offset / limit of GET /schemas; a value that is not an integer counts as absent (docs/registry.md). */
+export function pageParam(query: unknown, name: string, fallback: number): number {
+  const v = stringParam(query, name);
+  if (v === undefined || !/^-?\d+$/.test(v.trim())) return fallback;
+  const n = Number(v);
+  return name === 'offset' ? Math.max(0, n) : n;
+}
 
 /** "latest" and -1 mean the latest version (returned as -1); otherwise 1..2^31-1, else 42202. */
 export function parseVersion(raw: string): number {

@@ -11,9 +11,12 @@ type VersionParams = { Params: { subject: string; version: string } };
 
 /** /subjects/** and /compatibility/**: registration, lookup, listing, deletes and compatibility checks. */
 export function registerSubjectRoutes(app: FastifyInstance, store: RegistryStore, log: Logger): void {
-  app.get('/subjects', async (req, reply) =>
-    sendJson(req, reply, await store.subjects(flag(req.query, 'deleted'), stringParam(req.query, 'subjectPrefix') ?? '')),
-  );
+  // deletedOnly wins over deleted, as in Confluent's LookupFilter.
+  app.get('/subjects', async (req, reply) => {
+    const prefix = stringParam(req.query, 'subjectPrefix') ?? '';
+    if (flag(req.query, 'deletedOnly')) return sendJson(req, reply, await store.deletedSubjects(prefix));
+    return sendJson(req, reply, await store.subjects(flag(req.query, 'deleted'), prefix));
+  });
 
   app.post<SubjectParams>('/subjects/:subject/versions', async (req, reply) => {
     const { subject } = req.params;
@@ -127,7 +130,7 @@ async function findVersion(store: RegistryStore, subject: string, rawVersion: st
   throw restErrors.versionNotFound(version);
 }
 
-function versionBody(v: SubjectVersion): Record<string, unknown> {
+export function versionBody(v: SubjectVersion): Record<string, unknown> {
   const body: Record<string, unknown> = { subject: v.subject, version: v.version, id: v.id, schema: v.schema };
   if (v.schemaType !== 'AVRO') body.schemaType = v.schemaType;
   return body;

@@ -2,10 +2,12 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Logger } from '../logger.ts';
 import { parseCompatibilityLevel, SUPPORTED_SCHEMA_TYPES, type CompatibilityLevel } from './compatibility.ts';
 import { RegistryRestError, restErrors } from './errors.ts';
-import { flag, parseSchemaId, sendJson, sendRaw } from './http.ts';
+import { flag, negotiate, pageParam, parseSchemaId, sendJson, sendRaw, stringParam, unsupportedContentType } from './http.ts';
 import { registerOpsRoutes, RegistryMetrics } from './routes-ops.ts';
-import { registerSubjectRoutes } from './routes-subjects.ts';
+import { registerSubjectRoutes, versionBody } from './routes-subjects.ts';
 import type { RegistryStore } from './store.ts';
+
+const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
  * The Confluent-compatible REST surface. Routes for /, /schemas and /config
@@ -47,6 +49,21 @@ export function buildApp(store: RegistryStore, log: Logger, metrics: RegistryMet
     return sendJson(req, reply, restErrors.store(`Error in the backend data store: ${err.message}`).toBody(), 500);
   });
 
+  // Content negotiation as Confluent's JAX-RS resources do it: an Accept
+  // none of the JSON types satisfies is 406, a request body of another
+  // media type is 415 (docs/registry.md). The ops endpoints (/healthz,
+  // /readyz, /metrics) are ours, not Confluent's: Prometheus asks for text.
+  app.addHook('onRequest', async (req, reply) => {
+    if (OPS_PATHS.has(req.url.split('?')[0]!)) return undefined;
+    if (negotiate(req.headers.accept) === undefined) {
+      return reply.code(406).header('content-type', 'application/vnd.schemaregistry.v1+json').send(Buffer.from(JSON.stringify({ error_code: 406, message: 'HTTP 406 Not Acceptable' })));
+    }
+    if ((req.method === 'POST' || req.method === 'PUT') && unsupportedContentType(req.headers['content-type'])) {
+      return sendJson(req, reply, { error_code: 415, message: 'HTTP 415 Unsupported Media Type' }, 415);
+    }
+    return undefined;
+  });
+
   app.setNotFoundHandler((req, reply) => sendJson(req, reply, { error_code: 404, message: 'HTTP 404 Not Found' }, 404));
 
   app.addHook('onResponse', async (req, reply) => {
@@ -76,6 +93,22 @@ export function buildApp(store: RegistryStore, log: Logger, metrics: RegistryMet
     const id = parseSchemaId(req.params.id);
     if (!(await store.schemaById(id))) throw restErrors.schemaNotFound(id);
     return sendJson(req, reply, await store.versionsOfId(id, flag(req.query, 'deleted')));
+  });
+
+  app.get<{ Params: { id: string } }>('/schemas/ids/:id/subjects', async (req, reply) => {
+    const id = parseSchemaId(req.params.id);
+    const subjects = await store.subjectsOfId(id, flag(req.query, 'deleted'), stringParam(req.query, 'subject'));
+    if (subjects.length === 0) throw restErrors.schemaNotFound(id);
+    return sendJson(req, reply, subjects);
+  });
+
+  // Confluent's GET /schemas: every subject-version (subjectPrefix, deleted, latestOnly), paged by offset/limit.
+  app.get('/schemas', async (req, reply) => {
+    const offset = pageParam(req.query, 'offset', 0);
+    const limit = pageParam(req.query, 'limit', -1);
+    const all = await store.allVersions(stringParam(req.query, 'subjectPrefix') ?? '', flag(req.query, 'deleted'), flag(req.query, 'latestOnly'));
+    const page = all.slice(offset, limit < 0 ? undefined : offset + limit);
+    return sendJson(req, reply, page.map(versionBody));
   });
 
   app.get('/config', async (req, reply) => sendJson(req, reply, { compatibilityLevel: await store.globalLevel() }));

@@ -123,6 +123,36 @@ export class RegistryStore {
     return r.rows.map((row) => row.subject);
   }
 
+  /** Subjects every remaining version of which is soft-deleted (Confluent's `deletedOnly`). */
+  async deletedSubjects(prefix = ''): Promise<string[]> {
+    const r = await this.pool.query<{ subject: string }>(
+      `SELECT subject FROM ${this.s}.subject_versions WHERE starts_with(subject, $1)
+       GROUP BY subject HAVING bool_and(deleted) ORDER BY subject`,
+      [prefix],
+    );
+    return r.rows.map((row) => row.subject);
+  }
+
+  /** GET /schemas: subject-versions by subject then version; `latestOnly` keeps each subject's highest one. */
+  async allVersions(prefix: string, includeDeleted: boolean, latestOnly: boolean): Promise<SubjectVersion[]> {
+    const r = await this.pool.query(
+      `SELECT * FROM (${this.versionSelect()} WHERE starts_with(sv.subject, $1) AND ($2 OR NOT sv.deleted)) v
+       WHERE NOT $3 OR v.version = (SELECT max(x.version) FROM ${this.s}.subject_versions x WHERE x.subject = v.subject AND ($2 OR NOT x.deleted))
+       ORDER BY v.subject, v.version`,
+      [prefix, includeDeleted, latestOnly],
+    );
+    return r.rows.map(toVersion);
+  }
+
+  async subjectsOfId(id: number, includeDeleted: boolean, subject?: string): Promise<string[]> {
+    const r = await this.pool.query<{ subject: string }>(
+      `SELECT DISTINCT subject FROM ${this.s}.subject_versions
+       WHERE schema_id = $1 AND ($2 OR NOT deleted) AND ($3::text IS NULL OR subject = $3) ORDER BY subject`,
+      [id, includeDeleted, subject ?? null],
+    );
+    return r.rows.map((row) => row.subject);
+  }
+
   async hasSubject(subject: string, includeDeleted: boolean): Promise<boolean> {
     const r = await this.pool.query(
       `SELECT 1 FROM ${this.s}.subject_versions WHERE subject = $1 AND ($2 OR NOT deleted) LIMIT 1`,

@@ -39,6 +39,19 @@ export interface CaptureConfig {
   progressLogMs: number;
   /** BEGIN/END records on `<prefix>.transaction`, as Debezium's provide.transaction.metadata. */
   transactionMetadata: boolean;
+  /** Op codes not published, as Debezium's skipped.operations (its default is `t`; ours is none). */
+  skippedOperations: ReadonlySet<SkippableOp>;
+}
+
+export const SKIPPABLE_OPS = ['c', 'u', 'd', 't'] as const;
+export type SkippableOp = (typeof SKIPPABLE_OPS)[number];
+
+function skippedOperations(env: Env): Set<SkippableOp> {
+  const raw = list(env, 'CAPTURE_SKIPPED_OPERATIONS', 'none');
+  if (raw.length === 1 && raw[0] === 'none') return new Set();
+  const bad = raw.filter((x) => !(SKIPPABLE_OPS as readonly string[]).includes(x));
+  if (bad.length > 0 || raw.length === 0) throw new ConfigError(`CAPTURE_SKIPPED_OPERATIONS must be none or a list of c,u,d,t, got "${raw.join(',')}"`);
+  return new Set(raw as SkippableOp[]);
 }
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -89,5 +102,6 @@ export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
     slotBusyTimeoutMs: int(env, 'CAPTURE_SLOT_BUSY_TIMEOUT_MS', 60_000, { min: 0 }),
     progressLogMs: int(env, 'CAPTURE_PROGRESS_LOG_MS', 10_000, { min: 100 }),
     transactionMetadata: bool(env, 'CAPTURE_TRANSACTION_METADATA', false),
+    skippedOperations: skippedOperations(env),
   };
 }

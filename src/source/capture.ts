@@ -11,8 +11,8 @@ import { TransactionMetadataEncoder, transactionSchemas, transactionTopic } from
 import { backoffMs, sleep } from '../util/sleep.ts';
 import { CaptureHealth } from '../health/capture-health.ts';
 import { Acker, type TxTicket } from './acker.ts';
-import type { CaptureConfig } from './capture-config.ts';
-import type { ChangeEvent, Relation } from './change-event.ts';
+import type { CaptureConfig, SkippableOp } from './capture-config.ts';
+import { OP_CODE, type ChangeEvent, type Relation } from './change-event.ts';
 import { formatLsn, type Lsn } from './lsn.ts';
 import { CaptureMetrics } from './metrics.ts';
 import { PgoutputDecoder } from './pgoutput.ts';
@@ -78,6 +78,8 @@ export class CaptureService implements Service {
       },
       relation: (r, changed) => { if (changed || !this.schemas.get(r)) this.block(this.withRetry('schema registration', () => this.schemas.prepare(r)).then(() => {})); },
       change: (ev) => {
+        // Skipped ops (CAPTURE_SKIPPED_OPERATIONS) are neither published nor counted; the slot still moves past them.
+        if (ev.kind !== 'read' && cfg.skippedOperations.has(OP_CODE[ev.kind] as SkippableOp)) return;
         if (this.txState) {
           if (!this.txState.counts) { this.txState.counts = new Map(); this.emitTxMeta('BEGIN', null); }
           const dc = `${ev.relation.schema}.${ev.relation.table}`;
