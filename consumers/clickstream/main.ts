@@ -24,6 +24,7 @@ await runMain('consumer-clickstream', async (log) => {
   const consumer = new ClickstreamConsumer({
     kafka, registry: createRegistry(cfg.stack.registryUrl), pool, schemas: cfg.schemas, group: cfg.group, topic: cfg.topic,
     allowedLatenessUs: cfg.allowedLatenessUs, log, maxMessagesPerTx: cfg.maxMessagesPerTx, sessionTimeoutMs: cfg.sessionTimeoutMs,
+    onRetentionGap: cfg.onRetentionGap,
   });
   log.info({ group: cfg.group, topic: cfg.topic, schemas: cfg.schemas, allowedLatenessSeconds: Number(cfg.allowedLatenessUs / 1_000_000n) }, 'clickstream consumer configured');
   const connections: Service = {

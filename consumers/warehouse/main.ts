@@ -32,6 +32,7 @@ await runMain('consumer-warehouse', async (log) => {
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently,
     sessionTimeoutMs: cfg.sessionTimeoutMs,
     topicWaitMs: cfg.topicWaitMs,
+    onRetentionGap: cfg.onRetentionGap,
   });
   log.info({ group: cfg.group, topics: cfg.topics, schemas: cfg.schemas }, 'warehouse consumer configured');
   const connections: Service = {

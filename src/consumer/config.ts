@@ -1,5 +1,5 @@
 import { loadStackConfig, type StackConfig } from '../config/index.ts';
-import { int, optionalStr, str, type Env } from '../config/env.ts';
+import { int, oneOf, optionalStr, str, type Env } from '../config/env.ts';
 import { loadWarehouseSchemas } from '../config/warehouse-schemas.ts';
 import { ConfigError } from '../errors.ts';
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
@@ -20,6 +20,8 @@ export interface WarehouseConsumerConfig {
   partitionsConcurrently: number;
   sessionTimeoutMs: number;
   topicWaitMs: number;
+  /** CONSUMER_ON_RETENTION_GAP: stop (default; pause the partitions whose unapplied changes retention removed) or continue. */
+  onRetentionGap: 'stop' | 'continue';
 }
 
 function decimal(env: Env, name: string, fallback: string): string {
@@ -51,5 +53,6 @@ export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseCo
     // Brokers refuse less than group.min.session.timeout.ms (6 s by default).
     sessionTimeoutMs: int(env, 'CONSUMER_SESSION_TIMEOUT_MS', 30_000, { min: 6000 }),
     topicWaitMs: int(env, 'CONSUMER_TOPIC_WAIT_MS', 30_000, { min: 0 }),
+    onRetentionGap: oneOf(env, 'CONSUMER_ON_RETENTION_GAP', ['stop', 'continue'] as const, 'stop'),
   };
 }

@@ -17,7 +17,7 @@ import { GroupCommit } from './group-commit.ts';
 import { validateEnvelope } from './envelope.ts';
 import { decodeSlice } from './slice-decode.ts';
 import { StageTimer } from './stage-timer.ts';
-import { StoredOffsetSeeker } from './stored-offsets.ts';
+import { StoredOffsetSeeker, type RetentionGap, type RetentionGapPolicy } from './stored-offsets.ts';
 
 /**
  * The warehouse consumer group: source-table topics → staging, history,
@@ -54,6 +54,8 @@ export interface WarehouseConsumerOptions {
   topicWaitMs?: number;
   /** Partition batches kafkajs may hand over at once (and so join one transaction). */
   partitionsConcurrently?: number;
+  /** A stored offset behind the log start: pause the partition (stop, default) or apply on (continue). CONSUMER_ON_RETENTION_GAP. */
+  onRetentionGap?: RetentionGapPolicy;
 }
 
 /** A decoded slice of one partition's batch, with its raw messages for dead-lettering. */
@@ -78,7 +80,12 @@ export class WarehouseConsumer implements Service {
   constructor(private readonly o: WarehouseConsumerOptions) {
     this.sink = new ClvRedisSink(o.redis, o.pool, o.schemas, o.redisKeyPrefix, o.log);
     this.stages = new StageTimer(o.log, 'warehouse-consumer');
-    this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, warnOnSeekBack: true });
+    this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, admin: () => this.admin, onRetentionGap: o.onRetentionGap, warnOnSeekBack: true });
+  }
+
+  /** Partitions whose unapplied changes retention removed (empty when healthy); see StoredOffsetSeeker. */
+  retentionGaps(): RetentionGap[] {
+    return this.seeker.retentionGaps();
   }
 
   get redisSink(): ClvRedisSink {
@@ -255,6 +262,7 @@ export class WarehouseConsumer implements Service {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.timer) clearInterval(this.timer);
+      this.seeker.stop();
       // stop waits for the batch in flight: its transaction either commits or rolls back whole.
       // Its queued Kafka offset commit then still lands before the disconnect.
       await this.consumer?.stop().catch((err) => this.o.log.warn({ err: errorMessage(err) }, 'consumer stop'));

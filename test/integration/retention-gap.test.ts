@@ -1,0 +1,169 @@
+import { Writable } from 'node:stream';
+import kafkajs, { type Admin, type Kafka, type Producer } from 'kafkajs';
+import { Redis } from 'ioredis';
+import type pg from 'pg';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRegistry } from '../../src/consumer/avro.ts';
+import { waitCaughtUp } from '../../src/consumer/lag.ts';
+import { findRetentionGaps, type RetentionGapPolicy } from '../../src/consumer/stored-offsets.ts';
+import { TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
+import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
+import { readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
+import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { registerTable, ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
+import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
+
+/**
+ * A stored offset behind the log start (the changes were deleted from Kafka
+ * before the group applied them, as retention does): the consumer must not
+ * pass over them by default, must name the partition and the offsets lost,
+ * and must keep serving the other partitions.
+ */
+let kafka: Kafka;
+let admin: Admin;
+let producer: Producer;
+let pool: pg.Pool;
+let redis: Redis;
+const ids: Array<{ id: string; topics: string[] }> = [];
+
+interface Env {
+  id: string;
+  schemas: WarehouseSchemas;
+  topics: string[];
+  encoders: Map<TableName, Awaited<ReturnType<typeof registerTable>>>;
+}
+
+async function makeEnv(name: string): Promise<Env> {
+  const id = uniqueId(name).slice(0, 24);
+  const env: Env = { id, schemas: { staging: `${id}_stg`, analytics: `${id}_an`, meta: `${id}_meta` }, topics: TABLE_NAMES.map((t) => `${id}.public.${t}`), encoders: new Map() };
+  ids.push({ id, topics: env.topics });
+  await admin.createTopics({ topics: env.topics.map((topic) => ({ topic, numPartitions: 1 })), waitForLeaders: true });
+  const registry = createRegistry(stackEnv.registryUrl);
+  for (const t of TABLE_NAMES) env.encoders.set(t, await registerTable(registry, id, t));
+  await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(env.schemas) });
+  return env;
+}
+
+async function produce(env: Env, events: FixtureEvent[]): Promise<void> {
+  const byTopic = new Map<string, Array<{ key: Buffer; value: Buffer }>>();
+  for (const ev of events) {
+    const enc = env.encoders.get(ev.table)!;
+    const list = byTopic.get(enc.topic) ?? [];
+    list.push({ key: enc.encodeKey((ev.after ?? ev.before)!), value: enc.encodeValue(ev) });
+    byTopic.set(enc.topic, list);
+  }
+  await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+}
+
+function capturingLogger() {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({ write(chunk, _enc, cb) { for (const l of String(chunk).split('\n')) if (l) lines.push(JSON.parse(l)); cb(); } });
+  return { log: pino({ level: 'info' }, stream), lines };
+}
+
+async function startConsumer(env: Env, policy?: RetentionGapPolicy) {
+  const { log, lines } = capturingLogger();
+  const consumer = new WarehouseConsumer({
+    kafka, registry: createRegistry(stackEnv.registryUrl), pool, redis, schemas: env.schemas, group: env.id,
+    topics: env.topics, redisKeyPrefix: `${env.id}:`, log, maxMessagesPerTx: 50, redisRetryMs: 200, onRetentionGap: policy,
+  });
+  const ac = new AbortController();
+  await consumer.start(ac.signal);
+  return { consumer, lines, stop: async () => { ac.abort(); await consumer.stop(); } };
+}
+
+async function until<T>(what: string, f: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+beforeAll(async () => {
+  kafka = new kafkajs.Kafka({ clientId: 'test-retention-gap', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+  admin = kafka.admin();
+  producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  await Promise.all([admin.connect(), producer.connect()]);
+  pool = createWarehousePool(stackEnv.warehouseUrl, 6);
+  redis = new Redis(stackEnv.redisUrl, { maxRetriesPerRequest: 1 });
+});
+
+afterAll(async () => {
+  for (const { id, topics } of ids) {
+    await admin.deleteTopics({ topics: [...topics, ...topics.map((t) => `${t}.dlq`)] }).catch(() => {});
+    const { rows } = await pool.query(`SELECT nspname FROM pg_namespace WHERE nspname LIKE $1`, [`${id}\\_%`]);
+    for (const r of rows) await pool.query(`DROP SCHEMA IF EXISTS "${r.nspname}" CASCADE`);
+    const keys = await redis.keys(`${id}:*`);
+    if (keys.length) await redis.del(...keys);
+  }
+  await Promise.all([admin.disconnect(), producer.disconnect()]);
+  await pool.end();
+  redis.disconnect();
+});
+
+describe('changes lost to retention', () => {
+  it('default stop: the partition is paused and reported with its offsets, the others keep being served; continue applies on only when set', async () => {
+    const env = await makeEnv('rg');
+    const ordersTopic = `${env.id}.public.orders`;
+    const productsTopic = `${env.id}.public.products`;
+    const sim = new ShopSim(99);
+    sim.randomWorkload(60);
+    await produce(env, sim.events);
+    let c = await startConsumer(env);
+    await waitCaughtUp(admin, pool, env.schemas, env.id, env.topics, { timeoutMs: 60_000 });
+    await c.stop();
+    const storedBefore = (await readStoredOffsets(pool, env.schemas, env.id)).get(`${ordersTopic}/0`)!;
+    expect(BigInt(storedBefore)).toBeGreaterThan(0n);
+
+    // Changes the group never saw, then removed from Kafka (what retention does to a stopped group).
+    const more = new ShopSim(100);
+    more.randomWorkload(30);
+    await produce(env, more.events.filter((e) => e.table === 'orders'));
+    const high = (await admin.fetchTopicOffsets(ordersTopic))[0]!.high;
+    await admin.deleteTopicRecords({ topic: ordersTopic, partitions: [{ partition: 0, offset: high }] });
+    expect((await admin.fetchTopicOffsets(ordersTopic))[0]!.low).toBe(high);
+    const lost = (BigInt(high) - BigInt(storedBefore)).toString();
+
+    // Seen without a running member too (status, the replay command).
+    expect(await findRetentionGaps(admin, pool, env.schemas, env.id, env.topics)).toEqual([
+      { topic: ordersTopic, partition: 0, storedOffset: storedBefore, logStartOffset: high, lost },
+    ]);
+
+    c = await startConsumer(env);
+    try {
+      const gaps = await until('the gap to be reported', async () => { const g = c.consumer.retentionGaps(); return g.length > 0 && g; });
+      expect(gaps).toEqual([expect.objectContaining({ topic: ordersTopic, partition: 0, storedOffset: storedBefore, logStartOffset: high, lost, action: 'paused' })]);
+      const line = c.lines.find((l) => l.code === 'RETENTION_GAP');
+      expect(line).toMatchObject({ level: 50, topic: ordersTopic, partition: 0, storedOffset: storedBefore, logStartOffset: high, lost });
+      expect(String(line!.remedy)).toMatch(/re-snapshot.*replay -- --from-offset earliest/);
+      // New orders after the gap are not applied either; other topics are.
+      const next = new ShopSim(101);
+      next.randomWorkload(20);
+      await produce(env, next.events);
+      const productsEnd = (await admin.fetchTopicOffsets(productsTopic))[0]!.high;
+      await until('products to be applied past the gap elsewhere', async () => (await readStoredOffsets(pool, env.schemas, env.id)).get(`${productsTopic}/0`) === productsEnd);
+      await new Promise((r) => setTimeout(r, 2000));
+      expect((await readStoredOffsets(pool, env.schemas, env.id)).get(`${ordersTopic}/0`)).toBe(storedBefore);
+      expect(c.consumer.retentionGaps()).toHaveLength(1);
+    } finally {
+      await c.stop();
+    }
+
+    // An explicit continue: the skip is logged with the same figures and stored, then the partition is applied on.
+    c = await startConsumer(env, 'continue');
+    try {
+      const end = (await admin.fetchTopicOffsets(ordersTopic))[0]!.high;
+      await until('orders to be applied on after continue', async () => (await readStoredOffsets(pool, env.schemas, env.id)).get(`${ordersTopic}/0`) === end);
+      expect(c.consumer.retentionGaps()).toEqual([expect.objectContaining({ topic: ordersTopic, storedOffset: storedBefore, logStartOffset: high, action: 'continued' })]);
+      expect(c.lines.find((l) => l.code === 'RETENTION_GAP')).toMatchObject({ policy: 'continue', lost });
+      expect(await findRetentionGaps(admin, pool, env.schemas, env.id, env.topics)).toEqual([]);
+    } finally {
+      await c.stop();
+    }
+  });
+});
