@@ -10,6 +10,7 @@ import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
 import { decodeConfluent } from './avro.ts';
+import { ExtraColumnResolver } from './column-types.ts';
 import { BatchAcker } from './batch-acker.ts';
 import { sleep } from '../util/sleep.ts';
 import { DeadLetterWriter } from './dead-letters.ts';
@@ -76,10 +77,12 @@ export class WarehouseConsumer implements Service {
   private readonly seeker: StoredOffsetSeeker;
   readonly stages: StageTimer;
   private acker: BatchAcker | undefined;
+  private readonly columns: ExtraColumnResolver;
 
   constructor(private readonly o: WarehouseConsumerOptions) {
     this.sink = new ClvRedisSink(o.redis, o.pool, o.schemas, o.redisKeyPrefix, o.log);
     this.stages = new StageTimer(o.log, 'warehouse-consumer');
+    this.columns = new ExtraColumnResolver(o.registry);
     this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, admin: () => this.admin, onRetentionGap: o.onRetentionGap, warnOnSeekBack: true });
   }
 
@@ -200,7 +203,7 @@ export class WarehouseConsumer implements Service {
   private async decodePart(topic: string, partition: number, slice: KafkaMessage[], dlq: DeadLetterWriter): Promise<DecodedPart> {
     const { decoded, deadLetters } = await this.stages.time('decode', () => decodeSlice(slice, async (m) => {
       if (m.value === null || m.value.length === 0) return null; // tombstone after a delete: nothing to apply
-      return validateEnvelope(await decodeConfluent(this.o.registry, m.value));
+      return validateEnvelope(await decodeConfluent(this.o.registry, m.value), await this.columns.forMessage(m.value));
     }, dlq, topic, partition));
     const messages: BatchMessage[] = decoded.map((d) => ({ offset: d.offset, change: d.value }));
     return { topic, partition, messages, deadLetters, slice };
