@@ -55,6 +55,8 @@ export const RETENTION_GAP_REMEDY = 're-snapshot the source tables (npx tsx src/
 export class StoredOffsetSeeker {
   /** Partitions already sent back to their stored offset once: a second batch past the same stored offset is a hole in the log. */
   private readonly seekTried = new Map<string, string>();
+  /** `<stored>@<first>` of a batch that started past the stored offset after a seek to it: seen twice, it is a hole in the log. */
+  private readonly holeSeen = new Map<string, string>();
   private readonly gaps = new Map<string, RetentionGap>();
   private readonly assigned = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
@@ -78,6 +80,7 @@ export class StoredOffsetSeeker {
       this.assigned.clear();
       for (const [topic, partitions] of Object.entries(e.payload.memberAssignment)) for (const p of partitions) this.assigned.add(`${topic}/${p}`);
       this.seekTried.clear();
+      this.holeSeen.clear();
       // Another member reports the partitions this one no longer holds.
       for (const k of this.gaps.keys()) if (!this.assigned.has(k)) this.gaps.delete(k);
       void this.seekToStored(e.payload.memberAssignment).catch((err) => this.o.log.error({ err: errorMessage(err) }, 'seek to stored offsets failed; the batch guard still applies'));
@@ -146,12 +149,20 @@ export class StoredOffsetSeeker {
     const logStart = await this.logStart(batch.topic, batch.partition);
     if (logStart !== undefined && BigInt(stored) < logStart) return this.retentionGap(batch.topic, batch.partition, stored, logStart, first);
     if (this.seekTried.get(key) === stored) {
-      // Seeked to the stored offset and Kafka served a later one, above the
-      // log start: the offsets between hold nothing (compacted away, or
-      // transaction markers). Store the position past them so the batch is contiguous.
-      await advanceStoredOffset(this.o.pool, this.o.schemas, this.o.group, batch.topic, batch.partition, stored, first);
-      this.o.log.info({ topic: batch.topic, partition: batch.partition, stored, first }, 'no messages between the stored offset and the batch (compacted); going on from the batch');
-      return false;
+      if (this.holeSeen.get(key) === `${stored}@${first}`) {
+        // Seeked to the stored offset twice and Kafka served the same later
+        // offset, above the log start: the offsets between hold nothing
+        // (compacted away, or transaction markers). Store the position past
+        // them so the batch is contiguous. (Once is not enough: a batch
+        // fetched before the seek, e.g. right after a rewind, also starts
+        // past the stored offset, at a different offset each time.)
+        await advanceStoredOffset(this.o.pool, this.o.schemas, this.o.group, batch.topic, batch.partition, stored, first);
+        this.o.log.info({ topic: batch.topic, partition: batch.partition, stored, first }, 'no messages between the stored offset and the batch (compacted); going on from the batch');
+        return false;
+      }
+      this.holeSeen.set(key, `${stored}@${first}`);
+      this.o.consumer()?.seek({ topic: batch.topic, partition: batch.partition, offset: stored });
+      return true;
     }
     this.seekTried.set(key, stored);
     if (this.o.warnOnSeekBack) this.o.log.warn({ topic: batch.topic, partition: batch.partition, stored, first }, 'batch starts after the stored offset; seeking back');

@@ -106,6 +106,55 @@ afterAll(async () => {
   redis.disconnect();
 });
 
+describe('an offset that holds no message is not a gap', () => {
+  it('a stored offset on a transaction marker (transactional producer) is not a gap: applied on, nothing reported or warned', async () => {
+    const env = await makeEnv('rgtx');
+    const productsTopic = `${env.id}.public.products`;
+    const tx = kafka.producer({ transactionalId: `${env.id}-tx`, idempotent: true, maxInFlightRequests: 1 });
+    await tx.connect();
+    try {
+      const sendTx = async (events: FixtureEvent[]) => {
+        const enc = env.encoders.get('products')!;
+        const t = await tx.transaction();
+        await t.send({ topic: productsTopic, acks: -1, messages: events.map((ev) => ({ key: enc.encodeKey((ev.after ?? ev.before)!), value: enc.encodeValue(ev) })) });
+        await t.commit();
+      };
+      const sim = new ShopSim(7);
+      sim.randomWorkload(40);
+      const products = sim.events.filter((e) => e.table === 'products');
+      const half = Math.floor(products.length / 2);
+      expect(half).toBeGreaterThan(3);
+      await sendTx(products.slice(0, half));
+      let c = await startConsumer(env);
+      await until('the first transaction applied', async () => (await pool.query(`SELECT count(*)::int n FROM "${env.schemas.staging}".stg_products`)).rows[0].n > 0);
+      // (groupLag counts the commit marker as a message, so wait for the offset instead)
+      await until('the first transaction stored', async () => (await readStoredOffsets(pool, env.schemas, env.id)).get(`${productsTopic}/0`) === String(half));
+      await c.stop();
+      // The stored offset is the commit marker's (last message + 1); the next message is one past it.
+      const stored = (await readStoredOffsets(pool, env.schemas, env.id)).get(`${productsTopic}/0`)!;
+      expect(BigInt(stored)).toBe(BigInt(half));
+      await sendTx(products.slice(half));
+      const high = (await admin.fetchTopicOffsets(productsTopic))[0]!.high;
+      c = await startConsumer(env);
+      try {
+        // The last offset is the second commit marker: stored ends one before it.
+        await until('the second transaction applied past the marker', async () => (await readStoredOffsets(pool, env.schemas, env.id)).get(`${productsTopic}/0`) === (BigInt(high) - 1n).toString());
+        expect(c.consumer.retentionGaps()).toEqual([]);
+        expect(c.lines.filter((l) => l.code === 'RETENTION_GAP')).toEqual([]);
+        expect(c.lines.filter((l) => l.level >= 40)).toEqual([]);
+        const want = new Set(products.map((e) => String((e.after ?? e.before)!.product_id)));
+        const live = [...sim.rows.products.keys()];
+        const got = (await pool.query(`SELECT product_id::text id FROM "${env.schemas.staging}".stg_products ORDER BY 1`)).rows.map((r) => r.id);
+        expect(got.sort()).toEqual(live.filter((k) => want.has(k)).sort());
+      } finally {
+        await c.stop();
+      }
+    } finally {
+      await tx.disconnect();
+    }
+  });
+});
+
 describe('changes lost to retention', () => {
   it('default stop: the partition is paused and reported with its offsets, the others keep being served; continue applies on only when set', async () => {
     const env = await makeEnv('rg');
