@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import kafkajs, { type Admin, type Kafka } from 'kafkajs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -27,6 +29,7 @@ import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
  * to the source under load reach staging and history. Every step ends with
  * `verify` clean against the batch recomputation and the source.
  */
+const CLI = fileURLToPath(new URL('../../src/cli/replay.ts', import.meta.url));
 const log = createLogger('test-replay-pipeline', process.env.TEST_LOG_LEVEL ?? 'warn');
 let h: Harness;
 let capture: CaptureService;
@@ -88,6 +91,18 @@ async function snapshotTables(): Promise<Record<string, string[]>> {
   return out;
 }
 
+function replayCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env = {
+    ...process.env, LOG_LEVEL: 'warn', TOPIC_PREFIX: h.id, SOURCE_SCHEMA: h.id, CONSUMER_GROUP: group, REDIS_KEY_PREFIX: `${h.id}:`,
+    STAGING_SCHEMA: schemas.staging, ANALYTICS_SCHEMA: schemas.analytics, META_SCHEMA: schemas.meta,
+    WAREHOUSE_DATABASE_URL: stackEnv.warehouseUrl, KAFKA_BROKERS: stackEnv.kafkaBrokers.join(','), SCHEMA_REGISTRY_URL: stackEnv.registryUrl, REDIS_URL: stackEnv.redisUrl,
+  };
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', CLI, ...args], { env, timeout: 60_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }));
+  });
+}
+
 async function traffic(orders: number): Promise<void> {
   for (let i = 0; i < orders; i += 10) {
     await gen.placeOrders(10, 2);
@@ -144,9 +159,22 @@ describe('replay on the whole pipeline', () => {
     await settledAndClean('after more traffic');
     const before = await snapshotTables();
 
-    const r = await rewindGroup({ pool: wh, admin, schemas, group, topics, to: { kind: 'timestamp', ms: t }, lockKeys: [namespaceLockSql(schemas).params[0]!], log });
+    // What a Kafka user's --reset-offsets --to-datetime is here: the CLI, first as a dry run.
+    const stored = await readStoredOffsets(wh, schemas, group);
+    const dry = await replayCli(['--group', group, '--rewind', '--to-datetime', new Date(t).toISOString(), '--dry-run', '--json']);
+    expect(dry.stderr).toBe('');
+    expect(dry.code).toBe(0);
+    const planned = JSON.parse(dry.stdout.trim().split('\n').pop()!) as { dryRun: boolean; moved: unknown[]; messages: number };
+    expect(planned.dryRun).toBe(true);
+    expect(await readStoredOffsets(wh, schemas, group)).toEqual(stored);
+    const run = await replayCli(['--group', group, '--rewind', '--to-datetime', new Date(t).toISOString(), '--json']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const r = JSON.parse(run.stdout.trim().split('\n').pop()!) as { moved: Array<{ topic: string; from: string; to: string }>; messages: number };
     expect(r.moved.length).toBeGreaterThan(0);
+    expect(r.moved).toEqual(planned.moved);
     expect(r.messages).toBeGreaterThan(50);
+    for (const m of r.moved) expect(BigInt(m.to) < BigInt(m.from), m.topic).toBe(true);
     // Every moved partition is re-applied: the flag clears only when a batch starting at or before the rewound offset commits.
     await waitFor('the rewind to be re-applied', async () => (await wh.query(`SELECT count(*)::int n FROM "${schemas.meta}".consumer_offsets WHERE consumer_group = $1 AND rewind_pending`, [group])).rows[0].n === 0, 60_000);
     await settledAndClean('after the rewind');
@@ -179,6 +207,9 @@ describe('replay on the whole pipeline', () => {
       pool: wh, kafka, registry: createRegistry(stackEnv.registryUrl), redis, live: schemas, group, topics,
       redisKeyPrefix: `${h.id}:`, from: { kind: 'timestamp', ms: Date.now() - 5000 }, log,
     })).rejects.toThrow(/--rewind --to-datetime/);
+    const partial = await replayCli(['--group', group, '--from-timestamp', new Date(Date.now() - 5000).toISOString(), '--allow-partial']);
+    expect(partial.code).not.toBe(0);
+    expect(partial.stderr).toMatch(/--allow-partial was removed.*--rewind --to-datetime/);
     expect(await readStoredOffsets(wh, schemas, group)).toEqual(stored);
     await settledAndClean('after the refused rebuild');
   }, 120_000);
