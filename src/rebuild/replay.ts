@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { WarehouseConsumer } from '../consumer/warehouse-consumer.ts';
 import { findRetentionGaps } from '../consumer/stored-offsets.ts';
-import { errorMessage } from '../errors.ts';
+import { errorMessage, ReplayRefusedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { migrate, warehouseSchemaNames } from '../migrations/runner.ts';
 import { readStoredOffsets } from '../sinks/postgres/batch-tx.ts';
@@ -56,11 +56,6 @@ export interface ReplayOptions {
   /** Suffix of the fresh names; default a base-36 timestamp. */
   stamp?: string;
   pollMs?: number;
-}
-
-/** A rebuild whose tables would differ from the source: refused before anything is built. */
-export class ReplayRefusedError extends Error {
-  override readonly name = 'ReplayRefusedError';
 }
 
 export interface ReplayResult {

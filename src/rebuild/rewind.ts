@@ -1,6 +1,7 @@
 import type { Admin } from 'kafkajs';
 import type pg from 'pg';
 import { findRetentionGaps } from '../consumer/stored-offsets.ts';
+import { ReplayRefusedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { readStoredOffsets } from '../sinks/postgres/consumer-progress.ts';
 import { quoted, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
@@ -41,10 +42,6 @@ export interface RewindResult {
   unchanged: Array<{ topic: string; partition: number; stored: string | null; target: string }>;
   /** Messages the group will apply again. */
   messages: number;
-}
-
-export class RewindRefusedError extends Error {
-  override readonly name = 'RewindRefusedError';
 }
 
 export interface RewindOptions {
@@ -88,7 +85,7 @@ export async function rewindGroup(o: RewindOptions): Promise<RewindResult> {
   const gaps = await findRetentionGaps(o.admin, o.pool, o.schemas, o.group, o.topics);
   if (gaps.length > 0) {
     const g = gaps[0]!;
-    throw new RewindRefusedError(`group ${o.group} has changes lost to retention on ${gaps.length} partition(s) (e.g. ${tpKey(g.topic, g.partition)}: stored offset ${g.storedOffset}, log start ${g.logStartOffset}); ` +
+    throw new ReplayRefusedError(`group ${o.group} has changes lost to retention on ${gaps.length} partition(s) (e.g. ${tpKey(g.topic, g.partition)}: stored offset ${g.storedOffset}, log start ${g.logStartOffset}); ` +
       'a rewind would pass over them: re-snapshot, then rebuild (npm run replay -- --from-offset earliest)');
   }
   const want = await targets(o.admin, o.topics, o.to);

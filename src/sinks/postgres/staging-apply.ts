@@ -103,6 +103,10 @@ async function appendHistory(client: pg.ClientBase, stg: string, changes: RowCha
         FROM jsonb_to_recordset($1::jsonb) AS r(customer_id bigint, _lsn bigint, _op text, _committed timestamptz, updated_at timestamptz,
              customer_segment text, email text, first_name text, last_name text, _unavailable text[]${ex.map(([c, t]) => `, "${c}" ${t}`).join('')})
         LEFT JOIN ${stg}.stg_customers s ON s.customer_id = r.customer_id
+        -- A re-applied change (rewind, redelivery) with unchanged TOASTed values keeps the row it
+        -- wrote the first time: staging has moved on since, and would fill in later values.
+        WHERE cardinality(r._unavailable) = 0
+           OR NOT EXISTS (SELECT 1 FROM ${stg}.customer_changes c WHERE c.customer_id = r.customer_id AND c.lsn = r._lsn)
       ) x
       ON CONFLICT (customer_id, lsn) DO UPDATE SET op = EXCLUDED.op, updated_at = EXCLUDED.updated_at, committed_at = EXCLUDED.committed_at,
         customer_segment = EXCLUDED.customer_segment, email_normalized = EXCLUDED.email_normalized, full_name = EXCLUDED.full_name${names.map((c) => `, ${c} = EXCLUDED.${c}`).join('')}`,
