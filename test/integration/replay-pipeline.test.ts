@@ -18,7 +18,7 @@ import { runVerify, type VerifyReport } from '../../src/rebuild/verify.ts';
 import { namespaceLockSql, readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
-import { RESNAPSHOT_PREFIX, type CaptureService } from '../../src/source/capture.ts';
+import type { CaptureService } from '../../src/source/capture.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
 /**
@@ -30,6 +30,7 @@ import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
  * `verify` clean against the batch recomputation and the source.
  */
 const CLI = fileURLToPath(new URL('../../src/cli/replay.ts', import.meta.url));
+const CAPTURE_CLI = fileURLToPath(new URL('../../src/cli/capture.ts', import.meta.url));
 const log = createLogger('test-replay-pipeline', process.env.TEST_LOG_LEVEL ?? 'warn');
 let h: Harness;
 let capture: CaptureService;
@@ -110,9 +111,15 @@ async function traffic(orders: number): Promise<void> {
   }
 }
 
-/** What `capture resnapshot <schema.table>` does: a transactional WAL message the running capture acts on. */
-async function resnapshot(table: string): Promise<void> {
-  await h.pool.query('SELECT pg_logical_emit_message(true, $1, $2)', [RESNAPSHOT_PREFIX, `${h.id}.${table}`]);
+/** `npx tsx src/cli/capture.ts resnapshot <schema.table>`, the existing command, against the test's source schema. */
+function resnapshot(table: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', CAPTURE_CLI, 'resnapshot', `${h.id}.${table}`], { env: { ...process.env, ...h.env }, timeout: 30_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`resnapshot ${table}: ${stderr}`));
+      else if (!/re-snapshot of .* requested at/.test(stdout)) reject(new Error(`resnapshot ${table}: ${stdout}`));
+      else resolve();
+    });
+  });
 }
 
 beforeAll(async () => {

@@ -155,6 +155,65 @@ describe('an offset that holds no message is not a gap', () => {
   });
 });
 
+describe('a hole compaction left is not a gap', () => {
+  it('stored offset inside a compacted range: the consumer seeks twice, finds the same later offset, moves past the hole and applies on', async () => {
+    const env = await makeEnv('rgcp');
+    const topic = `${env.id}.public.products`;
+    // The products topic re-created compacted, with segments that roll and clean at once.
+    await admin.deleteTopics({ topics: [topic] });
+    await until('the topic to be gone', async () => !(await admin.listTopics()).includes(topic));
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 1, configEntries: [
+      { name: 'cleanup.policy', value: 'compact' }, { name: 'segment.ms', value: '100' }, { name: 'min.cleanable.dirty.ratio', value: '0.001' },
+      { name: 'min.compaction.lag.ms', value: '0' }, { name: 'delete.retention.ms', value: '0' },
+    ] }] });
+    const sim = new ShopSim(5);
+    let id = '';
+    sim.transaction(() => { id = sim.upsertProduct(); });
+    for (let i = 0; i < 20; i++) sim.transaction(() => { sim.upsertProduct(id); });
+    const others: string[] = [];
+    // Roll segments: a message, a pause past segment.ms, another, so the run of one key sits in a closed segment.
+    for (let i = 0; i < 3; i++) {
+      await produce(env, sim.events.splice(0));
+      await new Promise((r) => setTimeout(r, 300));
+      sim.transaction(() => { others.push(sim.upsertProduct()); });
+    }
+    await produce(env, sim.events.splice(0));
+    // Wait for the cleaner: the first message left is the last update of the key.
+    const firstOffset = async () => {
+      const c = kafka.consumer({ groupId: `${env.id}-peek-${Date.now()}` });
+      await c.connect();
+      let first: string | undefined;
+      try {
+        await c.subscribe({ topic, fromBeginning: true });
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 5000);
+          void c.run({ eachBatch: async ({ batch }) => { first ??= batch.firstOffset() ?? undefined; clearTimeout(t); resolve(); } });
+        });
+      } finally {
+        await c.disconnect();
+      }
+      return first;
+    };
+    const first = await until('compaction', async () => { const f = await firstOffset(); return f !== undefined && BigInt(f) > 0n && f; }, 120_000);
+    expect((await admin.fetchTopicOffsets(topic))[0]!.low).toBe('0');
+    // The group had applied nothing of it yet: stored offset 0, inside the compacted range.
+    await pool.query(`INSERT INTO "${env.schemas.meta}".consumer_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, 0, 0)`, [env.id, topic]);
+    const c = await startConsumer(env);
+    try {
+      const high = (await admin.fetchTopicOffsets(topic))[0]!.high;
+      await until('the compacted topic applied', async () => (await readStoredOffsets(pool, env.schemas, env.id)).get(`${topic}/0`) === high);
+      expect(c.consumer.retentionGaps()).toEqual([]);
+      expect(c.lines.filter((l) => l.code === 'RETENTION_GAP')).toEqual([]);
+      expect(c.lines.some((l) => /compacted/.test(String(l.msg)) && l.stored === '0' && l.first === first)).toBe(true);
+      const got = (await pool.query(`SELECT product_id::text id, price::text FROM "${env.schemas.staging}".stg_products ORDER BY 1`)).rows;
+      const want = [...sim.rows.products.values()].map((r) => ({ id: String(r.product_id), price: String(r.price) })).sort((a, b) => a.id.localeCompare(b.id));
+      expect(got.map((r) => ({ id: r.id, price: String(Number(r.price).toFixed(2)) }))).toEqual(want.map((r) => ({ id: r.id, price: Number(r.price).toFixed(2) })));
+    } finally {
+      await c.stop();
+    }
+  }, 240_000);
+});
+
 describe('changes lost to retention', () => {
   it('default stop: the partition is paused and reported with its offsets, the others keep being served; continue applies on only when set', async () => {
     const env = await makeEnv('rg');
