@@ -77,6 +77,11 @@ function name(base: string, suffix: string): string {
   return n;
 }
 
+/** The session advisory lock a rebuild holds for its whole run (a rewind refuses to run beside it). */
+export function replayGuardKey(live: WarehouseSchemas): string {
+  return `cdc-replay:${live.staging}/${live.analytics}`;
+}
+
 export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
   const started = Date.now();
   const stamp = o.stamp ?? Date.now().toString(36);
@@ -90,7 +95,7 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
 
   // One replay per namespace at a time: a second one would swap the first one's tables out again.
   const guard = await o.pool.connect();
-  const guardKey = `cdc-replay:${o.live.staging}/${o.live.analytics}`;
+  const guardKey = replayGuardKey(o.live);
   const { rows: got } = await guard.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [guardKey]);
   if (!got[0]?.ok) {
     guard.release();

@@ -5,7 +5,8 @@ import { ReplayRefusedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { readStoredOffsets } from '../sinks/postgres/consumer-progress.ts';
 import { quoted, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
-import { tpKey } from './start-offsets.ts';
+import { replayGuardKey } from './replay.ts';
+import { resolveRanges, tpKey, type ReplayFrom } from './start-offsets.ts';
 
 /**
  * Rewind: move a consumer group back to an earlier offset or time so that
@@ -24,7 +25,7 @@ import { tpKey } from './start-offsets.ts';
  * stored offset is already behind the log start (changes lost to retention)
  * is refused: rewinding it would pass over the gap.
  */
-export type RewindTo = { kind: 'earliest' } | { kind: 'offset'; offset: bigint } | { kind: 'timestamp'; ms: number };
+export type RewindTo = ReplayFrom;
 
 export interface RewindMove {
   topic: string;
@@ -57,29 +58,6 @@ export interface RewindOptions {
   dryRun?: boolean;
 }
 
-async function targets(admin: Admin, topics: string[], to: RewindTo) {
-  const out: Array<{ topic: string; partition: number; low: bigint; high: bigint; target: bigint; clamped: boolean }> = [];
-  for (const topic of topics) {
-    const ends = await admin.fetchTopicOffsets(topic);
-    const byTime = to.kind === 'timestamp' ? await admin.fetchTopicOffsetsByTimestamp(topic, to.ms) : [];
-    for (const p of ends) {
-      const low = BigInt(p.low);
-      const high = BigInt(p.high);
-      let target: bigint;
-      if (to.kind === 'earliest') target = low;
-      else if (to.kind === 'offset') target = to.offset > high ? high : to.offset;
-      else {
-        // -1: nothing at or after the time, so nothing to re-apply there.
-        const t = byTime.find((x) => x.partition === p.partition);
-        target = t && BigInt(t.offset) >= 0n ? BigInt(t.offset) : high;
-      }
-      const clamped = target < low;
-      out.push({ topic, partition: p.partition, low, high, target: clamped ? low : target, clamped });
-    }
-  }
-  return out;
-}
-
 export async function rewindGroup(o: RewindOptions): Promise<RewindResult> {
   const { meta } = quoted(o.schemas);
   const gaps = await findRetentionGaps(o.admin, o.pool, o.schemas, o.group, o.topics);
@@ -88,10 +66,13 @@ export async function rewindGroup(o: RewindOptions): Promise<RewindResult> {
     throw new ReplayRefusedError(`group ${o.group} has changes lost to retention on ${gaps.length} partition(s) (e.g. ${tpKey(g.topic, g.partition)}: stored offset ${g.storedOffset}, log start ${g.logStartOffset}); ` +
       'a rewind would pass over them: re-snapshot, then rebuild (npm run replay -- --from-offset earliest)');
   }
-  const want = await targets(o.admin, o.topics, o.to);
+  const want = (await resolveRanges(o.admin, o.topics, o.to, { clampToLogStart: true })).map((r) => ({ ...r, target: r.start, high: r.end }));
   const client = await o.pool.connect();
   try {
     await client.query('BEGIN');
+    // A rebuild hands its own offsets over at the swap: a rewind beside it would be undone, or undo it.
+    const { rows: free } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock(hashtext($1)) AS ok', [replayGuardKey(o.schemas)]);
+    if (!free[0]?.ok) throw new ReplayRefusedError(`a rebuild of ${o.schemas.staging}/${o.schemas.analytics} is running; rewind after it has swapped in`);
     for (const k of [...o.lockKeys].sort()) await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [k]);
     const stored = await readStoredOffsets(client, o.schemas, o.group);
     const result: RewindResult = { moved: [], unchanged: [], messages: 0 };

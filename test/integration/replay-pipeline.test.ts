@@ -12,7 +12,7 @@ import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { TrafficGenerator } from '../../src/generator/writer.ts';
 import { createLogger } from '../../src/logger.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
-import { replayWarehouse } from '../../src/rebuild/replay.ts';
+import { replayGuardKey, replayWarehouse } from '../../src/rebuild/replay.ts';
 import { rewindGroup } from '../../src/rebuild/rewind.ts';
 import { runVerify, type VerifyReport } from '../../src/rebuild/verify.ts';
 import { namespaceLockSql, readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
@@ -208,12 +208,23 @@ describe('replay on the whole pipeline', () => {
     await settledAndClean('after the rebuild');
   }, 300_000);
 
-  it('a rebuild from a timestamp after the log start is refused and nothing is swapped', async () => {
+  it('a rebuild from a timestamp after the log start is refused and nothing is swapped; a rewind beside a running rebuild is refused', async () => {
     const stored = await readStoredOffsets(wh, schemas, group);
     await expect(replayWarehouse({
       pool: wh, kafka, registry: createRegistry(stackEnv.registryUrl), redis, live: schemas, group, topics,
       redisKeyPrefix: `${h.id}:`, from: { kind: 'timestamp', ms: Date.now() - 5000 }, log,
     })).rejects.toThrow(/--rewind --to-datetime/);
+    // A rewind beside a running rebuild would be undone by its swap: refused.
+    const guard = await wh.connect();
+    try {
+      await guard.query('SELECT pg_advisory_lock(hashtext($1))', [replayGuardKey(schemas)]);
+      await expect(rewindGroup({ pool: wh, admin, schemas, group, topics, to: { kind: 'earliest' }, lockKeys: [namespaceLockSql(schemas).params[0]!], log }))
+        .rejects.toThrow(/a rebuild of .* is running/);
+      await guard.query('SELECT pg_advisory_unlock(hashtext($1))', [replayGuardKey(schemas)]);
+    } finally {
+      guard.release();
+    }
+    expect(await readStoredOffsets(wh, schemas, group)).toEqual(stored);
     const partial = await replayCli(['--group', group, '--from-timestamp', new Date(Date.now() - 5000).toISOString(), '--allow-partial']);
     expect(partial.code).not.toBe(0);
     expect(partial.stderr).toMatch(/--allow-partial was removed.*--rewind --to-datetime/);

@@ -7,13 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { findRetentionGaps, type RetentionGapPolicy } from '../../src/consumer/stored-offsets.ts';
-import { TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
-import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
-import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
-import { registerTable, ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
-import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
+import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
+import { ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
+import { makeFixtureEnv, produceFixtures, type FixtureEnv } from '../helpers/fixture-env.ts';
+import { stackEnv } from '../helpers/stack-env.ts';
 
 /**
  * A stored offset behind the log start (the changes were deleted from Kafka
@@ -28,34 +27,15 @@ let pool: pg.Pool;
 let redis: Redis;
 const ids: Array<{ id: string; topics: string[] }> = [];
 
-interface Env {
-  id: string;
-  schemas: WarehouseSchemas;
-  topics: string[];
-  encoders: Map<TableName, Awaited<ReturnType<typeof registerTable>>>;
-}
+type Env = FixtureEnv;
 
 async function makeEnv(name: string): Promise<Env> {
-  const id = uniqueId(name).slice(0, 24);
-  const env: Env = { id, schemas: { staging: `${id}_stg`, analytics: `${id}_an`, meta: `${id}_meta` }, topics: TABLE_NAMES.map((t) => `${id}.public.${t}`), encoders: new Map() };
-  ids.push({ id, topics: env.topics });
-  await admin.createTopics({ topics: env.topics.map((topic) => ({ topic, numPartitions: 1 })), waitForLeaders: true });
-  const registry = createRegistry(stackEnv.registryUrl);
-  for (const t of TABLE_NAMES) env.encoders.set(t, await registerTable(registry, id, t));
-  await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(env.schemas) });
+  const env = await makeFixtureEnv(admin, pool, name, 1);
+  ids.push({ id: env.id, topics: env.topics });
   return env;
 }
 
-async function produce(env: Env, events: FixtureEvent[]): Promise<void> {
-  const byTopic = new Map<string, Array<{ key: Buffer; value: Buffer }>>();
-  for (const ev of events) {
-    const enc = env.encoders.get(ev.table)!;
-    const list = byTopic.get(enc.topic) ?? [];
-    list.push({ key: enc.encodeKey((ev.after ?? ev.before)!), value: enc.encodeValue(ev) });
-    byTopic.set(enc.topic, list);
-  }
-  await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
-}
+const produce = (env: Env, events: FixtureEvent[]) => produceFixtures(producer, env, events);
 
 function capturingLogger() {
   const lines: Array<Record<string, unknown>> = [];
