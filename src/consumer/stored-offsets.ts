@@ -107,8 +107,10 @@ export class StoredOffsetSeeker {
         const offset = stored.get(`${topic}/${partition}`);
         if (offset === undefined) continue;
         const low = lows.get(partition);
-        if (low !== undefined && BigInt(offset) < low && await this.retentionGap(topic, partition, offset, low, null)) continue;
-        this.o.consumer()?.seek({ topic, partition, offset: this.gaps.get(`${topic}/${partition}`)?.action === 'continued' ? low!.toString() : offset });
+        const behind = low !== undefined && BigInt(offset) < low;
+        if (behind && await this.retentionGap(topic, partition, offset, low, null)) continue;
+        // Behind and not paused: CONSUMER_ON_RETENTION_GAP=continue moved the stored offset to the log start.
+        this.o.consumer()?.seek({ topic, partition, offset: behind ? low.toString() : offset });
       }
     }
   }
@@ -152,7 +154,7 @@ export class StoredOffsetSeeker {
       if (this.holeSeen.get(key) === `${stored}@${first}`) {
         // Seeked to the stored offset twice and Kafka served the same later
         // offset, above the log start: the offsets between hold nothing
-        // (compacted away, or transaction markers). Store the position past
+        // (compacted away). Store the position past
         // them so the batch is contiguous. (Once is not enough: a batch
         // fetched before the seek, e.g. right after a rewind, also starts
         // past the stored offset, at a different offset each time.)
