@@ -14,7 +14,8 @@ export type ErrorCode =
   | 'SINK_UNAVAILABLE'
   | 'MIGRATION_FAILED'
   | 'STACK_UNAVAILABLE'
-  | 'STALLED';
+  | 'STALLED'
+  | 'REPLAY_REFUSED';
 
 export abstract class CdcError extends Error {
   abstract readonly code: ErrorCode;
@@ -23,6 +24,16 @@ export abstract class CdcError extends Error {
     super(message, options);
     this.name = new.target.name;
   }
+}
+
+/**
+ * A replay that would leave tables different from the source: a rebuild not
+ * starting at the log start, a rewind over changes lost to retention.
+ * Refused before anything changes (docs/operations.md).
+ */
+export class ReplayRefusedError extends CdcError {
+  readonly code = 'REPLAY_REFUSED' as const;
+  readonly retriable = false;
 }
 
 /** Bad or missing configuration: fatal at start-up, one line to the user. */

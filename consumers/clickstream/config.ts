@@ -1,4 +1,4 @@
-import { int, str, type Env } from '../../src/config/env.ts';
+import { int, oneOf, str, type Env } from '../../src/config/env.ts';
 import { loadStackConfig, type StackConfig } from '../../src/config/index.ts';
 import { loadWarehouseSchemas } from '../../src/config/warehouse-schemas.ts';
 import { ConfigError } from '../../src/errors.ts';
@@ -18,6 +18,8 @@ export interface ClickstreamConfig {
   allowedLatenessUs: bigint;
   maxMessagesPerTx: number;
   sessionTimeoutMs: number;
+  /** CONSUMER_ON_RETENTION_GAP, shared with the warehouse group: stop (default) or continue. */
+  onRetentionGap: 'stop' | 'continue';
 }
 
 export function loadClickstreamConfig(env: Env = process.env): ClickstreamConfig {
@@ -33,5 +35,6 @@ export function loadClickstreamConfig(env: Env = process.env): ClickstreamConfig
     maxMessagesPerTx: int(env, 'CLICKSTREAM_MAX_MESSAGES_PER_TX', 1000, { min: 1 }),
     // Brokers refuse less than group.min.session.timeout.ms (6 s by default).
     sessionTimeoutMs: int(env, 'CLICKSTREAM_SESSION_TIMEOUT_MS', 30_000, { min: 6000 }),
+    onRetentionGap: oneOf(env, 'CONSUMER_ON_RETENTION_GAP', ['stop', 'continue'] as const, 'stop'),
   };
 }

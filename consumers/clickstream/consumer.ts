@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { decodeConfluent } from '../../src/consumer/avro.ts';
 import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
 import { decodeSlice } from '../../src/consumer/slice-decode.ts';
-import { StoredOffsetSeeker } from '../../src/consumer/stored-offsets.ts';
+import { StoredOffsetSeeker, type RetentionGap, type RetentionGapPolicy } from '../../src/consumer/stored-offsets.ts';
 import type { BatchObserver } from '../../src/health/consumer-metrics.ts';
 import { DecodeError, errorMessage, isPostgresDataError as isDataError } from '../../src/errors.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
@@ -44,6 +44,8 @@ export interface ClickstreamConsumerOptions {
   observer?: BatchObserver;
   /** Called with the kafkajs consumer once created (health: group membership events). */
   onConsumer?: (consumer: Consumer) => void;
+  /** A stored offset behind the log start: pause the partition (stop, default) or apply on (continue). CONSUMER_ON_RETENTION_GAP. */
+  onRetentionGap?: RetentionGapPolicy;
 }
 
 export class ClickstreamConsumer implements Service {
@@ -57,7 +59,7 @@ export class ClickstreamConsumer implements Service {
   readonly stats = { batches: 0, inserted: 0, duplicates: 0, beyondLateness: 0, deadLettered: 0 };
 
   constructor(private readonly o: ClickstreamConsumerOptions) {
-    this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer });
+    this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, admin: () => this.admin, onRetentionGap: o.onRetentionGap });
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -158,8 +160,14 @@ export class ClickstreamConsumer implements Service {
     return total;
   }
 
+  /** Partitions whose unapplied events retention removed (empty when healthy); see StoredOffsetSeeker. */
+  retentionGaps(): RetentionGap[] {
+    return this.seeker.retentionGaps();
+  }
+
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.seeker.stop();
       // disconnect waits for the batch in flight: its transaction commits or rolls back whole.
       await this.consumer?.disconnect().catch((err) => this.o.log.warn({ err: errorMessage(err) }, 'consumer disconnect'));
       await this.producer?.disconnect().catch(() => {});

@@ -33,6 +33,7 @@ export const runClickstreamConsumer = (): Promise<void> => runMain('consumer-cli
     kafka, registry: createRegistry(cfg.stack.registryUrl), pool, schemas: cfg.schemas, group: cfg.group, topic: cfg.topic,
     allowedLatenessUs: cfg.allowedLatenessUs, log, maxMessagesPerTx: cfg.maxMessagesPerTx, sessionTimeoutMs: cfg.sessionTimeoutMs,
     observer: h.metrics, onConsumer: h.onConsumer,
+    onRetentionGap: cfg.onRetentionGap,
   });
   log.info({ group: cfg.group, topic: cfg.topic, schemas: cfg.schemas, allowedLatenessSeconds: Number(cfg.allowedLatenessUs / 1_000_000n) }, 'clickstream consumer configured');
   const connections: Service = {

@@ -44,6 +44,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
     topicWaitMs: cfg.topicWaitMs,
     inputFormats: cfg.inputFormats,
     observer: h.metrics, onConsumer: h.onConsumer,
+    onRetentionGap: cfg.onRetentionGap,
   });
   log.info({ group: cfg.group, topics: cfg.topics, schemas: cfg.schemas }, 'warehouse consumer configured');
   const connections: Service = {

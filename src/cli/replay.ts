@@ -7,17 +7,27 @@ import { kafkaLogCreator } from '../consumer/kafka-log.ts';
 import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createLogger } from '../logger.ts';
+import { clickstreamLockKey } from '../../consumers/clickstream/apply.ts';
+import { loadClickstreamConfig } from '../../consumers/clickstream/config.ts';
 import { replayWarehouse } from '../rebuild/replay.ts';
+import { rewindGroup, type RewindTo } from '../rebuild/rewind.ts';
+import { namespaceLockSql } from '../sinks/postgres/batch-tx.ts';
 import type { ReplayFrom } from '../rebuild/start-offsets.ts';
 import { createWarehousePool } from '../sinks/postgres/pool.ts';
 import { Progress } from '../util/progress.ts';
 
 /**
- * `npm run replay -- --group G (--from-offset earliest|N | --from-timestamp T) [--keep-old]`:
- * rebuilds the warehouse group's tables from the topics into fresh schemas
- * and swaps them in atomically once they cover the live group, which may
- * keep running (docs/operations.md, "Replay and rebuild"). Same env as the
- * warehouse consumer (schemas, topics, REDIS_KEY_PREFIX, CLV thresholds).
+ * Two commands (docs/operations.md, "Replay, rewind and rebuild"), with the
+ * warehouse consumer's env (schemas, topics, REDIS_KEY_PREFIX, CLV thresholds):
+ *
+ * - `npm run replay -- --group G --rewind (--to-datetime T | --to-offset earliest|N) [--dry-run]`:
+ *   moves the group's Postgres-stored offsets back, so it re-applies every
+ *   change since then onto the live tables (running or stopped group);
+ * - `npm run replay -- --group G --from-offset earliest [--keep-old]`:
+ *   rebuilds the warehouse tables from the topics into fresh schemas and
+ *   swaps them in atomically once they cover the live group, which may keep
+ *   running. A rebuild that would not start at the first retained offset of
+ *   every partition is refused: its tables would lack what came before.
  */
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -42,6 +52,10 @@ export interface ReplayCliOptions {
   group?: string;
   fromOffset?: ReplayFrom;
   fromTimestamp?: ReplayFrom;
+  rewind?: boolean;
+  toDatetime?: ReplayFrom;
+  toOffset?: ReplayFrom;
+  dryRun?: boolean;
   keepOld?: boolean;
   allowPartial?: boolean;
   staging?: string;
@@ -53,25 +67,35 @@ export interface ReplayCliOptions {
 /** The `replay` command's flags; `shopstream replay` and this file's own entry both parse with it. */
 export function replayCommand(): Command {
   return new Command('replay')
-    .description('Rebuild the warehouse tables from the topics into fresh schemas and swap them in atomically')
-    .option('--group <group>', 'the live consumer group (default CONSUMER_GROUP or warehouse)')
-    .addOption(new Option('--from-offset <earliest|N>', 'start at the log start or at offset N of every partition').argParser(fromOffset).conflicts('fromTimestamp'))
-    .addOption(new Option('--from-timestamp <T>', 'start at the first message at or after T (ISO-8601 or epoch ms)').argParser(fromTimestamp))
+    .description('Rewind a consumer group onto the live tables, or rebuild the warehouse tables from the topics into fresh schemas and swap them in')
+    .option('--group <group>', 'the live consumer group (default CONSUMER_GROUP or warehouse; CLICKSTREAM_GROUP for --rewind of the clickstream group)')
+    .option('--rewind', 'move the group\'s stored offsets back (--to-datetime or --to-offset): it re-applies every change since then onto the live tables')
+    .addOption(new Option('--to-datetime <T>', 'rewind to the first message at or after T (ISO-8601 or epoch ms)').argParser(fromTimestamp).conflicts('toOffset'))
+    .addOption(new Option('--to-offset <earliest|N>', 'rewind to the log start or to offset N of every partition').argParser(fromOffset))
+    .option('--dry-run', 'with --rewind: print what would move, move nothing')
+    .addOption(new Option('--from-offset <earliest|N>', 'rebuild from the log start (or offset N, refused unless it is the log start)').argParser(fromOffset).conflicts(['fromTimestamp', 'rewind']))
+    .addOption(new Option('--from-timestamp <T>', 'rebuild from T: only accepted when T is before every retained message (else use --rewind --to-datetime T)').argParser(fromTimestamp).conflicts('rewind'))
     .option('--keep-old', 'keep the replaced tables in <schema>__old_<stamp> instead of dropping them')
     .option('--per-key', 'recompute derived rows key by key during the whole replay (default: staging first, one set-based refresh, then per key)')
-    .option('--allow-partial', 'swap in even when the start is after the log start (the tables then lack older changes)')
+    .addOption(new Option('--allow-partial').hideHelp())
     .option('--staging <schema>', 'live staging schema (default STAGING_SCHEMA)', ident)
     .option('--analytics <schema>', 'live analytics schema (default ANALYTICS_SCHEMA)', ident)
     .option('--json', 'print the result as one JSON line on stdout (after the log lines)');
 }
 
 export async function runReplay(opts: ReplayCliOptions, program: Command): Promise<void> {
-  const from = opts.fromOffset ?? opts.fromTimestamp;
-  if (!from) return program.error('one of --from-offset or --from-timestamp is required');
-
+  if (opts.allowPartial) {
+    return program.error('--allow-partial was removed: a rebuild that starts after the log start would swap in tables lacking older rows. ' +
+      'To re-apply the changes since a time onto the live tables use --rewind --to-datetime T; to rebuild use --from-offset earliest');
+  }
   const cfg = loadWarehouseConsumerConfig();
   const log = createLogger('replay');
   const group = opts.group ?? cfg.group;
+  if (opts.rewind) return rewind(opts, cfg, group, log, program);
+  if (opts.toDatetime || opts.toOffset || opts.dryRun) return program.error('--to-datetime, --to-offset and --dry-run go with --rewind');
+  const from = opts.fromOffset ?? opts.fromTimestamp;
+  if (!from) return program.error('one of --rewind, --from-offset or --from-timestamp is required');
+
   const live = { staging: opts.staging ?? cfg.schemas.staging, analytics: opts.analytics ?? cfg.schemas.analytics, meta: cfg.schemas.meta };
   const pool = createWarehousePool(cfg.stack.warehouseUrl, 6);
   const redis = new Redis(cfg.stack.redisUrl, { maxRetriesPerRequest: 1 });
@@ -86,7 +110,7 @@ export async function runReplay(opts: ReplayCliOptions, program: Command): Promi
   try {
     const result = await replayWarehouse({
       pool, kafka, registry: createRegistry(cfg.stack.registryUrl), redis, live, group, topics: cfg.topics,
-      redisKeyPrefix: cfg.redisKeyPrefix, thresholds: cfg.thresholds, from, keepOld: opts.keepOld, allowPartial: opts.allowPartial, deferDerived: !opts.perKey,
+      redisKeyPrefix: cfg.redisKeyPrefix, thresholds: cfg.thresholds, from, keepOld: opts.keepOld, deferDerived: !opts.perKey,
       maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently, inputFormats: cfg.inputFormats, log, signal: controller.signal,
       onProgress: (p) => {
         if (p.phase !== phase) {
@@ -104,6 +128,33 @@ export async function runReplay(opts: ReplayCliOptions, program: Command): Promi
       `${result.swap.clvChanged} CLV figures changed, ${result.swap.clvRemoved} removed${result.kept ? `; old tables kept in ${result.kept.staging}, ${result.kept.analytics}` : ''}\n`);
   } finally {
     redis.disconnect();
+    await pool.end();
+  }
+}
+
+async function rewind(opts: ReplayCliOptions, cfg: ReturnType<typeof loadWarehouseConsumerConfig>, group: string, log: ReturnType<typeof createLogger>, program: Command): Promise<void> {
+  const t = opts.toDatetime ?? opts.toOffset;
+  if (!t) return program.error('--rewind needs --to-datetime T or --to-offset earliest|N');
+  const to: RewindTo = t.kind === 'earliest' ? t : t.kind === 'offset' ? t : { kind: 'timestamp', ms: t.ms };
+  const click = loadClickstreamConfig();
+  const schemas = { staging: opts.staging ?? cfg.schemas.staging, analytics: opts.analytics ?? cfg.schemas.analytics, meta: cfg.schemas.meta };
+  const topics = group === click.group ? [click.topic] : cfg.topics;
+  const pool = createWarehousePool(cfg.stack.warehouseUrl, 2);
+  const admin = new kafkajs.Kafka({ clientId: `rewind-${group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) }).admin();
+  await admin.connect();
+  try {
+    const r = await rewindGroup({
+      pool, admin, schemas, group, topics, to, log, dryRun: opts.dryRun,
+      lockKeys: [namespaceLockSql(schemas).params[0]!, clickstreamLockKey(schemas)],
+    });
+    if (opts.json) process.stdout.write(`${JSON.stringify({ group, dryRun: !!opts.dryRun, ...r })}\n`);
+    else {
+      for (const m of r.moved) process.stdout.write(`${m.topic}/${m.partition}: ${m.from ?? '(none)'} -> ${m.to}${m.clampedToLogStart ? ' (log start)' : ''}\n`);
+      process.stdout.write(`rewind of ${group}${opts.dryRun ? ' (dry run, nothing moved)' : ''}: ${r.moved.length} partition(s) moved back, ${r.unchanged.length} already at or before the target; ` +
+        `${r.messages} messages to re-apply${opts.dryRun ? '' : '; running members seek within a second, stopped ones on start'}\n`);
+    }
+  } finally {
+    await admin.disconnect();
     await pool.end();
   }
 }

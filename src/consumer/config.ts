@@ -1,5 +1,5 @@
 import { loadStackConfig, type StackConfig } from '../config/index.ts';
-import { int, optionalStr, str, type Env } from '../config/env.ts';
+import { int, oneOf, optionalStr, str, type Env } from '../config/env.ts';
 import { loadWarehouseSchemas } from '../config/warehouse-schemas.ts';
 import { ConfigError } from '../errors.ts';
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
@@ -23,6 +23,8 @@ export interface WarehouseConsumerConfig {
   topicWaitMs: number;
   /** How message values are read (Avro, Debezium JSON, or detected per message). */
   inputFormats: InputFormats;
+  /** CONSUMER_ON_RETENTION_GAP: stop (default; pause the partitions whose unapplied changes retention removed) or continue. */
+  onRetentionGap: 'stop' | 'continue';
 }
 
 function decimal(env: Env, name: string, fallback: string): string {
@@ -82,5 +84,6 @@ export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseCo
     sessionTimeoutMs: int(env, 'CONSUMER_SESSION_TIMEOUT_MS', 30_000, { min: 6000 }),
     topicWaitMs: int(env, 'CONSUMER_TOPIC_WAIT_MS', 30_000, { min: 0 }),
     inputFormats: loadInputFormats(env),
+    onRetentionGap: oneOf(env, 'CONSUMER_ON_RETENTION_GAP', ['stop', 'continue'] as const, 'stop'),
   };
 }

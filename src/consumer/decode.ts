@@ -46,7 +46,7 @@ export class MessageDecoder {
     return this.formats.topics[topic] ?? this.formats.format;
   }
 
-  private kind(topic: string, buf: Buffer): 'avro' | 'json' {
+  kind(topic: string, buf: Buffer): 'avro' | 'json' {
     const f = this.formatOf(topic);
     if (f !== 'auto') return f;
     if (buf.length > 0 && buf[0] === 0) return 'avro';

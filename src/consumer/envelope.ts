@@ -1,6 +1,7 @@
 import { ValidationError } from '../errors.ts';
 import { canonicalInstant } from '../transforms/time.ts';
 import { DECIMAL_STRING, decimalFromBytes } from './avro.ts';
+import type { ExtraColumn } from './column-types.ts';
 import { TABLES, isTableName, type Row, type TableName, type TableSpec } from './tables.ts';
 
 /**
@@ -22,6 +23,12 @@ export interface RowChange {
   txId: bigint | null;
   /** Columns of `after` the source did not send (unchanged TOASTed values) and `before` could not fill. */
   unavailable: string[];
+  /**
+   * Source columns beyond the modelled ones (added after the pipeline was
+   * built), name → Postgres type; their values are in the row images.
+   * Staging follows them (docs/consumers.md, "Schema changes").
+   */
+  extraColumns?: Record<string, string>;
 }
 
 /** Debezium's placeholder for an unchanged TOASTed value (`unavailable.value.placeholder`). */
@@ -70,7 +77,7 @@ function normaliseValue(kind: string, v: unknown, col: string): string | null | 
   }
 }
 
-function normaliseRow(spec: TableSpec, raw: unknown, image: string): { row: Row; unavailable: string[] } | null {
+function normaliseRow(spec: TableSpec, raw: unknown, image: string, extras: readonly ExtraColumn[]): { row: Row; unavailable: string[] } | null {
   if (raw === null || raw === undefined) return null;
   if (!isRecord(raw)) fail(`${image} must be a record`);
   const row: Row = {};
@@ -84,10 +91,24 @@ function normaliseRow(spec: TableSpec, raw: unknown, image: string): { row: Row;
       row[col] = v;
     }
   }
+  for (const x of extras) {
+    const v = raw[x.name];
+    if (v === UNAVAILABLE) {
+      unavailable.push(x.name);
+      row[x.name] = null;
+    } else {
+      try {
+        row[x.name] = x.normalise(v);
+      } catch (err) {
+        fail(`${spec.name}.${image}.${x.name} is not a ${x.sqlType}: ${(err as Error).message}`);
+      }
+    }
+  }
   return { row, unavailable };
 }
 
-export function validateEnvelope(value: unknown): RowChange {
+/** `columns`: the writer schema's row columns (column-types.ts); the ones the table's spec does not model are carried as extraColumns. */
+export function validateEnvelope(value: unknown, columns: readonly ExtraColumn[] = []): RowChange {
   if (!isRecord(value)) fail('envelope must be a record');
   const op = value.op;
   if (typeof op !== 'string' || !OPS.includes(op)) fail(`op must be one of ${OPS.join(',')}, got ${String(op)}`);
@@ -103,9 +124,11 @@ export function validateEnvelope(value: unknown): RowChange {
     : toBigint(source.ts_ms, 'source.ts_ms') * 1000n;
   const txId = source.txId === null || source.txId === undefined ? null : toBigint(source.txId, 'source.txId');
 
-  const before = normaliseRow(spec, value.before, 'before');
-  const after = normaliseRow(spec, value.after, 'after');
+  const extras = columns.filter((c) => !(c.name in spec.columns) && /^[a-z_][a-z0-9_]{0,62}$/.test(c.name));
+  const before = normaliseRow(spec, value.before, 'before', extras);
+  const after = normaliseRow(spec, value.after, 'after', extras);
   const change: RowChange = { table, op: op as Op, before: before?.row ?? null, after: after?.row ?? null, lsn, commitUs, txId, unavailable: [] };
+  if (extras.length > 0) change.extraColumns = Object.fromEntries(extras.map((c) => [c.name, c.sqlType]));
   if (op === 't') return change;
   const image = op === 'd' ? before : after;
   if (!image) fail(`op ${op} without ${op === 'd' ? 'before' : 'after'} image`);

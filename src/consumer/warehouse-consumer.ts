@@ -9,6 +9,7 @@ import { applyBatches, type BatchMessage, type BatchOutcome, type PartitionBatch
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
+import { ExtraColumnResolver } from './column-types.ts';
 import { AUTO_FORMATS, MessageDecoder, type InputFormats } from './decode.ts';
 import { BatchAcker } from './batch-acker.ts';
 import { sleep } from '../util/sleep.ts';
@@ -17,7 +18,7 @@ import { GroupCommit } from './group-commit.ts';
 import { validateEnvelope } from './envelope.ts';
 import { decodeSlice } from './slice-decode.ts';
 import { StageTimer } from './stage-timer.ts';
-import { StoredOffsetSeeker } from './stored-offsets.ts';
+import { StoredOffsetSeeker, type RetentionGap, type RetentionGapPolicy } from './stored-offsets.ts';
 import type { BatchObserver } from '../health/consumer-metrics.ts';
 
 /**
@@ -61,6 +62,8 @@ export interface WarehouseConsumerOptions {
   observer?: BatchObserver;
   /** Called with the kafkajs consumer once created (health: group membership events). */
   onConsumer?: (consumer: Consumer) => void;
+  /** A stored offset behind the log start: pause the partition (stop, default) or apply on (continue). CONSUMER_ON_RETENTION_GAP. */
+  onRetentionGap?: RetentionGapPolicy;
 }
 
 /** A decoded slice of one partition's batch, with its raw messages for dead-lettering. */
@@ -82,12 +85,19 @@ export class WarehouseConsumer implements Service {
   readonly stages: StageTimer;
   private acker: BatchAcker | undefined;
   private readonly decoder: MessageDecoder;
+  private readonly columns: ExtraColumnResolver;
 
   constructor(private readonly o: WarehouseConsumerOptions) {
     this.sink = new ClvRedisSink(o.redis, o.pool, o.schemas, o.redisKeyPrefix, o.log);
     this.stages = new StageTimer(o.log, 'warehouse-consumer');
     this.decoder = new MessageDecoder(o.registry, o.inputFormats ?? AUTO_FORMATS);
-    this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, warnOnSeekBack: true });
+    this.columns = new ExtraColumnResolver(o.registry);
+    this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, admin: () => this.admin, onRetentionGap: o.onRetentionGap, warnOnSeekBack: true });
+  }
+
+  /** Partitions whose unapplied changes retention removed (empty when healthy); see StoredOffsetSeeker. */
+  retentionGaps(): RetentionGap[] {
+    return this.seeker.retentionGaps();
   }
 
   get redisSink(): ClvRedisSink {
@@ -205,7 +215,9 @@ export class WarehouseConsumer implements Service {
   private async decodePart(topic: string, partition: number, slice: KafkaMessage[], dlq: DeadLetterWriter): Promise<DecodedPart> {
     const { decoded, deadLetters } = await this.stages.time('decode', () => decodeSlice(slice, async (m) => {
       if (m.value === null || m.value.length === 0) return null; // tombstone after a delete: nothing to apply
-      return validateEnvelope(await this.decoder.value(topic, m.value));
+      // Added source columns are followed from the Avro writer schema; JSON input carries the modelled columns only (docs/consumers.md).
+      const columns = this.decoder.kind(topic, m.value) === 'avro' ? await this.columns.forMessage(m.value) : [];
+      return validateEnvelope(await this.decoder.value(topic, m.value), columns);
     }, dlq, topic, partition));
     const messages: BatchMessage[] = decoded.map((d) => ({ offset: d.offset, change: d.value }));
     return { topic, partition, messages, deadLetters, slice };
@@ -267,6 +279,7 @@ export class WarehouseConsumer implements Service {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.timer) clearInterval(this.timer);
+      this.seeker.stop();
       // stop waits for the batch in flight: its transaction either commits or rolls back whole.
       // Its queued Kafka offset commit then still lands before the disconnect.
       await this.consumer?.stop().catch((err) => this.o.log.warn({ err: errorMessage(err) }, 'consumer stop'));

@@ -4,7 +4,8 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { InputFormats } from '../consumer/decode.ts';
 import { WarehouseConsumer } from '../consumer/warehouse-consumer.ts';
-import { errorMessage } from '../errors.ts';
+import { findRetentionGaps } from '../consumer/stored-offsets.ts';
+import { errorMessage, ReplayRefusedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { migrate, warehouseSchemaNames } from '../migrations/runner.ts';
 import { readStoredOffsets } from '../sinks/postgres/batch-tx.ts';
@@ -48,8 +49,6 @@ export interface ReplayOptions {
    * always recomputes per key, like the live group.
    */
   deferDerived?: boolean;
-  /** Allow swapping in tables built from a start after the log start (they lack what came before). */
-  allowPartial?: boolean;
   log: Logger;
   onProgress?: (p: { phase: 'replay' | 'handover'; done: number; total: number }) => void;
   maxMessagesPerTx?: number;
@@ -81,6 +80,11 @@ function name(base: string, suffix: string): string {
   return n;
 }
 
+/** The session advisory lock a rebuild holds for its whole run (a rewind refuses to run beside it). */
+export function replayGuardKey(live: WarehouseSchemas): string {
+  return `cdc-replay:${live.staging}/${live.analytics}`;
+}
+
 export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
   const started = Date.now();
   const stamp = o.stamp ?? Date.now().toString(36);
@@ -94,7 +98,7 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
 
   // One replay per namespace at a time: a second one would swap the first one's tables out again.
   const guard = await o.pool.connect();
-  const guardKey = `cdc-replay:${o.live.staging}/${o.live.analytics}`;
+  const guardKey = replayGuardKey(o.live);
   const { rows: got } = await guard.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS ok', [guardKey]);
   if (!got[0]?.ok) {
     guard.release();
@@ -123,9 +127,15 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
   try {
     const ranges = await resolveRanges(admin, o.topics, o.from);
     const partial = ranges.filter((r) => r.start > r.low);
-    if (partial.length > 0 && !o.allowPartial) {
-      throw new Error(`the replay would start after the first retained offset on ${partial.length} partition(s) (e.g. ${tpKey(partial[0]!.topic, partial[0]!.partition)} at ${partial[0]!.start}, log start ${partial[0]!.low}); ` +
-        'the rebuilt tables would lack everything before it. Pass --allow-partial if that is intended (topics re-snapshotted)');
+    if (partial.length > 0) {
+      // Tables built from the middle of the log would lack every older row: never swapped in (docs/operations.md).
+      throw new ReplayRefusedError(`the rebuild would start after the first retained offset on ${partial.length} partition(s) (e.g. ${tpKey(partial[0]!.topic, partial[0]!.partition)} at ${partial[0]!.start}, log start ${partial[0]!.low}); ` +
+        'the rebuilt tables would lack everything before it. To re-apply the changes since then onto the live tables: npm run replay -- --rewind --to-datetime T (or --to-offset N); to rebuild: --from-offset earliest');
+    }
+    const gaps = await findRetentionGaps(admin, o.pool, o.live, o.group, o.topics);
+    if (gaps.length > 0) {
+      // The rebuild is the way back from a gap, but only complete if the topics hold every key's latest change (compacted, or re-snapshotted).
+      log.warn({ gaps }, 'replay: the live group has changes lost to retention; the rebuild is complete only if the topics hold every key\'s latest change (compacted topics, or a re-snapshot first)');
     }
     log.info({ rebuilt, from: o.from.kind, partitions: ranges.length, messages: replayedCount(ranges, new Map()).total }, 'replay: building fresh tables');
     await migrate(o.pool, 'warehouse', { schemas: warehouseSchemaNames(rebuilt), log });

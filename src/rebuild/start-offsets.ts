@@ -14,11 +14,18 @@ export interface PartitionRange {
   low: bigint;
   start: bigint;
   end: bigint;
+  /** The requested offset was below the log start and `clampToLogStart` moved it there. */
+  clamped?: boolean;
 }
 
 export const tpKey = (topic: string, partition: number) => `${topic}/${partition}`;
 
-export async function resolveRanges(admin: Admin, topics: string[], from: ReplayFrom): Promise<PartitionRange[]> {
+/**
+ * `clampToLogStart`: an offset below the log start starts at the log start
+ * (a rewind: what was before it was applied already) instead of being
+ * refused (a rebuild: it would silently lack that data).
+ */
+export async function resolveRanges(admin: Admin, topics: string[], from: ReplayFrom, opts: { clampToLogStart?: boolean } = {}): Promise<PartitionRange[]> {
   const out: PartitionRange[] = [];
   for (const topic of topics) {
     const ends = await admin.fetchTopicOffsets(topic);
@@ -27,18 +34,20 @@ export async function resolveRanges(admin: Admin, topics: string[], from: Replay
       const low = BigInt(p.low);
       const end = BigInt(p.high);
       let start: bigint;
+      let clamped = false;
       if (from.kind === 'earliest') start = low;
       else if (from.kind === 'offset') {
         // Offsets below the log start are gone: replaying "from" them would silently skip data.
-        if (from.offset < low) throw new Error(`offset ${from.offset} is before the first retained offset ${low} of ${topic}/${p.partition}`);
-        start = from.offset > end ? end : from.offset;
+        if (from.offset < low && !opts.clampToLogStart) throw new Error(`offset ${from.offset} is before the first retained offset ${low} of ${topic}/${p.partition}`);
+        clamped = from.offset < low;
+        start = clamped ? low : from.offset > end ? end : from.offset;
       } else {
         // -1: no message at or after the timestamp; nothing to replay there.
         const t = byTime.find((x) => x.partition === p.partition);
         start = t && BigInt(t.offset) >= 0n ? BigInt(t.offset) : end;
         if (start < low) start = low;
       }
-      out.push({ topic, partition: p.partition, low, start, end });
+      out.push({ topic, partition: p.partition, low, start, end, ...(clamped ? { clamped } : {}) });
     }
   }
   return out;

@@ -6,18 +6,18 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
-import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
+import { TABLES, TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { createLogger } from '../../src/logger.ts';
-import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { replayWarehouse } from '../../src/rebuild/replay.ts';
 import { runVerify } from '../../src/rebuild/verify.ts';
 import { readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
-import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
 import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
-import { registerTable, ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
-import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
+import { ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
+import { makeFixtureEnv, produceFixtures, type FixtureEnv } from '../helpers/fixture-env.ts';
+import { stackEnv } from '../helpers/stack-env.ts';
 
 /**
  * Replay on the real stack: Debezium Avro in Kafka, the real warehouse
@@ -27,12 +27,7 @@ import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 const log = createLogger('test-replay', process.env.TEST_LOG_LEVEL ?? 'warn');
 const CLI = fileURLToPath(new URL('../../src/cli/replay.ts', import.meta.url));
 
-interface Env {
-  id: string;
-  schemas: WarehouseSchemas;
-  topics: string[];
-  encoders: Map<TableName, Awaited<ReturnType<typeof registerTable>>>;
-}
+type Env = FixtureEnv;
 
 let kafka: Kafka;
 let admin: Admin;
@@ -42,26 +37,12 @@ let redis: Redis;
 const envs: Env[] = [];
 
 async function makeEnv(name: string): Promise<Env> {
-  const id = uniqueId(name).slice(0, 24);
-  const env: Env = { id, schemas: { staging: `${id}_stg`, analytics: `${id}_an`, meta: `${id}_meta` }, topics: TABLE_NAMES.map((t) => `${id}.public.${t}`), encoders: new Map() };
+  const env = await makeFixtureEnv(admin, pool, name, 2);
   envs.push(env);
-  await admin.createTopics({ topics: env.topics.map((topic) => ({ topic, numPartitions: 2 })), waitForLeaders: true });
-  const registry = createRegistry(stackEnv.registryUrl);
-  for (const t of TABLE_NAMES) env.encoders.set(t, await registerTable(registry, id, t));
-  await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(env.schemas) });
   return env;
 }
 
-async function produce(env: Env, events: FixtureEvent[]): Promise<void> {
-  const byTopic = new Map<string, Array<{ key: Buffer; value: Buffer }>>();
-  for (const ev of events) {
-    const enc = env.encoders.get(ev.table)!;
-    const list = byTopic.get(enc.topic) ?? [];
-    list.push({ key: enc.encodeKey((ev.after ?? ev.before)!), value: enc.encodeValue(ev) });
-    byTopic.set(enc.topic, list);
-  }
-  await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
-}
+const produce = (env: Env, events: FixtureEvent[]) => produceFixtures(producer, env, events);
 
 async function startLive(env: Env): Promise<{ consumer: WarehouseConsumer; stop: () => Promise<void> }> {
   const consumer = new WarehouseConsumer({

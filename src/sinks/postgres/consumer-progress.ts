@@ -62,9 +62,40 @@ export async function recordProgress(
        ON CONFLICT DO NOTHING`,
       [JSON.stringify(dead)]);
   }
+  // A batch that starts past a pending rewind was fetched before it: its
+  // changes may apply (every effect is idempotent), its offset may not
+  // overwrite the rewound one (docs/operations.md, "Rewind").
+  const first = parts.map(({ progress: p, freshOffsets }) => {
+    let min: bigint | undefined;
+    for (const o of freshOffsets) if (min === undefined || BigInt(o) < min) min = BigInt(o);
+    return (min ?? BigInt(p.nextOffset)).toString();
+  });
   await client.query(
     `INSERT INTO ${meta}.consumer_offsets (consumer_group, topic, partition, next_offset)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[])
-     ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()`,
-    [parts.map((x) => x.progress.group), parts.map((x) => x.progress.topic), parts.map((x) => x.progress.partition), parts.map((x) => x.progress.nextOffset)]);
+     SELECT p.g, p.t, p.p, p.n FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[]) AS p(g, t, p, n, f)
+     WHERE NOT EXISTS (SELECT 1 FROM ${meta}.consumer_offsets o WHERE o.consumer_group = p.g AND o.topic = p.t AND o.partition = p.p
+                         AND o.rewind_pending AND p.f > o.next_offset)
+     ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, rewind_pending = false, updated_at = now()`,
+    [parts.map((x) => x.progress.group), parts.map((x) => x.progress.topic), parts.map((x) => x.progress.partition), parts.map((x) => x.progress.nextOffset), first]);
+}
+
+/** Partitions of a group with a rewind its members have not acted on yet. */
+export async function readPendingRewinds(client: pg.Pool | pg.ClientBase, schemas: WarehouseSchemas, group: string): Promise<Map<string, string>> {
+  const { meta } = quoted(schemas);
+  const { rows } = await client.query<{ topic: string; partition: number; next_offset: string }>(
+    `SELECT topic, partition, next_offset FROM ${meta}.consumer_offsets WHERE consumer_group = $1 AND rewind_pending`, [group]);
+  return new Map(rows.map((r) => [`${r.topic}/${r.partition}`, r.next_offset]));
+}
+
+/**
+ * Moves a partition's stored offset from `from` to `to` when it still is
+ * `from` (a compacted hole, or a retention gap accepted by
+ * CONSUMER_ON_RETENTION_GAP=continue); true when it moved.
+ */
+export async function advanceStoredOffset(client: pg.Pool | pg.ClientBase, schemas: WarehouseSchemas, group: string, topic: string, partition: number, from: string, to: string): Promise<boolean> {
+  const { meta } = quoted(schemas);
+  const r = await client.query(
+    `UPDATE ${meta}.consumer_offsets SET next_offset = $5, rewind_pending = false, updated_at = now()
+     WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $4`, [group, topic, partition, from, to]);
+  return (r.rowCount ?? 0) > 0;
 }

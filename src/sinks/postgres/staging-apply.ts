@@ -12,14 +12,17 @@ import { isoSql, quoted, type WarehouseSchemas } from './pool.ts';
  */
 const SQL_TYPE: Record<string, string> = { bigint: 'bigint', int: 'int', text: 'text', numeric: 'numeric', timestamptz: 'timestamptz' };
 
-function recordsetDef(spec: TableSpec, extra: string): string {
-  return Object.entries(spec.columns).map(([c, k]) => `${c} ${SQL_TYPE[k]}`).join(', ') + extra;
+/** Source columns beyond the modelled ones that staging follows (name, Postgres type); see ensureExtraColumns. */
+export type ExtraColumns = ReadonlyArray<readonly [string, string]>;
+
+function recordsetDef(spec: TableSpec, extra: string, extras: ExtraColumns = []): string {
+  return [...Object.entries(spec.columns).map(([c, k]) => `${c} ${SQL_TYPE[k]}`), ...extras.map(([c, t]) => `"${c}" ${t}`)].join(', ') + extra;
 }
 
-function upsertSql(stg: string, spec: TableSpec): string {
-  const cols = Object.keys(spec.columns);
+function upsertSql(stg: string, spec: TableSpec, extras: ExtraColumns = []): string {
+  const cols = [...Object.keys(spec.columns), ...extras.map(([c]) => `"${c}"`)];
   const keyJoin = spec.key.map((k) => `s.${k} = r.${k}`).join(' AND ');
-  const resolved = cols.map((c) => (spec.key.includes(c) ? `r.${c}` : `CASE WHEN '${c}' = ANY(r._unavailable) THEN s.${c} ELSE r.${c} END AS ${c}`));
+  const resolved = cols.map((c) => (spec.key.includes(c) ? `r.${c}` : `CASE WHEN '${c.replaceAll('"', '')}' = ANY(r._unavailable) THEN s.${c} ELSE r.${c} END AS ${c}`));
   const derivedCols = spec.name === 'customers' ? ', email_normalized, full_name' : '';
   const derivedVals = spec.name === 'customers' ? ', lower(btrim(x.email)), x.first_name || \' \' || x.last_name' : '';
   const tbl = `${stg}.stg_${spec.name}`;
@@ -28,7 +31,7 @@ function upsertSql(stg: string, spec: TableSpec): string {
     SELECT ${cols.map((c) => `x.${c}`).join(', ')}${derivedVals}, x._lsn, now()
     FROM (
       SELECT ${resolved.join(', ')}, r._lsn
-      FROM jsonb_to_recordset($1::jsonb) AS r(${recordsetDef(spec, ', _lsn bigint, _unavailable text[]')})
+      FROM jsonb_to_recordset($1::jsonb) AS r(${recordsetDef(spec, ', _lsn bigint, _unavailable text[]', extras)})
       LEFT JOIN ${tbl} s ON ${keyJoin}
       WHERE NOT EXISTS (SELECT 1 FROM ${stg}.stg_tombstones t
                         WHERE t.table_name = '${spec.name}' AND t.row_key = concat_ws(',', ${spec.key.map((k) => `r.${k}`).join(', ')})
@@ -74,7 +77,7 @@ function jsonRow(ch: RowChange, row: Row): Record<string, unknown> {
   return { ...row, _lsn: ch.lsn.toString(), _unavailable: ch.unavailable };
 }
 
-async function appendHistory(client: pg.ClientBase, stg: string, changes: RowChange[]): Promise<void> {
+async function appendHistory(client: pg.ClientBase, stg: string, changes: RowChange[], extras: ReadonlyMap<TableName, ExtraColumns>): Promise<void> {
   // One history row per (key, lsn); if one LSN carries two changes of a key
   // (a capture stamping commit LSNs), the later one in stream order wins.
   const customers = new Map<string, Record<string, unknown>>();
@@ -87,30 +90,38 @@ async function appendHistory(client: pg.ClientBase, stg: string, changes: RowCha
     if (ch.table === 'orders') orders.set(`${img.order_id}/${ch.lsn}`, { ...img, ...base });
   }
   if (customers.size > 0) {
+    const ex = extras.get('customers') ?? [];
+    const names = ex.map(([c]) => `"${c}"`);
     await client.query(`
-      INSERT INTO ${stg}.customer_changes (customer_id, lsn, op, updated_at, committed_at, customer_segment, email_normalized, full_name)
-      SELECT x.customer_id, x._lsn, x._op, x.updated_at, x._committed, x.customer_segment, lower(btrim(x.email)), x.first_name || ' ' || x.last_name
+      INSERT INTO ${stg}.customer_changes (customer_id, lsn, op, updated_at, committed_at, customer_segment, email_normalized, full_name${names.map((c) => `, ${c}`).join('')})
+      SELECT x.customer_id, x._lsn, x._op, x.updated_at, x._committed, x.customer_segment, lower(btrim(x.email)), x.first_name || ' ' || x.last_name${names.map((c) => `, x.${c}`).join('')}
       FROM (
-        SELECT r.customer_id, r._lsn, r._op, r._committed, r.updated_at, r.customer_segment,
+        SELECT r.customer_id, r._lsn, r._op, r._committed, r.updated_at, r.customer_segment${names.map((c) => `, r.${c}`).join('')},
                CASE WHEN 'email' = ANY(r._unavailable) THEN s.email ELSE r.email END AS email,
                CASE WHEN 'first_name' = ANY(r._unavailable) THEN s.first_name ELSE r.first_name END AS first_name,
                CASE WHEN 'last_name' = ANY(r._unavailable) THEN s.last_name ELSE r.last_name END AS last_name
         FROM jsonb_to_recordset($1::jsonb) AS r(customer_id bigint, _lsn bigint, _op text, _committed timestamptz, updated_at timestamptz,
-             customer_segment text, email text, first_name text, last_name text, _unavailable text[])
+             customer_segment text, email text, first_name text, last_name text, _unavailable text[]${ex.map(([c, t]) => `, "${c}" ${t}`).join('')})
         LEFT JOIN ${stg}.stg_customers s ON s.customer_id = r.customer_id
+        -- A re-applied change (rewind, redelivery) with unchanged TOASTed values keeps the row it
+        -- wrote the first time: staging has moved on since, and would fill in later values.
+        WHERE cardinality(r._unavailable) = 0
+           OR NOT EXISTS (SELECT 1 FROM ${stg}.customer_changes c WHERE c.customer_id = r.customer_id AND c.lsn = r._lsn)
       ) x
       ON CONFLICT (customer_id, lsn) DO UPDATE SET op = EXCLUDED.op, updated_at = EXCLUDED.updated_at, committed_at = EXCLUDED.committed_at,
-        customer_segment = EXCLUDED.customer_segment, email_normalized = EXCLUDED.email_normalized, full_name = EXCLUDED.full_name`,
+        customer_segment = EXCLUDED.customer_segment, email_normalized = EXCLUDED.email_normalized, full_name = EXCLUDED.full_name${names.map((c) => `, ${c} = EXCLUDED.${c}`).join('')}`,
       [JSON.stringify([...customers.values()])]);
   }
   if (orders.size > 0) {
+    const ex = extras.get('orders') ?? [];
+    const names = ex.map(([c]) => `"${c}"`);
     await client.query(`
-      INSERT INTO ${stg}.order_status_changes (order_id, lsn, op, status, updated_at, committed_at, order_date, customer_id)
-      SELECT r.order_id, r._lsn, r._op, r.status, r.updated_at, r._committed, r.order_date, r.customer_id
+      INSERT INTO ${stg}.order_status_changes (order_id, lsn, op, status, updated_at, committed_at, order_date, customer_id${names.map((c) => `, ${c}`).join('')})
+      SELECT r.order_id, r._lsn, r._op, r.status, r.updated_at, r._committed, r.order_date, r.customer_id${names.map((c) => `, r.${c}`).join('')}
       FROM jsonb_to_recordset($1::jsonb) AS r(order_id bigint, _lsn bigint, _op text, status text, updated_at timestamptz,
-           _committed timestamptz, order_date timestamptz, customer_id bigint)
+           _committed timestamptz, order_date timestamptz, customer_id bigint${ex.map(([c, t]) => `, "${c}" ${t}`).join('')})
       ON CONFLICT (order_id, lsn) DO UPDATE SET op = EXCLUDED.op, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
-        committed_at = EXCLUDED.committed_at, order_date = EXCLUDED.order_date, customer_id = EXCLUDED.customer_id`,
+        committed_at = EXCLUDED.committed_at, order_date = EXCLUDED.order_date, customer_id = EXCLUDED.customer_id${names.map((c) => `, ${c} = EXCLUDED.${c}`).join('')}`,
       [JSON.stringify([...orders.values()])]);
   }
 }
@@ -118,8 +129,9 @@ async function appendHistory(client: pg.ClientBase, stg: string, changes: RowCha
 /** Applies a run of non-truncate changes (stream order) to history and staging. */
 export async function applyStaging(client: pg.ClientBase, schemas: WarehouseSchemas, changes: RowChange[]): Promise<void> {
   const { stg } = quoted(schemas);
+  const extras = await ensureExtraColumns(client, stg, changes);
   // History first: it resolves unavailable values against staging as it was before this batch.
-  await appendHistory(client, stg, changes);
+  await appendHistory(client, stg, changes, extras);
   const lastPerKey = new Map<TableName, Map<string, RowChange>>();
   for (const ch of changes) {
     if (ch.op === 't') throw new Error('truncates must be expanded before applyStaging');
@@ -136,7 +148,53 @@ export async function applyStaging(client: pg.ClientBase, schemas: WarehouseSche
       await client.query(deleteSql(stg, spec), [JSON.stringify(dels.map((c) => ({ ...Object.fromEntries(spec.key.map((k) => [k, c.before![k]])), _lsn: c.lsn.toString() })))]);
     }
     if (ups.length > 0) {
-      await client.query(upsertSql(stg, spec), [JSON.stringify(ups.map((c) => jsonRow(c, c.after!)))]);
+      const ex = extras.get(table) ?? [];
+      // A change written before a column existed does not carry it: staging keeps what it holds (like an unchanged TOASTed value).
+      const rows = ex.length === 0 ? ups.map((c) => jsonRow(c, c.after!))
+        : ups.map((c) => ({ ...jsonRow(c, c.after!), _unavailable: [...c.unavailable, ...ex.filter(([n]) => !c.extraColumns || !(n in c.extraColumns)).map(([n]) => n)] }));
+      await client.query(upsertSql(stg, spec, ex), [JSON.stringify(rows)]);
     }
   }
+}
+
+/** Columns staging and history hold for themselves: a source column of the same name is not followed (docs/consumers.md). */
+const RESERVED = new Set(['_source_lsn', '_ingested_at', 'email_normalized', 'full_name', 'lsn', 'op', 'committed_at']);
+
+const HISTORY: Partial<Record<TableName, string>> = { customers: 'customer_changes', orders: 'order_status_changes' };
+
+/**
+ * Schema changes followed to staging: a source column the warehouse does
+ * not model (added after it was built) is added to stg_<table>, and to the
+ * table's history, with the type its Avro field maps to, in the batch's
+ * transaction, before the rows that carry it. A column that already exists
+ * keeps its type (values are cast to it); one the source dropped stays
+ * as it is. Returns, per table, the extra columns this run writes.
+ */
+async function ensureExtraColumns(client: pg.ClientBase, stg: string, changes: readonly RowChange[]): Promise<Map<TableName, ExtraColumns>> {
+  const wanted = new Map<TableName, Map<string, string>>();
+  for (const ch of changes) {
+    if (!ch.extraColumns) continue;
+    const m = wanted.get(ch.table) ?? new Map<string, string>();
+    for (const [c, t] of Object.entries(ch.extraColumns)) if (!RESERVED.has(c)) m.set(c, t);
+    wanted.set(ch.table, m);
+  }
+  const out = new Map<TableName, ExtraColumns>();
+  for (const [table, cols] of wanted) {
+    if (cols.size === 0) continue;
+    const typed = new Map(cols);
+    for (const target of [`stg_${table}`, HISTORY[table]].filter((x): x is string => x !== undefined)) {
+      const { rows } = await client.query<{ attname: string; type: string }>(
+        `SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`,
+        [`${stg}.${target}`]);
+      const have = new Map(rows.map((r) => [r.attname, r.type]));
+      // Staging's type wins over a retyped source column: the values are read as it.
+      if (target.startsWith('stg_')) for (const [c] of cols) if (have.has(c)) typed.set(c, have.get(c)!);
+      const missing = [...typed].filter(([c]) => !have.has(c));
+      if (missing.length > 0) {
+        await client.query(`ALTER TABLE ${stg}.${target} ${missing.map(([c, t]) => `ADD COLUMN IF NOT EXISTS "${c}" ${t}`).join(', ')}`);
+      }
+    }
+    out.set(table, [...typed].map(([c, t]) => [c, t] as const));
+  }
+  return out;
 }
