@@ -35,6 +35,7 @@ export const runClickstreamConsumer = (): Promise<void> => runMain('consumer-cli
     observer: h.metrics, onConsumer: h.onConsumer,
     onRetentionGap: cfg.onRetentionGap,
   });
+  h.probe.watchRetentionGaps(() => consumer.retentionGaps());
   log.info({ group: cfg.group, topic: cfg.topic, schemas: cfg.schemas, allowedLatenessSeconds: Number(cfg.allowedLatenessUs / 1_000_000n) }, 'clickstream consumer configured');
   const connections: Service = {
     name: 'connections',

@@ -46,6 +46,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
     observer: h.metrics, onConsumer: h.onConsumer,
     onRetentionGap: cfg.onRetentionGap,
   });
+  h.probe.watchRetentionGaps(() => consumer.retentionGaps());
   log.info({ group: cfg.group, topics: cfg.topics, schemas: cfg.schemas }, 'warehouse consumer configured');
   const connections: Service = {
     name: 'connections',

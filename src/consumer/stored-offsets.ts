@@ -41,7 +41,7 @@ export interface StoredOffsetSeekerOptions {
 }
 
 /** The way back, in every gap report. */
-export const RETENTION_GAP_REMEDY = 're-snapshot the source tables (npx tsx src/cli/capture.ts resnapshot <table>), then rebuild: npm run replay -- --from-offset earliest (docs/operations.md, "Changes lost to retention")';
+export const RETENTION_GAP_REMEDY = 're-snapshot the source tables (npx shopstream snapshot <table>), then rebuild: npx shopstream replay --from-offset earliest (docs/operations.md, "Changes lost to retention")';
 
 /**
  * The Kafka side of a group whose offsets live in Postgres

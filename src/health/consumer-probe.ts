@@ -2,6 +2,7 @@ import type { Admin, Kafka } from 'kafkajs';
 import type pg from 'pg';
 import { errorMessage } from '../errors.ts';
 import type { Service } from '../lifecycle/service.ts';
+import { RETENTION_GAP_REMEDY, type RetentionGap } from '../consumer/stored-offsets.ts';
 import type { Logger } from '../logger.ts';
 import { readStoredOffsets } from '../sinks/postgres/consumer-progress.ts';
 import { quoted, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
@@ -41,6 +42,7 @@ export class ConsumerProbe implements Service {
   private admin: Admin | undefined;
   private connected = false;
   private runner: WatchdogRunner;
+  private gaps: () => RetentionGap[] = () => [];
 
   constructor(private readonly o: ConsumerProbeOptions) {
     this.runner = new WatchdogRunner({
@@ -49,7 +51,19 @@ export class ConsumerProbe implements Service {
     });
   }
 
+  /**
+   * Where the consumer's retention gaps come from (`retentionGaps()`). A gap
+   * makes the group unready (condition `retention-gap`, naming partitions,
+   * lost offsets and the way back); the lag of a partition paused at a gap
+   * is not work for the watchdog, so a paused group is reported, not
+   * restarted in a loop.
+   */
+  watchRetentionGaps(gaps: () => RetentionGap[]): void {
+    this.gaps = gaps;
+  }
+
   async start(): Promise<void> {
+    this.o.health.initCondition('retention-gap', { healthy: true, detail: 'no changes lost to retention' });
     this.admin = this.o.kafka.admin();
     this.runner.start();
   }
@@ -76,7 +90,12 @@ export class ConsumerProbe implements Service {
       const ob = await pool.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${meta}.redis_outbox WHERE key_prefix = $1`, [this.o.redisKeyPrefix]);
       metrics.outboxDepth.set({ group }, Number(ob.rows[0]!.n));
     }
-    const lag = totalLag(parts);
+    const gaps = this.gaps();
+    this.o.health.setCondition('retention-gap', gaps.length === 0
+      ? { healthy: true, detail: 'no changes lost to retention' }
+      : { healthy: false, detail: `${gaps.map((g) => `${g.topic}/${g.partition}: offsets ${g.storedOffset}..${BigInt(g.logStartOffset) - 1n} lost (${g.lost} messages, ${g.action})`).join('; ')}; ${RETENTION_GAP_REMEDY}` });
+    const paused = new Set(gaps.filter((g) => g.action === 'paused').map((g) => `${g.topic}/${g.partition}`));
+    const lag = totalLag(parts.filter((p) => !paused.has(`${p.topic}/${p.partition}`)));
     let progress = 0n;
     for (const v of stored.values()) progress += BigInt(v);
     return { work: lag > 0n, progress, detail: `lag ${lag}` };
