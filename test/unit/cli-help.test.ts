@@ -88,6 +88,6 @@ describe('shopstream CLI', () => {
     expect(badSet).toMatchObject({ code: 2 });
     expect(badSet!.stderr).toMatch(/Allowed choices are source, warehouse, all/);
     expect(noFrom).toMatchObject({ code: 2 });
-    expect(noFrom!.stderr).toMatch(/one of --from-offset or --from-timestamp is required/);
+    expect(noFrom!.stderr).toMatch(/one of --rewind, --from-offset or --from-timestamp is required/);
   }, 60_000);
 });
