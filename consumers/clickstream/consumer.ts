@@ -6,6 +6,8 @@ import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
 import { decodeSlice } from '../../src/consumer/slice-decode.ts';
 import { StoredOffsetSeeker } from '../../src/consumer/stored-offsets.ts';
 import { DecodeError, errorMessage, isPostgresDataError as isDataError } from '../../src/errors.ts';
+import { consumerRetry, watchConsumerCrash } from '../../src/lifecycle/consumer-crash.ts';
+import type { Endpoint } from '../../src/lifecycle/endpoints.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import type { Logger } from '../../src/logger.ts';
 import type { DeadLetterNote } from '../../src/sinks/postgres/consumer-progress.ts';
@@ -39,6 +41,9 @@ export interface ClickstreamConsumerOptions {
   sessionTimeoutMs?: number;
   /** Partitions when the topic does not exist yet and this consumer creates it. */
   partitions?: number;
+  /** Where a failure that ends the consumer goes (runMain's ctx.fatal), so the process never stays idle. */
+  onFatal?: (err: Error) => void;
+  endpoints?: Endpoint[];
 }
 
 export class ClickstreamConsumer implements Service {
@@ -63,16 +68,15 @@ export class ClickstreamConsumer implements Service {
       groupId: group,
       allowAutoTopicCreation: false,
       maxWaitTimeInMs: 100,
-      sessionTimeout: this.o.sessionTimeoutMs ?? 30_000,
-      retry: { retries: 8, restartOnFailure: async (err) => {
-        log.error({ err: errorMessage(err) }, 'consumer failed; restarting');
-        return !signal.aborted;
-      } },
+      sessionTimeout: this.o.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: Math.min(3000, Math.floor((this.o.sessionTimeoutMs ?? 10_000) / 5)),
+      retry: consumerRetry({ log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints }),
     });
     this.consumer = consumer;
+    watchConsumerCrash(consumer, { log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints, name: this.name, isStopping: () => this.stopping !== undefined });
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
-    await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3);
-    const dlq = new DeadLetterWriter(this.producer, this.admin, log);
+    await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3, { log, signal });
+    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters` });
     this.seeker.seekOnGroupJoin(consumer);
     await consumer.subscribe({ topics: [this.o.topic], fromBeginning: true });
     await consumer.run({
@@ -140,9 +144,9 @@ export class ClickstreamConsumer implements Service {
       } catch (err) {
         if (!isDataError(err)) throw err;
         const error = `VALIDATION_FAILED: rejected by the warehouse: ${errorMessage(err)}`;
-        const dlqTopic = await dlq.send(topic, partition, [{ message: slice.find((s) => s.offset === m.offset)!, error }]);
+        const notes = await dlq.write(topic, partition, [{ message: slice.find((s) => s.offset === m.offset)!, error }]);
         this.stats.deadLettered += 1;
-        add(await applyClickBatch(this.o.pool, this.o.schemas, { ...base, messages: [{ offset: m.offset, event: null }], deadLetters: [{ offset: m.offset, dlqTopic, error }] }, this.o.allowedLatenessUs, this.o.log));
+        add(await applyClickBatch(this.o.pool, this.o.schemas, { ...base, messages: [{ offset: m.offset, event: null }], deadLetters: notes }, this.o.allowedLatenessUs, this.o.log));
       }
     }
     return total;

@@ -1,6 +1,8 @@
 import kafkajs from 'kafkajs';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
+import { postgresEndpoint } from '../../src/lifecycle/endpoints.ts';
+import { withRetry } from '../../src/lifecycle/retry.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
@@ -13,17 +15,17 @@ import { ClickstreamConsumer } from './consumer.ts';
  * fct_events, sessions, cart values and mart_cart_value (docs/clickstream.md).
  * Applies the warehouse migrations first so a fresh database works.
  */
-await runMain('consumer-clickstream', async (log) => {
+await runMain('consumer-clickstream', async (log, ctx) => {
   const cfg = loadClickstreamConfig();
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
-  await migrate(pool, 'warehouse', {
-    schemas: warehouseSchemaNames(cfg.schemas),
-    log,
+  // Postgres may be starting: the migrations wait for it like every other start-up step.
+  await withRetry(() => migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(cfg.schemas), log }), {
+    what: 'warehouse migrations', log, signal: ctx.signal, endpoints: ctx.endpoints, via: postgresEndpoint('warehouse', cfg.stack.warehouseUrl, 'WAREHOUSE_DATABASE_URL'),
   });
   const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });
   const consumer = new ClickstreamConsumer({
     kafka, registry: createRegistry(cfg.stack.registryUrl), pool, schemas: cfg.schemas, group: cfg.group, topic: cfg.topic,
-    allowedLatenessUs: cfg.allowedLatenessUs, log, maxMessagesPerTx: cfg.maxMessagesPerTx, sessionTimeoutMs: cfg.sessionTimeoutMs,
+    allowedLatenessUs: cfg.allowedLatenessUs, log, maxMessagesPerTx: cfg.maxMessagesPerTx, sessionTimeoutMs: cfg.sessionTimeoutMs, onFatal: ctx.fatal, endpoints: ctx.endpoints,
   });
   log.info({ group: cfg.group, topic: cfg.topic, schemas: cfg.schemas, allowedLatenessSeconds: Number(cfg.allowedLatenessUs / 1_000_000n) }, 'clickstream consumer configured');
   const connections: Service = {

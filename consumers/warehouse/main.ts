@@ -4,6 +4,8 @@ import { createRegistry } from '../../src/consumer/avro.ts';
 import { loadWarehouseConsumerConfig } from '../../src/consumer/config.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { postgresEndpoint } from '../../src/lifecycle/endpoints.ts';
+import { withRetry } from '../../src/lifecycle/retry.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
@@ -14,12 +16,12 @@ import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
  * schema, marts and CLV in Postgres, CLV in Redis. Applies the warehouse
  * migrations first so a fresh database works.
  */
-await runMain('consumer-warehouse', async (log) => {
+await runMain('consumer-warehouse', async (log, ctx) => {
   const cfg = loadWarehouseConsumerConfig();
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
-  await migrate(pool, 'warehouse', {
-    schemas: warehouseSchemaNames(cfg.schemas),
-    log,
+  // Postgres may be starting: the migrations wait for it like every other start-up step.
+  await withRetry(() => migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(cfg.schemas), log }), {
+    what: 'warehouse migrations', log, signal: ctx.signal, endpoints: ctx.endpoints, via: postgresEndpoint('warehouse', cfg.stack.warehouseUrl, 'WAREHOUSE_DATABASE_URL'),
   });
   // Fail fast on a Redis command while disconnected (the outbox keeps the
   // work); reconnect forever in the background.
@@ -30,7 +32,7 @@ await runMain('consumer-warehouse', async (log) => {
   const consumer = new WarehouseConsumer({
     kafka, registry: createRegistry(cfg.stack.registryUrl), pool, redis, schemas: cfg.schemas, group: cfg.group,
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently,
-    sessionTimeoutMs: cfg.sessionTimeoutMs,
+    sessionTimeoutMs: cfg.sessionTimeoutMs, onFatal: ctx.fatal, endpoints: ctx.endpoints,
     topicWaitMs: cfg.topicWaitMs,
   });
   log.info({ group: cfg.group, topics: cfg.topics, schemas: cfg.schemas }, 'warehouse consumer configured');

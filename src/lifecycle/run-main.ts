@@ -10,10 +10,12 @@ import { ServiceGroup, type Service } from './service.ts';
 /** What `build` gets besides the logger. */
 export interface MainContext {
   /**
-   * Ends the process for good: one line on stderr, services stopped (for at
-   * most 10 s), exit 1. For errors met after start-up that the process
-   * cannot recover from (a Kafka consumer that crashed without restarting),
-   * so that a supervisor restarts it instead of it staying alive and idle.
+   * Reports a failure met after start-up (a Kafka send that failed for
+   * good, a consumer that crashed without restarting). A retriable one
+   * tears the services down and builds them anew, as at start-up; any other
+   * ends the process: one line on stderr, services stopped (for at most
+   * 10 s), exit 1, so that a supervisor restarts it. Either way the process
+   * never stays alive and idle.
    */
   fatal(err: unknown): void;
   /** Aborted on SIGINT/SIGTERM. */
@@ -30,11 +32,11 @@ export interface MainOptions {
 /**
  * Entry point shared by every always-on process (docs/operations.md, "Error
  * policy"). A ConfigError stops start-up with one line on stderr and exit 2.
- * A retriable start-up error (a server down or still starting) tears down
- * what was built and starts again, forever, with capped backoff and a
- * throttled "waiting for ..." line; a fatal one exits 1 with one line.
- * SIGINT/SIGTERM drain services in reverse start order; a second signal
- * exits at once.
+ * A retriable error, at start-up or reported later through `ctx.fatal`,
+ * tears down what was built and builds it again, forever, with capped
+ * backoff and a throttled "waiting for ..." line; a fatal one exits 1 with
+ * one line. SIGINT/SIGTERM drain services in reverse start order; a second
+ * signal exits at once.
  */
 export async function runMain(name: string, build: (log: Logger, ctx: MainContext) => Promise<Service[]> | Service[], opts: MainOptions = {}): Promise<void> {
   const log = createLogger(name);
@@ -46,7 +48,6 @@ export async function runMain(name: string, build: (log: Logger, ctx: MainContex
   }
   const stopController = new AbortController();
   let group: ServiceGroup | undefined;
-  let exiting = false;
   let signals = 0;
   const onSignal = (sig: string) => {
     signals += 1;
@@ -58,43 +59,50 @@ export async function runMain(name: string, build: (log: Logger, ctx: MainContex
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const fatal = (err: unknown) => {
-    if (exiting || stopController.signal.aborted) return;
-    exiting = true;
-    const c = classify(err, { endpoints });
-    log.fatal({ err: c.error, cause: (c.error.cause as Error | undefined)?.message }, 'fatal error; exiting');
+  const exitFatal = async (c: Classified): Promise<never> => {
+    log.fatal({ err: c.error }, 'fatal error; exiting');
     process.exitCode = 1;
     setTimeout(() => exitOnStartupError(name, c.error, 1), 10_000).unref();
-    void (group?.stop() ?? Promise.resolve()).finally(() => exitOnStartupError(name, c.error, 1));
+    await group?.stop();
+    exitOnStartupError(name, c.error, 1);
   };
-  const ctx: MainContext = { fatal, signal: stopController.signal, endpoints };
 
-  const waits = new WaitLog(log, 'start-up');
+  let waits = new WaitLog(log, 'start-up');
   for (let attempt = 0; ; attempt++) {
     if (stopController.signal.aborted) return;
-    let services: Service[] = [];
+    let report!: (err: unknown) => void;
+    const failed = new Promise<unknown>((resolve) => { report = resolve; });
+    // One context per incarnation: a late report from torn-down services is ignored.
+    let live = true;
+    const ctx: MainContext = { fatal: (err) => { if (live) report(err); }, signal: stopController.signal, endpoints };
     let c: Classified;
     try {
-      services = await build(log, ctx);
+      const services = await build(log, ctx);
       group = new ServiceGroup(log);
       await group.start(services);
       if (stopController.signal.aborted) return;
       waits.recovered();
       log.info('ready');
-      return;
+      attempt = -1;
+      const err = await failed;
+      if (stopController.signal.aborted) return;
+      c = classify(err, { endpoints });
+      if (!c.retriable) await exitFatal(c);
+      log.error({ err: c.error }, 'failed after start-up; restarting the services');
+      waits = new WaitLog(log, 'restart');
     } catch (err) {
       if (stopController.signal.aborted) return;
       c = classify(err, { endpoints });
       if (!c.retriable) {
         log.error({ err: c.error }, 'start-up failed');
-        await group?.stop();
-        exitOnStartupError(name, c.error);
+        await exitFatal(c);
       }
     }
-    // Tear down everything this attempt built before the next one builds anew.
+    live = false;
+    // Tear down everything this incarnation built before the next one builds anew.
     await group?.stop();
     group = undefined;
-    const delay = backoffDelay(attempt);
+    const delay = backoffDelay(Math.max(0, attempt));
     waits.failed(c, delay);
     await sleep(delay, stopController.signal);
   }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { isRetriable, SourceNotReadyError } from '../errors.ts';
+import { kafkaEndpoint } from '../lifecycle/endpoints.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
 import { EventEncoder, type EncodedRecord } from '../publisher/event-encoder.ts';
@@ -132,7 +133,7 @@ export class CaptureService implements Service {
       acked: (batch) => this.onAcked(batch),
       drained: () => { if (!this.blocked) this.repl?.resume(); },
       fatal: (err) => this.fail(err),
-    }, this.log);
+    }, this.log, kafkaEndpoint(cfg.kafkaBrokers));
     await this.publisher.connect();
     this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t), this.log);
     if (cfg.transactionMetadata) {
