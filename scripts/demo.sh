@@ -4,6 +4,11 @@
 # generated shop traffic into the source and waits until the warehouse has
 # caught up, then prints what it built. `npm run demo -- stop` stops the
 # pipeline processes (the stack keeps running; `npm run stack:down` stops it).
+#
+# Run twice, it does not add a second batch of data: when the source already
+# holds customers it skips generation and says so; `npm run demo -- --add`
+# (or DEMO_ADD=1) generates another batch on top. A pipeline process that
+# dies makes the demo stop at once with the last lines of its log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,13 +30,32 @@ stop_app() {
   done
 }
 
+APPS=()
+# Fails the demo when a started process is gone, with the end of its log.
+check_alive() {
+  local name
+  for name in "${APPS[@]}"; do
+    local pidfile="$APP/$name.pid"
+    if [[ ! -f $pidfile ]] || ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      echo >&2
+      echo "ERROR: $name exited (see .stack/app/$name.log); its last lines:" >&2
+      tail -n 30 "$APP/$name.log" >&2 || true
+      echo >&2
+      echo "The other processes keep running; stop them with: npm run demo -- stop" >&2
+      exit 1
+    fi
+  done
+}
+
 start_app() {
   local name=$1; shift
   local pidfile="$APP/$name.pid"
   if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
     echo "$name already running (pid $(cat "$pidfile"))"
+    APPS+=("$name")
     return
   fi
+  APPS+=("$name")
   nohup node --import tsx "$@" >>"$APP/$name.log" 2>&1 &
   echo $! >"$pidfile"
   echo "started $name (pid $!, log .stack/app/$name.log)"
@@ -41,7 +65,14 @@ if [[ ${1:-} == stop ]]; then
   stop_app
   exit 0
 fi
+ADD=${DEMO_ADD:-0}
+[[ ${1:-} == --add ]] && ADD=1
 
+T0=$SECONDS
+if [[ ! -s .stack/kafka/classpath.txt ]]; then
+  echo "First run: the stack installs what is missing (PostgreSQL, Redis, Java and Maven packages) and"
+  echo "resolves Kafka's jars from Maven Central (~60 MB into ~/.m2); this takes a few minutes, later runs ~1 min."
+fi
 bash scripts/stack.sh up
 npx tsx src/cli/migrate.ts all
 
@@ -49,11 +80,19 @@ start_app capture src/cli/capture.ts
 start_app consumers consumers/warehouse/main.ts
 start_app clickstream consumers/clickstream/main.ts
 start_app api src/api/main.ts
+sleep 2
+check_alive
 
-npx tsx src/cli/generate.ts --customers "${DEMO_CUSTOMERS:-1000}" --products "${DEMO_PRODUCTS:-200}" --orders "${DEMO_ORDERS:-3000}"
-
-# Visitors browse the catalogue the source now holds and place its orders.
-npx tsx src/generator/clickstream-cli.ts --from-source --visitors "${DEMO_VISITORS:-500}"
+existing=$("${PSQL_SRC[@]}" -c "SELECT count(*) FROM customers" 2>/dev/null || echo 0)
+if [[ $existing -gt 0 && $ADD != 1 ]]; then
+  echo "The source already holds $existing customers from an earlier demo run: not generating more"
+  echo "(npm run demo -- --add, or DEMO_ADD=1, generates another batch on top)."
+else
+  npx tsx src/cli/generate.ts --customers "${DEMO_CUSTOMERS:-1000}" --products "${DEMO_PRODUCTS:-200}" --orders "${DEMO_ORDERS:-3000}"
+  check_alive
+  # Visitors browse the catalogue the source now holds and place its orders.
+  npx tsx src/generator/clickstream-cli.ts --from-source --visitors "${DEMO_VISITORS:-500}"
+fi
 
 echo "waiting for the warehouse to catch up with the source..."
 deadline=$((SECONDS + ${DEMO_TIMEOUT:-300}))
@@ -62,6 +101,7 @@ while :; do
   wh=$("${PSQL_WH[@]}" -c "SELECT (SELECT count(*) FROM staging.stg_customers) || '/' || (SELECT count(*) FROM staging.stg_orders) || '/' || (SELECT count(*) FROM staging.stg_order_items)" 2>/dev/null || echo "-")
   echo "  source customers/orders/lines $src   warehouse $wh"
   [[ $src == "$wh" ]] && break
+  check_alive
   if (( SECONDS > deadline )); then
     echo "the warehouse did not catch up in time; see .stack/app/*.log" >&2
     exit 1
@@ -69,6 +109,7 @@ while :; do
   sleep 2
 done
 
+echo "caught up $((SECONDS - T0)) s after the demo started"
 echo
 echo "top customers by lifetime value (analytics.customer_lifetime_value):"
 psql -X -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres -d warehouse -c \

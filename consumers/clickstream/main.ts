@@ -18,6 +18,8 @@ import { ClickstreamConsumer } from './consumer.ts';
 await runMain('consumer-clickstream', async (log, ctx) => {
   const cfg = loadClickstreamConfig();
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
+  // An idle connection dropped by a Postgres restart must not crash the process; the next query reconnects.
+  pool.on('error', (err) => log.warn({ err: err.message }, 'idle warehouse connection failed'));
   // Postgres may be starting: the migrations wait for it like every other start-up step.
   await withRetry(() => migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(cfg.schemas), log }), {
     what: 'warehouse migrations', log, signal: ctx.signal, endpoints: ctx.endpoints, via: postgresEndpoint('warehouse', cfg.stack.warehouseUrl, 'WAREHOUSE_DATABASE_URL'),
