@@ -12,8 +12,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-APP="$ROOT/.stack/app"
+# A throw-away stack (STACK_STATE and STACK_*_PORT, docs/stack.md) gets its own
+# pipeline too: the processes are pointed at its ports, logs go under its state.
+APP="${STACK_STATE:-$ROOT/.stack}/app"
 mkdir -p "$APP"
+if [[ -n ${STACK_PG_PORT:-} ]]; then
+  export SOURCE_DATABASE_URL=${SOURCE_DATABASE_URL:-postgres://postgres@127.0.0.1:$STACK_PG_PORT/shop}
+  export WAREHOUSE_DATABASE_URL=${WAREHOUSE_DATABASE_URL:-postgres://postgres@127.0.0.1:$STACK_PG_PORT/warehouse}
+fi
+[[ -n ${STACK_KAFKA_PORT:-} ]] && export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:$STACK_KAFKA_PORT}
+[[ -n ${STACK_REGISTRY_PORT:-} ]] && export SCHEMA_REGISTRY_URL=${SCHEMA_REGISTRY_URL:-http://127.0.0.1:$STACK_REGISTRY_PORT}
+[[ -n ${STACK_REDIS_PORT:-} ]] && export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$STACK_REDIS_PORT}
+API_PORT=${API_PORT:-58080}
+export API_PORT
 
 PSQL_SRC=(psql -X -q -t -A -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres -d shop)
 PSQL_WH=(psql -X -q -t -A -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres -d warehouse)
@@ -38,13 +49,33 @@ check_alive() {
     local pidfile="$APP/$name.pid"
     if [[ ! -f $pidfile ]] || ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       echo >&2
-      echo "ERROR: $name exited (see .stack/app/$name.log); its last lines:" >&2
-      tail -n 30 "$APP/$name.log" >&2 || true
+      echo "ERROR: $name exited (see $APP/$name.log); its last lines:" >&2
+      local from=0
+      [[ -f $APP/$name.logstart ]] && from=$(cat "$APP/$name.logstart")
+      tail -c +$((from + 1)) "$APP/$name.log" | tail -n 30 >&2 || true
       echo >&2
       echo "The other processes keep running; stop them with: npm run demo -- stop" >&2
       exit 1
     fi
   done
+}
+
+# Waits until the named processes logged "ready" (a dead one, of any started, fails the demo at once).
+wait_ready() {
+  local name deadline=$((SECONDS + ${DEMO_READY_TIMEOUT:-180}))
+  for name in "$@"; do
+    local from=0
+    [[ -f $APP/$name.logstart ]] && from=$(cat "$APP/$name.logstart")
+    until tail -c +$((from + 1)) "$APP/$name.log" 2>/dev/null | grep -q '"msg":"ready"'; do
+      check_alive
+      if (( SECONDS > deadline )); then
+        echo "WARNING: $name has not logged ready yet (see $APP/$name.log); going on" >&2
+        break
+      fi
+      sleep 0.5
+    done
+  done
+  echo "pipeline ready $((SECONDS - T0)) s after the demo started"
 }
 
 start_app() {
@@ -56,9 +87,10 @@ start_app() {
     return
   fi
   APPS+=("$name")
+  stat -c %s "$APP/$name.log" 2>/dev/null >"$APP/$name.logstart" || echo 0 >"$APP/$name.logstart"
   nohup node --import tsx "$@" >>"$APP/$name.log" 2>&1 &
   echo $! >"$pidfile"
-  echo "started $name (pid $!, log .stack/app/$name.log)"
+  echo "started $name (pid $!, log ${APP#"$ROOT"/}/$name.log)"
 }
 
 if [[ ${1:-} == stop ]]; then
@@ -69,7 +101,7 @@ ADD=${DEMO_ADD:-0}
 [[ ${1:-} == --add ]] && ADD=1
 
 T0=$SECONDS
-if [[ ! -s .stack/kafka/classpath.txt ]]; then
+if [[ ! -s ${STACK_STATE:-.stack}/kafka/classpath.txt && ! -s .stack/kafka/classpath.txt ]]; then
   echo "First run: the stack installs what is missing (PostgreSQL, Redis, Java and Maven packages) and"
   echo "resolves Kafka's jars from Maven Central (~60 MB into ~/.m2); this takes a few minutes, later runs ~1 min."
 fi
@@ -80,8 +112,9 @@ start_app capture src/cli/capture.ts
 start_app consumers consumers/warehouse/main.ts
 start_app clickstream consumers/clickstream/main.ts
 start_app api src/api/main.ts
-sleep 2
-check_alive
+# The warehouse consumer gets ready once the capture has created the topics
+# (with the first changes), so it is only watched for dying here.
+wait_ready capture clickstream api
 
 existing=$("${PSQL_SRC[@]}" -c "SELECT count(*) FROM customers" 2>/dev/null || echo 0)
 if [[ $existing -gt 0 && $ADD != 1 ]]; then
@@ -100,10 +133,10 @@ while :; do
   src=$("${PSQL_SRC[@]}" -c "SELECT (SELECT count(*) FROM customers) || '/' || (SELECT count(*) FROM orders) || '/' || (SELECT count(*) FROM order_items)")
   wh=$("${PSQL_WH[@]}" -c "SELECT (SELECT count(*) FROM staging.stg_customers) || '/' || (SELECT count(*) FROM staging.stg_orders) || '/' || (SELECT count(*) FROM staging.stg_order_items)" 2>/dev/null || echo "-")
   echo "  source customers/orders/lines $src   warehouse $wh"
-  [[ $src == "$wh" ]] && break
   check_alive
+  [[ $src == "$wh" ]] && break
   if (( SECONDS > deadline )); then
-    echo "the warehouse did not catch up in time; see .stack/app/*.log" >&2
+    echo "the warehouse did not catch up in time; see ${APP#"$ROOT"/}/*.log" >&2
     exit 1
   fi
   sleep 2
@@ -121,8 +154,9 @@ psql -X -h 127.0.0.1 -p "${STACK_PG_PORT:-55432}" -U postgres -d warehouse -c \
   "SELECT date_day, sessions, sessions_with_cart, converted_sessions, abandoned_cart_value, conversion_rate
      FROM analytics.mart_cart_value ORDER BY date_day DESC LIMIT 3" || true
 if [[ -n $top ]]; then
-  echo "GET http://127.0.0.1:58080/customers/$top/clv"
-  curl -sf "http://127.0.0.1:58080/customers/$top/clv" && echo
+  echo "GET http://127.0.0.1:$API_PORT/customers/$top/clv"
+  # Redis follows Postgres within about a second (the outbox flush).
+  for _ in $(seq 1 30); do curl -sf "http://127.0.0.1:$API_PORT/customers/$top/clv" && echo && break; sleep 0.5; done
 fi
 echo
 echo "The pipeline keeps running: change rows in the shop database and watch the warehouse follow."

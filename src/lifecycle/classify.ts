@@ -189,10 +189,19 @@ function verdict(nodes: Node[]): 'retriable' | 'fatal' | 'unknown' {
   return 'unknown';
 }
 
-/** One line for a user: which server, where, which setting, what happened, what to do. */
+const CONNECTION_NAMES = new Set(['KafkaJSConnectionError', 'KafkaJSConnectionClosedError', 'KafkaJSNoBrokerAvailableError', 'KafkaJSBrokerNotFound']);
+
+/**
+ * One line for a user: which server, where, which setting, what happened,
+ * what to do. "cannot reach" (with the hint) only when the connection
+ * itself failed; a server that answers but is still settling (a topic's
+ * leader not yet serving it, Postgres starting up) "is not ready".
+ */
 export function unavailableMessage(endpoint: Endpoint | undefined, err: unknown): string {
   const reason = rootMessage(err);
   if (!endpoint) return reason;
+  const connection = chain(err).some((n) => (typeof n.code === 'string' && RETRIABLE_SYSCALL.has(n.code)) || CONNECTION_NAMES.has(n.name));
+  if (!connection) return `${describeEndpoint(endpoint)} is not ready: ${reason}`;
   return `cannot reach ${describeEndpoint(endpoint)}: ${reason}; ${endpointHint(endpoint)}`;
 }
 

@@ -63,7 +63,7 @@ export class WaitLog {
     const target = c.endpoint ? `${c.endpoint.service} at ${c.endpoint.address}` : this.what;
     this.log.warn({
       what: this.what, service: c.endpoint?.service, setting: c.endpoint?.setting, code: c.error.code,
-      reason: c.error.message, hint: c.endpoint ? endpointHint(c.endpoint) : undefined, retryInMs, waitedMs: this.waitedMs,
+      reason: c.error.message, hint: c.endpoint && /^cannot reach /.test(c.error.message) ? endpointHint(c.endpoint) : undefined, retryInMs, waitedMs: this.waitedMs,
     }, `waiting for ${target} (${secs} s)…`);
   }
 
@@ -95,7 +95,7 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, o: Retry
 function timeoutError(c: Classified, waitedMs: number, what: string): CdcError {
   const secs = Math.max(1, Math.round(waitedMs / 1000));
   const msg = c.endpoint
-    ? `${describeEndpoint(c.endpoint)} did not answer in ${secs} s (${c.error.message.replace(/^cannot reach .*?: /, '')})`
+    ? `${describeEndpoint(c.endpoint)} did not answer in ${secs} s (${c.error.message.replace(/^cannot reach .*?: /, '').replace(/^.*? is not ready: /, '')})`
     : `${what} did not succeed in ${secs} s: ${c.error.message}`;
   return new StartupTimeoutError(msg, { cause: c.error });
 }

@@ -84,7 +84,7 @@ describe('classify', () => {
     const c = classify(notHosted, { endpoints: [kafka] });
     expect(c.retriable).toBe(true);
     expect(c.error.code).toBe('KAFKA_UNAVAILABLE');
-    expect(c.error.message).toContain('Kafka at 127.0.0.1:59092 (KAFKA_BROKERS)');
+    expect(c.error.message).toBe('Kafka at 127.0.0.1:59092 (KAFKA_BROKERS) is not ready: This server does not host this topic-partition');
     expect(classify(new kerr.KafkaJSProtocolError!(createErrorFromCode(5)), { endpoints }).retriable).toBe(true); // LEADER_NOT_AVAILABLE
     expect(classify(new kerr.KafkaJSProtocolError!(createErrorFromCode(6)), { endpoints }).retriable).toBe(true); // NOT_LEADER
     const conn = new kerr.KafkaJSConnectionError!('Connection error: connect ECONNREFUSED 127.0.0.1:59092', { broker: '127.0.0.1:59092' });
