@@ -76,7 +76,7 @@ export class ClickstreamConsumer implements Service {
     watchConsumerCrash(consumer, { log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints, name: this.name, isStopping: () => this.stopping !== undefined });
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
     await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3, { log, signal });
-    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters` });
+    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal });
     this.seeker.seekOnGroupJoin(consumer);
     await consumer.subscribe({ topics: [this.o.topic], fromBeginning: true });
     await consumer.run({

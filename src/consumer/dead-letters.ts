@@ -80,6 +80,8 @@ export interface DeadLetterWriterOptions {
   keptIn?: string;
   /** Overrides the topic's limit (tests, or a broker whose configs cannot be described). */
   maxMessageBytes?: number;
+  /** Ends the wait for the DLQ topic when the consumer stops. */
+  signal?: AbortSignal;
 }
 
 export class DeadLetterWriter {
@@ -96,7 +98,7 @@ export class DeadLetterWriter {
   /** Auto-creation is off on our brokers: create the topic (broker-default partitions and replication) on first use, and wait until it is served. */
   private async ensureTopic(topic: string): Promise<void> {
     if (this.ensured.has(topic)) return;
-    await createTopicsReady(this.admin, [{ topic }], { log: this.log });
+    await createTopicsReady(this.admin, [{ topic }], { log: this.log, signal: this.opts.signal });
     this.ensured.add(topic);
   }
 

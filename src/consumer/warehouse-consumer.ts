@@ -110,7 +110,7 @@ export class WarehouseConsumer implements Service {
     this.consumer = consumer;
     watchConsumerCrash(consumer, { log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints, name: this.name, isStopping: () => this.stopping !== undefined });
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
-    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters` });
+    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal });
     const acker = new BatchAcker(consumer, this.sink, log, this.stages);
     this.acker = acker;
     const commit = new GroupCommit<DecodedPart, BatchOutcome>(async (parts) => {

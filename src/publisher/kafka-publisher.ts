@@ -78,6 +78,8 @@ export class KafkaPublisher {
   private sending = false;
   private failed: Error | null = null;
   private idleWaiters: (() => void)[] = [];
+  /** Ends topic waits when the publisher closes (a capture torn down for an in-process restart). */
+  private readonly closed = new AbortController();
   /** Counters for the progress log and the benchmark. */
   readonly stats = { sends: 0, messages: 0, sendMs: 0 };
 
@@ -111,7 +113,7 @@ export class KafkaPublisher {
    * created or not, waits until its leaders serve it (src/publisher/topic-ready.ts)
    * before anything is produced to it. Once per topic per process.
    */
-  async ensureTopic(topic: string, signal?: AbortSignal): Promise<void> {
+  async ensureTopic(topic: string, signal: AbortSignal = this.closed.signal): Promise<void> {
     if (this.readyTopics.has(topic)) return;
     await createTopicsReady(this.admin, [{
       topic, numPartitions: this.opts.partitions, replicationFactor: this.opts.replicationFactor,
@@ -207,6 +209,7 @@ export class KafkaPublisher {
   }
 
   async close(): Promise<void> {
+    this.closed.abort();
     await this.producer.disconnect().catch(() => {});
     await this.admin.disconnect().catch(() => {});
   }
