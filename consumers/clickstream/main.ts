@@ -20,6 +20,8 @@ await runMain('consumer-clickstream', async (log, ctx) => {
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
   // An idle connection dropped by a Postgres restart must not crash the process; the next query reconnects.
   pool.on('error', (err) => log.warn({ err: err.message }, 'idle warehouse connection failed'));
+  // Likewise a checked-out client between two queries of a batch transaction: the transaction fails and is retried.
+  pool.on('connect', (client) => client.on('error', (err) => log.warn({ err: err.message }, 'warehouse connection failed')));
   // Postgres may be starting: the migrations wait for it like every other start-up step.
   await withRetry(() => migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(cfg.schemas), log }), {
     what: 'warehouse migrations', log, signal: ctx.signal, endpoints: ctx.endpoints, via: postgresEndpoint('warehouse', cfg.stack.warehouseUrl, 'WAREHOUSE_DATABASE_URL'),

@@ -124,6 +124,8 @@ export class CaptureService implements Service {
     const cfg = this.cfg;
     this.pool = new pg.Pool({ connectionString: cfg.sourceUrl, max: 3, application_name: 'shopstream-capture-meta' });
     this.pool.on('error', (err) => this.log.warn({ err }, 'idle source connection error'));
+    // A checked-out client losing its connection between queries must not be an unhandled 'error' (Postgres restarting).
+    this.pool.on('connect', (client) => client.on('error', (err) => this.log.warn({ err }, 'source connection error')));
     await checkSource(this.pool);
     this.tables = cfg.tables ?? (await tablesInSchemas(this.pool, cfg.schemas));
     await ensurePublication(this.pool, cfg.publication, this.tables, this.log);
