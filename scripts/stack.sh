@@ -6,14 +6,25 @@
 #
 #   bash scripts/stack.sh up|down|status|restart [service]|logs [service]
 #
-# All state lives under $REPO/.stack/. `up` is idempotent: what runs and
+# All state lives under $REPO/.stack/ (STACK_STATE=/some/dir moves it, for a
+# second, throw-away stack beside the shared one; with the STACK_*_PORT
+# overrides below). `up` is idempotent: what runs and
 # answers is left alone, what is missing (apt packages, node_modules, the
 # Kafka classpath, a cluster) is installed or created first. See docs/stack.md.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STATE="$REPO/.stack"
+STATE="${STACK_STATE:-$REPO/.stack}"
+if [ -n "${STACK_STATE:-}" ]; then
+  mkdir -p "$STATE"
+  STATE=$(cd "$STATE" && pwd)
+  # As root the cluster runs as `postgres`, which must reach the data directory.
+  chmod o+rx "$STATE"
+fi
 TPL="$REPO/stack"
+# Names derived from the state directory (socket dir, postgres-home cluster) so two stacks never share them.
+STATE_ID=$(printf '%s' "$STATE" | md5sum | cut -c1-12)
+[ "$STATE" = "$REPO/.stack" ] && STATE_ID=$(printf '%s' "$REPO" | md5sum | cut -c1-12)
 
 # Fixed by docs/CONVENTIONS.md; the STACK_* overrides exist only to run a
 # second, throw-away stack beside the shared one (e.g. to test this script).
@@ -140,7 +151,7 @@ pg_paths() {
     ! runuser -u postgres -- test -x "$REPO" 2>/dev/null; then
     local home
     home=$(getent passwd postgres | cut -d: -f6)
-    PG_DIR="${home:-/var/lib/postgresql}/stack-$(printf '%s' "$REPO" | md5sum | cut -c1-12)"
+    PG_DIR="${home:-/var/lib/postgresql}/stack-$STATE_ID"
     warn "postgres: user postgres cannot reach $REPO; cluster in $PG_DIR (linked from .stack/pg)"
     mkdir -p "$STATE" "$PG_DIR"
     [ -e "$STATE/pg" ] || ln -s "$PG_DIR" "$STATE/pg"
@@ -156,7 +167,7 @@ pg_paths() {
 pg_sockdir() {
   local d="$PG_DIR/run"
   if [ $((${#d} + 20)) -gt 107 ]; then
-    d="/tmp/stack-pg-$(printf '%s' "$REPO" | md5sum | cut -c1-12)"
+    d="/tmp/stack-pg-$STATE_ID"
   fi
   echo "$d"
 }
@@ -316,6 +327,13 @@ kafka_classpath() {
     while IFS= read -r jar; do [ -f "$jar" ] || { ok=0; break; }; done < <(tr ':' '\n' <"$KAFKA_CP")
   fi
   [ "$ok" -eq 1 ] && return 0
+  # A throw-away stack reuses the jars the repository's own stack resolved.
+  local own="$REPO/.stack/kafka/classpath.txt"
+  if [ "$KAFKA_CP" != "$own" ] && [ -s "$own" ]; then
+    ok=1
+    while IFS= read -r jar; do [ -f "$jar" ] || { ok=0; break; }; done < <(tr ':' '\n' <"$own")
+    if [ "$ok" -eq 1 ]; then cp "$own" "$KAFKA_CP" && return 0; fi
+  fi
   log "kafka: resolving classpath with maven (first run downloads ~60 MB into ~/.m2)"
   local mvn=(mvn -q -B -f "$TPL/kafka/pom.xml" dependency:build-classpath "-Dmdep.outputFile=$KAFKA_CP")
   # Offline first so that a warm ~/.m2 needs no network at all.

@@ -12,10 +12,16 @@ export type ErrorCode =
   | 'SCHEMA_INCOMPATIBLE'
   | 'KAFKA_UNAVAILABLE'
   | 'SINK_UNAVAILABLE'
+  | 'SOURCE_UNAVAILABLE'
+  | 'REDIS_UNAVAILABLE'
   | 'MIGRATION_FAILED'
   | 'STACK_UNAVAILABLE'
   | 'STALLED'
-  | 'REPLAY_REFUSED';
+  | 'REPLAY_REFUSED'
+  | 'STARTUP_TIMEOUT'
+  | 'KAFKA_REFUSED'
+  | 'CONSUMER_CRASHED'
+  | 'UNEXPECTED';
 
 export abstract class CdcError extends Error {
   abstract readonly code: ErrorCode;
@@ -60,11 +66,13 @@ export class ValidationError extends CdcError {
   readonly retriable = false;
 }
 
+export type UnavailableCode = 'KAFKA_UNAVAILABLE' | 'SINK_UNAVAILABLE' | 'SOURCE_UNAVAILABLE' | 'REDIS_UNAVAILABLE' | 'SCHEMA_REGISTRY' | 'STACK_UNAVAILABLE';
+
 /** A downstream store (Kafka, Postgres, Redis, the registry) is unreachable or refused a write; retry with backoff. */
 export class UnavailableError extends CdcError {
   readonly retriable = true;
   constructor(
-    readonly code: 'KAFKA_UNAVAILABLE' | 'SINK_UNAVAILABLE' | 'SCHEMA_REGISTRY' | 'STACK_UNAVAILABLE',
+    readonly code: UnavailableCode,
     message: string,
     options?: { cause?: unknown },
   ) {
@@ -80,6 +88,34 @@ export class SchemaIncompatibleError extends CdcError {
 
 export class MigrationError extends CdcError {
   readonly code = 'MIGRATION_FAILED' as const;
+  readonly retriable = false;
+}
+
+/**
+ * A one-shot command (migrate, verify, replay, redis rebuild, generate)
+ * waited its bounded time for a server that stayed unavailable. Fatal:
+ * the message names the server and the setting pointing at it.
+ */
+export class StartupTimeoutError extends CdcError {
+  readonly code = 'STARTUP_TIMEOUT' as const;
+  readonly retriable = false;
+}
+
+/** Kafka refused a request for good (message too large, authorization, invalid config): retrying the same request cannot help. */
+export class KafkaRefusedError extends CdcError {
+  readonly code = 'KAFKA_REFUSED' as const;
+  readonly retriable = false;
+}
+
+/** A Kafka consumer stopped for good (kafkajs CRASH without restart): the process exits so a supervisor restarts it. */
+export class ConsumerCrashedError extends CdcError {
+  readonly code = 'CONSUMER_CRASHED' as const;
+  readonly retriable = false;
+}
+
+/** An error the classifier (src/lifecycle/classify.ts) does not know: treated as fatal. */
+export class UnexpectedError extends CdcError {
+  readonly code = 'UNEXPECTED' as const;
   readonly retriable = false;
 }
 

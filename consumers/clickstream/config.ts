@@ -34,7 +34,7 @@ export function loadClickstreamConfig(env: Env = process.env): ClickstreamConfig
     allowedLatenessUs: BigInt(int(env, 'CLICKSTREAM_ALLOWED_LATENESS_SECONDS', 86_400, { min: 0 })) * 1_000_000n,
     maxMessagesPerTx: int(env, 'CLICKSTREAM_MAX_MESSAGES_PER_TX', 1000, { min: 1 }),
     // Brokers refuse less than group.min.session.timeout.ms (6 s by default).
-    sessionTimeoutMs: int(env, 'CLICKSTREAM_SESSION_TIMEOUT_MS', 30_000, { min: 6000 }),
+    sessionTimeoutMs: int(env, 'CLICKSTREAM_SESSION_TIMEOUT_MS', 10_000, { min: 6000 }),
     onRetentionGap: oneOf(env, 'CONSUMER_ON_RETENTION_GAP', ['stop', 'continue'] as const, 'stop'),
   };
 }

@@ -7,6 +7,8 @@ import { decodeSlice } from '../../src/consumer/slice-decode.ts';
 import { StoredOffsetSeeker, type RetentionGap, type RetentionGapPolicy } from '../../src/consumer/stored-offsets.ts';
 import type { BatchObserver } from '../../src/health/consumer-metrics.ts';
 import { DecodeError, errorMessage, isPostgresDataError as isDataError } from '../../src/errors.ts';
+import { consumerRetry, watchConsumerCrash } from '../../src/lifecycle/consumer-crash.ts';
+import type { Endpoint } from '../../src/lifecycle/endpoints.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import type { Logger } from '../../src/logger.ts';
 import type { DeadLetterNote } from '../../src/sinks/postgres/consumer-progress.ts';
@@ -46,6 +48,9 @@ export interface ClickstreamConsumerOptions {
   onConsumer?: (consumer: Consumer) => void;
   /** A stored offset behind the log start: pause the partition (stop, default) or apply on (continue). CONSUMER_ON_RETENTION_GAP. */
   onRetentionGap?: RetentionGapPolicy;
+  /** Where a failure that ends the consumer goes (runMain's ctx.fatal), so the process never stays idle. */
+  onFatal?: (err: Error) => void;
+  endpoints?: Endpoint[];
 }
 
 export class ClickstreamConsumer implements Service {
@@ -70,17 +75,16 @@ export class ClickstreamConsumer implements Service {
       groupId: group,
       allowAutoTopicCreation: false,
       maxWaitTimeInMs: 100,
-      sessionTimeout: this.o.sessionTimeoutMs ?? 30_000,
-      retry: { retries: 8, restartOnFailure: async (err) => {
-        log.error({ err: errorMessage(err) }, 'consumer failed; restarting');
-        return !signal.aborted;
-      } },
+      sessionTimeout: this.o.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: Math.min(3000, Math.floor((this.o.sessionTimeoutMs ?? 10_000) / 5)),
+      retry: consumerRetry({ log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints }),
     });
     this.consumer = consumer;
     this.o.onConsumer?.(consumer);
+    watchConsumerCrash(consumer, { log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints, name: this.name, isStopping: () => this.stopping !== undefined });
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
-    await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3);
-    const dlq = new DeadLetterWriter(this.producer, this.admin, log);
+    await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3, { log, signal });
+    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal });
     this.seeker.seekOnGroupJoin(consumer);
     await consumer.subscribe({ topics: [this.o.topic], fromBeginning: true });
     await consumer.run({
@@ -152,9 +156,9 @@ export class ClickstreamConsumer implements Service {
       } catch (err) {
         if (!isDataError(err)) throw err;
         const error = `VALIDATION_FAILED: rejected by the warehouse: ${errorMessage(err)}`;
-        const dlqTopic = await dlq.send(topic, partition, [{ message: slice.find((s) => s.offset === m.offset)!, error }]);
+        const notes = await dlq.write(topic, partition, [{ message: slice.find((s) => s.offset === m.offset)!, error }]);
         this.stats.deadLettered += 1;
-        add(await applyClickBatch(this.o.pool, this.o.schemas, { ...base, messages: [{ offset: m.offset, event: null }], deadLetters: [{ offset: m.offset, dlqTopic, error }] }, this.o.allowedLatenessUs, this.o.log));
+        add(await applyClickBatch(this.o.pool, this.o.schemas, { ...base, messages: [{ offset: m.offset, event: null }], deadLetters: notes }, this.o.allowedLatenessUs, this.o.log));
       }
     }
     return total;

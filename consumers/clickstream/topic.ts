@@ -1,4 +1,5 @@
 import type { Admin } from 'kafkajs';
+import { createTopicsReady, type TopicReadyOptions } from '../../src/publisher/topic-ready.ts';
 
 /**
  * Auto-creation is off on our brokers (docs/CONVENTIONS.md), so whoever
@@ -6,10 +7,7 @@ import type { Admin } from 'kafkajs';
  * produces, the consumer before it subscribes. An existing topic is left
  * as it is (its partition count is not changed: that would move keys).
  */
-export async function ensureTopic(admin: Admin, topic: string, partitions: number): Promise<void> {
-  const existing = await admin.listTopics();
-  if (existing.includes(topic)) return;
-  await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true }).catch((err: Error) => {
-    if (!/already exists/i.test(err.message)) throw err;
-  });
+export async function ensureTopic(admin: Admin, topic: string, partitions: number, o: TopicReadyOptions = {}): Promise<void> {
+  // Created or not, wait until its leaders serve it before producing or subscribing (src/publisher/topic-ready.ts).
+  await createTopicsReady(admin, [{ topic, numPartitions: partitions }], o);
 }

@@ -7,6 +7,8 @@ import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
 import { HEALTH_PORTS } from '../../src/health/config.ts';
 import { consumerHealth, loadConsumerHealthConfig } from '../../src/health/process-health.ts';
 import { isMain } from '../../src/lifecycle/is-main.ts';
+import { postgresEndpoint } from '../../src/lifecycle/endpoints.ts';
+import { withRetry } from '../../src/lifecycle/retry.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
@@ -18,7 +20,7 @@ import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
  * migrations first so a fresh database works.
  * `shopstream consume warehouse` runs it.
  */
-export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-warehouse', async (log) => {
+export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-warehouse', async (log, ctx) => {
   const cfg = loadWarehouseConsumerConfig();
   const healthCfg = loadConsumerHealthConfig(process.env, 'CONSUMER', HEALTH_PORTS.warehouse);
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
@@ -28,9 +30,13 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   });
   // Listening before the migrations, so /healthz answers (and /readyz says "starting") during start-up.
   await h.server.start();
-  await migrate(pool, 'warehouse', {
-    schemas: warehouseSchemaNames(cfg.schemas),
-    log,
+  // An idle connection dropped by a Postgres restart must not crash the process; the next query reconnects.
+  pool.on('error', (err) => log.warn({ err: err.message }, 'idle warehouse connection failed'));
+  // Likewise a checked-out client between two queries of a batch transaction: the transaction fails and is retried.
+  pool.on('connect', (client) => client.on('error', (err) => log.warn({ err: err.message }, 'warehouse connection failed')));
+  // Postgres may be starting: the migrations wait for it like every other start-up step.
+  await withRetry(() => migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(cfg.schemas), log }), {
+    what: 'warehouse migrations', log, signal: ctx.signal, endpoints: ctx.endpoints, via: postgresEndpoint('warehouse', cfg.stack.warehouseUrl, 'WAREHOUSE_DATABASE_URL'),
   });
   // Fail fast on a Redis command while disconnected (the outbox keeps the
   // work); reconnect forever in the background.
@@ -40,7 +46,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   const consumer = new WarehouseConsumer({
     kafka, registry: createRegistry(cfg.stack.registryUrl), pool, redis, schemas: cfg.schemas, group: cfg.group,
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently,
-    sessionTimeoutMs: cfg.sessionTimeoutMs,
+    sessionTimeoutMs: cfg.sessionTimeoutMs, onFatal: ctx.fatal, endpoints: ctx.endpoints,
     topicWaitMs: cfg.topicWaitMs,
     inputFormats: cfg.inputFormats,
     observer: h.metrics, onConsumer: h.onConsumer,

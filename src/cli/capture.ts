@@ -30,14 +30,11 @@ export async function requestResnapshot(table: string): Promise<string> {
 }
 
 export async function runCapture(): Promise<void> {
-  await runMain('capture', (log) => {
+  // A fatal capture error stops the capture without confirming further; runMain
+  // then restarts it in-process when the cause is retriable (Kafka away), else exits 1.
+  await runMain('capture', (log, ctx) => {
     const cfg = loadCaptureConfig();
-    const svc = new CaptureService(cfg, log, (err) => {
-      log.fatal({ err }, 'exiting after fatal capture error');
-      process.exitCode = 1;
-      setTimeout(() => process.exit(1), 100).unref();
-    });
-    return [svc];
+    return [new CaptureService(cfg, log, (err) => ctx.fatal(err))];
   });
 }
 

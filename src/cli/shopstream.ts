@@ -19,7 +19,7 @@ import { MIGRATION_TARGETS, runMigrate } from './migrate.ts';
 import { redisRebuildCommand, runRedisRebuild } from './redis-rebuild.ts';
 import { replayCommand, runReplay, type ReplayCliOptions } from './replay.ts';
 import { runStatus } from './status.ts';
-import { runVerifyCli, verifyCommand, type VerifyCliOptions } from './verify.ts';
+import { runVerifyCli, VERIFY_COULD_NOT_RUN, verifyCommand, type VerifyCliOptions } from './verify.ts';
 
 /**
  * `shopstream`: one entry point for every process and tool of the pipeline
@@ -158,7 +158,7 @@ export function buildProgram(): Command {
         .helpOption(false).allowUnknownOption().allowExcessArguments().argument('[flags...]'),
       (_o, self) => runStatus(self.args)))
     .addCommand(action<ReplayCliOptions>(replayCommand(), (o, self) => runReplay(o, self)))
-    .addCommand(action<VerifyCliOptions>(verifyCommand(), (o) => runVerifyCli(o))
+    .addCommand(action<VerifyCliOptions>(verifyCommand(), (o) => runVerifyCli(o).catch((err: unknown) => exitOnStartupError('shopstream verify', err, VERIFY_COULD_NOT_RUN)))
       .addCommand(action<{ rebuild?: boolean }>(
         new Command('clickstream').description('Compare every clickstream model with its batch recomputation (docs/clickstream.md)')
           .option('--rebuild', 'first refresh the stored models from stg_events, in one transaction'),

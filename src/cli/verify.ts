@@ -3,6 +3,9 @@ import pg from 'pg';
 import { loadWarehouseConsumerConfig } from '../consumer/config.ts';
 import { ConfigError } from '../errors.ts';
 import { isMain } from '../lifecycle/is-main.ts';
+import { createLogger } from '../logger.ts';
+import { postgresEndpoint } from '../lifecycle/endpoints.ts';
+import { oneShotWaitMs, withRetry } from '../lifecycle/retry.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { formatReport, runVerify } from '../rebuild/verify.ts';
@@ -12,8 +15,10 @@ import { formatReport, runVerify } from '../rebuild/verify.ts';
  * from staging in batch SQL and compares row for row, runs the data tests
  * (unique / not-null keys, fact → dimension relationships, SCD2 integrity,
  * CLV coverage) and, with --source, compares staging to the source rows.
- * Exit 0 when everything holds, 1 with a report naming tables and keys when
- * not, 2 on bad configuration. Settings come from the consumer's env
+ * Exit codes (docs/operations.md): 0 when everything holds, 1 with a report
+ * naming tables and keys when not, 2 on bad configuration, 3 when verify
+ * could not run (a database unreachable for STARTUP_WAIT_MS, a query
+ * failed): "could not run" is never "not clean". Settings come from the consumer's env
  * (WAREHOUSE_DATABASE_URL, STAGING_SCHEMA, ANALYTICS_SCHEMA, CLV_*), flags win.
  */
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -63,8 +68,16 @@ export async function runVerifyCli(opts: VerifyCliOptions): Promise<number> {
 
   const pool = createWarehousePool(cfg.stack.warehouseUrl, 1);
   const sourcePool = opts.source ? new pg.Pool({ connectionString: cfg.stack.sourceUrl, max: 1, application_name: 'cdc-verify' }) : undefined;
-  const client = await pool.connect();
-  const sourceClient = await sourcePool?.connect();
+  const log = createLogger('verify', process.env.LOG_LEVEL ?? 'warn');
+  const maxWaitMs = oneShotWaitMs();
+  const whEndpoint = postgresEndpoint('warehouse', cfg.stack.warehouseUrl, 'WAREHOUSE_DATABASE_URL');
+  const srcEndpoint = postgresEndpoint('source', cfg.stack.sourceUrl, 'SOURCE_DATABASE_URL');
+  const client = await withRetry(() => pool.connect(), { what: 'warehouse connection', log, maxWaitMs, via: whEndpoint })
+    .catch(async (err) => { await Promise.all([pool.end(), sourcePool?.end()]); throw err; });
+  const sourceClient = sourcePool
+    ? await withRetry(() => sourcePool.connect(), { what: 'source connection', log, maxWaitMs, via: srcEndpoint })
+      .catch(async (err) => { client.release(); await Promise.all([pool.end(), sourcePool.end()]); throw err; })
+    : undefined;
   try {
     await sourceClient?.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const report = await runVerify(client, schemas, {
@@ -82,6 +95,9 @@ export async function runVerifyCli(opts: VerifyCliOptions): Promise<number> {
   }
 }
 
+/** Could not run: distinct from 1 ("differences found"). */
+export const VERIFY_COULD_NOT_RUN = 3;
+
 export async function main(argv = process.argv): Promise<number> {
   return runVerifyCli(verifyCommand().parse(argv).opts<VerifyCliOptions>());
 }
@@ -89,5 +105,5 @@ export async function main(argv = process.argv): Promise<number> {
 if (isMain(import.meta.url)) {
   main().then((code) => {
     process.exitCode = code;
-  }, (err) => exitOnStartupError('verify', err));
+  }, (err) => exitOnStartupError('verify', err, VERIFY_COULD_NOT_RUN));
 }

@@ -60,7 +60,27 @@ export function url(env: Env, name: string, fallback: string | undefined, protoc
   if (!protocols.includes(parsed.protocol)) {
     throw new ConfigError(`${name} must use ${protocols.join(' or ')}, got "${parsed.protocol}"`);
   }
+  // postgres:///db?host=/run/postgresql (a Unix socket) is the one URL without a host name.
+  const socket = (parsed.protocol === 'postgres:' || parsed.protocol === 'postgresql:') && parsed.searchParams.has('host');
+  if (!parsed.hostname && !socket) throw new ConfigError(`${name} must name a host, got "${redactUrl(v)}"`);
   return v;
+}
+
+const BROKER = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)):(\d{1,5})$/;
+
+/**
+ * A comma-separated list of Kafka bootstrap brokers, each `host:port`
+ * (IPv6 as `[::1]:9092`). Checked here so that `KAFKA_BROKERS=:::` is a
+ * config error at start-up, not a connection timeout later.
+ */
+export function brokerList(env: Env, name: string, fallback: string): string[] {
+  const items = list(env, name, fallback);
+  for (const b of items) {
+    const m = BROKER.exec(b);
+    const port = m ? Number(m[3]) : 0;
+    if (!m || port < 1 || port > 65535) throw new ConfigError(`${name} must list brokers as host:port[,host:port...], got "${b}"`);
+  }
+  return items;
 }
 
 export function list(env: Env, name: string, fallback: string): string[] {

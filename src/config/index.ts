@@ -1,4 +1,4 @@
-import { int, list, str, url, type Env } from './env.ts';
+import { brokerList, int, str, url, type Env } from './env.ts';
 
 /**
  * Connection settings shared by every process. Defaults point at the local
@@ -29,7 +29,7 @@ export function loadStackConfig(env: Env = process.env): StackConfig {
   return {
     sourceUrl: url(env, 'SOURCE_DATABASE_URL', `postgres://postgres@127.0.0.1:${DEFAULT_PORTS.postgres}/shop`, ['postgres:', 'postgresql:']),
     warehouseUrl: url(env, 'WAREHOUSE_DATABASE_URL', `postgres://postgres@127.0.0.1:${DEFAULT_PORTS.postgres}/warehouse`, ['postgres:', 'postgresql:']),
-    kafkaBrokers: list(env, 'KAFKA_BROKERS', `127.0.0.1:${DEFAULT_PORTS.kafka}`),
+    kafkaBrokers: brokerList(env, 'KAFKA_BROKERS', `127.0.0.1:${DEFAULT_PORTS.kafka}`),
     registryUrl: url(env, 'SCHEMA_REGISTRY_URL', `http://127.0.0.1:${DEFAULT_PORTS.registry}`, ['http:', 'https:']),
     redisUrl: url(env, 'REDIS_URL', `redis://127.0.0.1:${DEFAULT_PORTS.redis}`, ['redis:', 'rediss:']),
     topicPrefix: str(env, 'TOPIC_PREFIX', 'shop'),

@@ -80,8 +80,9 @@ export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseCo
     },
     maxMessagesPerTx: int(env, 'CONSUMER_MAX_MESSAGES_PER_TX', 2000, { min: 1 }),
     partitionsConcurrently: int(env, 'CONSUMER_PARTITIONS_CONCURRENTLY', 8, { min: 1, max: 64 }),
-    // Brokers refuse less than group.min.session.timeout.ms (6 s by default).
-    sessionTimeoutMs: int(env, 'CONSUMER_SESSION_TIMEOUT_MS', 30_000, { min: 6000 }),
+    // Brokers refuse less than group.min.session.timeout.ms (6 s by default). 10 s bounds
+    // the wait for a SIGKILLed member's partitions (docs/consumers.md, "Restarts").
+    sessionTimeoutMs: int(env, 'CONSUMER_SESSION_TIMEOUT_MS', 10_000, { min: 6000 }),
     topicWaitMs: int(env, 'CONSUMER_TOPIC_WAIT_MS', 30_000, { min: 0 }),
     inputFormats: loadInputFormats(env),
     onRetentionGap: oneOf(env, 'CONSUMER_ON_RETENTION_GAP', ['stop', 'continue'] as const, 'stop'),

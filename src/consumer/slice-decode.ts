@@ -33,6 +33,5 @@ export async function decodeSlice<T>(
       decoded.push({ offset: m.offset, value: null });
     }
   }
-  const dlqTopic = await dlq.send(topic, partition, bad);
-  return { decoded, bad, deadLetters: bad.map((b) => ({ offset: b.message.offset, dlqTopic, error: b.error })) };
+  return { decoded, bad, deadLetters: await dlq.write(topic, partition, bad) };
 }

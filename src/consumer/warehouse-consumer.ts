@@ -3,7 +3,10 @@ import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { errorMessage, isPostgresDataError as isDataError } from '../errors.ts';
+import { consumerRetry, watchConsumerCrash } from '../lifecycle/consumer-crash.ts';
+import type { Endpoint } from '../lifecycle/endpoints.ts';
 import type { Service } from '../lifecycle/service.ts';
+import { createTopicsReady, waitTopicsReady } from '../publisher/topic-ready.ts';
 import type { Logger } from '../logger.ts';
 import { applyBatches, type BatchMessage, type BatchOutcome, type PartitionBatch } from '../sinks/postgres/batch-tx.ts';
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
@@ -64,6 +67,9 @@ export interface WarehouseConsumerOptions {
   onConsumer?: (consumer: Consumer) => void;
   /** A stored offset behind the log start: pause the partition (stop, default) or apply on (continue). CONSUMER_ON_RETENTION_GAP. */
   onRetentionGap?: RetentionGapPolicy;
+  /** Where a failure that ends the consumer goes (runMain's ctx.fatal), so the process never stays idle. */
+  onFatal?: (err: Error) => void;
+  endpoints?: Endpoint[];
 }
 
 /** A decoded slice of one partition's batch, with its raw messages for dead-lettering. */
@@ -115,18 +121,16 @@ export class WarehouseConsumer implements Service {
       maxBytesPerPartition: this.o.maxBytesPerPartition ?? 1 << 20,
       maxBytes: this.o.maxBytes ?? 8 << 20,
       maxWaitTimeInMs: 100,
-      sessionTimeout: this.o.sessionTimeoutMs ?? 30_000,
-      heartbeatInterval: Math.min(3000, Math.floor((this.o.sessionTimeoutMs ?? 30_000) / 5)),
-      // Postgres or the registry being down is a pause, not a reason to die.
-      retry: { retries: 8, restartOnFailure: async (err) => {
-        log.error({ err: errorMessage(err) }, 'consumer failed; restarting');
-        return !signal.aborted;
-      } },
+      sessionTimeout: this.o.sessionTimeoutMs ?? 10_000,
+      heartbeatInterval: Math.min(3000, Math.floor((this.o.sessionTimeoutMs ?? 10_000) / 5)),
+      // Postgres or the registry being down is a pause, not a reason to die; a fatal error ends the process.
+      retry: consumerRetry({ log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints }),
     });
     this.consumer = consumer;
     this.o.onConsumer?.(consumer);
+    watchConsumerCrash(consumer, { log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints, name: this.name, isStopping: () => this.stopping !== undefined });
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
-    const dlq = new DeadLetterWriter(this.producer, this.admin, log);
+    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal });
     const acker = new BatchAcker(consumer, this.sink, log, this.stages);
     this.acker = acker;
     const commit = new GroupCommit<DecodedPart, BatchOutcome>(async (parts) => {
@@ -178,15 +182,15 @@ export class WarehouseConsumer implements Service {
    */
   private async waitForTopics(signal: AbortSignal): Promise<void> {
     const deadline = Date.now() + (this.o.topicWaitMs ?? 30_000);
+    const ready = { log: this.o.log, signal };
     for (let attempt = 0; !signal.aborted; attempt++) {
       const existing = new Set(await this.admin!.listTopics());
       const missing = this.o.topics.filter((t) => !existing.has(t));
-      if (missing.length === 0) return;
+      // Existing is not enough: subscribe only once the leaders serve them (src/publisher/topic-ready.ts).
+      if (missing.length === 0) return waitTopicsReady(this.admin!, this.o.topics, ready);
       if (Date.now() >= deadline) {
         this.o.log.warn({ missing }, 'topics still missing; creating them with broker defaults');
-        await this.admin!.createTopics({ topics: missing.map((topic) => ({ topic })), waitForLeaders: true }).catch((err: Error) => {
-          if (!/already exists/i.test(err.message)) throw err;
-        });
+        await createTopicsReady(this.admin!, missing.map((topic) => ({ topic })), ready);
         continue;
       }
       if (attempt % 10 === 0) this.o.log.info({ missing }, 'waiting for the capture to create topics');
@@ -266,8 +270,8 @@ export class WarehouseConsumer implements Service {
         if (!isDataError(e)) throw e;
         const original = slice.find((s) => s.offset === m.offset)!;
         const error = `VALIDATION_FAILED: rejected by the warehouse: ${errorMessage(e)}`;
-        await dlq.send(topic, partition, [{ message: original, error }]);
-        r = await apply({ topic, partition, messages: [{ offset: m.offset, change: null }], deadLetters: [{ offset: m.offset, dlqTopic: `${topic}.dlq`, error }] });
+        const deadLetters = await dlq.write(topic, partition, [{ message: original, error }]);
+        r = await apply({ topic, partition, messages: [{ offset: m.offset, change: null }], deadLetters });
       }
       const o = r.parts[0]!;
       outbox.push(...r.outbox);

@@ -32,7 +32,13 @@ export class ServiceGroup {
     for (const svc of services) {
       if (this.controller.signal.aborted) return;
       this.log.info({ service: svc.name }, 'starting');
-      await svc.start(this.controller.signal);
+      try {
+        await svc.start(this.controller.signal);
+      } catch (err) {
+        // A half-started service holds connections too; stop() is safe before start finished.
+        await svc.stop().catch((e) => this.log.warn({ err: e, service: svc.name }, 'error while stopping a service that failed to start'));
+        throw err;
+      }
       this.started.push(svc);
     }
   }

@@ -1,7 +1,10 @@
 import type { Kafka as KafkaClient } from 'kafkajs';
 import { CompressionTypes, linearGrouping, type Admin, type Message, type Producer } from './kafkajs.ts';
-import { UnavailableError } from '../errors.ts';
+import { KafkaRefusedError, UnavailableError } from '../errors.ts';
+import { classify } from '../lifecycle/classify.ts';
+import type { Endpoint } from '../lifecycle/endpoints.ts';
 import type { Logger } from '../logger.ts';
+import { createTopicsReady } from './topic-ready.ts';
 import type { TxTicket } from '../source/acker.ts';
 
 /**
@@ -67,13 +70,16 @@ const sizeOf = (m: OutMessage) => (m.key?.length ?? 0) + (m.value?.length ?? 0) 
 export class KafkaPublisher {
   private producer: Producer;
   private admin: Admin;
-  private readonly knownTopics = new Set<string>();
+  /** Topics created or checked by this process and served by their leaders. */
+  private readonly readyTopics = new Set<string>();
   private pending: OutMessage[] = [];
   private pendingBytes = 0;
   private inFlightBytes = 0;
   private sending = false;
   private failed: Error | null = null;
   private idleWaiters: (() => void)[] = [];
+  /** Ends topic waits when the publisher closes (a capture torn down for an in-process restart). */
+  private readonly closed = new AbortController();
   /** Counters for the progress log and the benchmark. */
   readonly stats = { sends: 0, messages: 0, sendMs: 0 };
 
@@ -82,6 +88,7 @@ export class KafkaPublisher {
     private opts: PublisherOptions,
     private readonly events: PublisherEvents,
     private readonly log: Logger,
+    private readonly via?: Endpoint,
   ) {
     this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
     if (!linearGrouping) {
@@ -96,23 +103,23 @@ export class KafkaPublisher {
     try {
       await this.producer.connect();
       await this.admin.connect();
-      for (const t of await this.admin.listTopics()) this.knownTopics.add(t);
     } catch (err) {
       throw new UnavailableError('KAFKA_UNAVAILABLE', `cannot connect to Kafka: ${(err as Error).message}`, { cause: err });
     }
   }
 
-  /** Creates a topic if missing (auto-creation is off on our brokers). */
-  async ensureTopic(topic: string): Promise<void> {
-    if (this.knownTopics.has(topic)) return;
-    await this.admin.createTopics({
-      waitForLeaders: true,
-      topics: [{
-        topic, numPartitions: this.opts.partitions, replicationFactor: this.opts.replicationFactor,
-        configEntries: [{ name: 'max.message.bytes', value: String(Math.max(this.opts.maxBatchBytes * 2, 1_048_588)) }],
-      }],
-    });
-    this.knownTopics.add(topic);
+  /**
+   * Creates a topic if missing (auto-creation is off on our brokers) and,
+   * created or not, waits until its leaders serve it (src/publisher/topic-ready.ts)
+   * before anything is produced to it. Once per topic per process.
+   */
+  async ensureTopic(topic: string, signal: AbortSignal = this.closed.signal): Promise<void> {
+    if (this.readyTopics.has(topic)) return;
+    await createTopicsReady(this.admin, [{
+      topic, numPartitions: this.opts.partitions, replicationFactor: this.opts.replicationFactor,
+      configEntries: [{ name: 'max.message.bytes', value: String(Math.max(this.opts.maxBatchBytes * 2, 1_048_588)) }],
+    }], { log: this.log, signal, via: this.via });
+    this.readyTopics.add(topic);
     this.log.info({ topic }, 'topic ready');
   }
 
@@ -162,7 +169,11 @@ export class KafkaPublisher {
         topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
       });
     } catch (err) {
-      this.failed = new UnavailableError('KAFKA_UNAVAILABLE', `Kafka send failed after retries: ${(err as Error).message}`, { cause: err });
+      // A refusal on the merits (a record too large) is fatal; anything else is the broker being away.
+      const c = classify(err, { via: this.via });
+      this.failed = c.retriable
+        ? new UnavailableError('KAFKA_UNAVAILABLE', `Kafka send failed after retries: ${c.error.message}`, { cause: err })
+        : new KafkaRefusedError(`Kafka refused a send: ${c.error.message}`, { cause: err });
       this.sending = false;
       this.events.fatal(this.failed);
       this.notifyIdle();
@@ -198,6 +209,7 @@ export class KafkaPublisher {
   }
 
   async close(): Promise<void> {
+    this.closed.abort();
     await this.producer.disconnect().catch(() => {});
     await this.admin.disconnect().catch(() => {});
   }

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { isRetriable, SourceNotReadyError } from '../errors.ts';
+import { kafkaEndpoint } from '../lifecycle/endpoints.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
 import { EventEncoder, type EncodedRecord } from '../publisher/event-encoder.ts';
@@ -130,6 +131,8 @@ export class CaptureService implements Service {
     this.metricsPort = await this.health.listen();
     this.pool = new pg.Pool({ connectionString: cfg.sourceUrl, max: 3, application_name: 'shopstream-capture-meta' });
     this.pool.on('error', (err) => this.log.warn({ err }, 'idle source connection error'));
+    // A checked-out client losing its connection between queries must not be an unhandled 'error' (Postgres restarting).
+    this.pool.on('connect', (client) => client.on('error', (err) => this.log.warn({ err }, 'source connection error')));
     await checkSource(this.pool);
     this.tables = cfg.tables ?? (await tablesInSchemas(this.pool, cfg.schemas));
     await ensurePublication(this.pool, cfg.publication, this.tables, this.log);
@@ -139,7 +142,7 @@ export class CaptureService implements Service {
       acked: (batch) => this.onAcked(batch),
       drained: () => { if (!this.blocked) this.repl?.resume(); },
       fatal: (err) => this.fail(err),
-    }, this.log);
+    }, this.log, kafkaEndpoint(cfg.kafkaBrokers));
     await this.publisher.connect();
     this.metrics.bufferedBytes = () => this.publisher.bufferedBytes;
     this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t), this.log);

@@ -11,6 +11,8 @@ export interface DeadLetterNote {
   offset: string;
   dlqTopic: string;
   error: string;
+  /** Set when the record was too large for the DLQ topic: it is kept here instead (migration 0006). */
+  kept?: { key: Buffer | null; value: Buffer | null; headers: Record<string, string> };
 }
 
 export interface PartitionProgress {
@@ -54,11 +56,15 @@ export async function recordProgress(
   if (parts.length === 0) return;
   const { meta } = quoted(schemas);
   const dead = parts.flatMap(({ progress: p, freshOffsets }) => p.deadLetters.filter((d) => freshOffsets.has(d.offset))
-    .map((d) => ({ g: p.group, t: p.topic, p: p.partition, off: d.offset, dlq: d.dlqTopic, err: d.error })));
+    .map((d) => ({
+      g: p.group, t: p.topic, p: p.partition, off: d.offset, dlq: d.dlqTopic, err: d.error,
+      kept: d.kept !== undefined, k: d.kept?.key?.toString('hex') ?? null, v: d.kept?.value?.toString('hex') ?? null, h: d.kept?.headers ?? null,
+    })));
   if (dead.length > 0) {
     await client.query(
-      `INSERT INTO ${meta}.dead_letters (consumer_group, topic, partition, "offset", dlq_topic, error)
-       SELECT d.g, d.t, d.p, d.off, d.dlq, d.err FROM jsonb_to_recordset($1::jsonb) AS d(g text, t text, p int, off bigint, dlq text, err text)
+      `INSERT INTO ${meta}.dead_letters (consumer_group, topic, partition, "offset", dlq_topic, error, kept_in_table, message_key, message_value, message_headers)
+       SELECT d.g, d.t, d.p, d.off, d.dlq, d.err, d.kept, decode(d.k, 'hex'), decode(d.v, 'hex'), d.h
+         FROM jsonb_to_recordset($1::jsonb) AS d(g text, t text, p int, off bigint, dlq text, err text, kept boolean, k text, v text, h jsonb)
        ON CONFLICT DO NOTHING`,
       [JSON.stringify(dead)]);
   }

@@ -1,0 +1,102 @@
+import kafkajs from 'kafkajs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ensureTopic as ensureClickTopic } from '../../consumers/clickstream/topic.ts';
+import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
+import { createLogger } from '../../src/logger.ts';
+import { DEFAULT_PUBLISHER_OPTIONS, KafkaPublisher, type OutMessage } from '../../src/publisher/kafka-publisher.ts';
+import { Kafka, logLevel } from '../../src/publisher/kafkajs.ts';
+import { startThrowawayKafka, type ThrowawayKafka } from '../helpers/throwaway-kafka.ts';
+
+/**
+ * Issue 10, the demo's first-run failure: on a broker that had just started,
+ * the capture created its topics and its first produce failed with "This
+ * server does not host this topic-partition" (UNKNOWN_TOPIC_OR_PARTITION).
+ * Each round starts a broker of its own and, the moment it answers a
+ * metadata request, goes through our topic-creating code paths: the
+ * capture's publisher (ensureTopic, then produce), the dead-letter writer,
+ * and a consumer's create-then-subscribe. Nothing may fail in any round.
+ */
+const ROUNDS = Number(process.env.TOPIC_READY_ROUNDS ?? 3);
+
+describe('topics created on a just-started broker', () => {
+  let broker: ThrowawayKafka | undefined;
+  afterEach(async () => {
+    await broker?.stop();
+    broker = undefined;
+  });
+
+  it(`produce and subscribe right after creation, ${ROUNDS} fresh brokers in a row`, async () => {
+    const log = createLogger('test', 'silent');
+    const rounds: Array<{ startMs: number; readyMs: number }> = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const b = (broker = await startThrowawayKafka());
+      const t0 = Date.now();
+      const k2 = new kafkajs.Kafka({ clientId: `fresh-${round}`, brokers: b.brokers, logLevel: kafkajs.logLevel.NOTHING });
+      const admin = k2.admin();
+      const producer = k2.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
+      await Promise.all([admin.connect(), producer.connect()]);
+
+      // 1. The capture's path: a topic per table, 3 partitions each, produced to at once.
+      const capturePath = async () => {
+        const fatal: Error[] = [];
+        const acked: OutMessage[] = [];
+        const kafka = new Kafka({ clientId: `fresh-capture-${round}`, brokers: b.brokers, logLevel: logLevel.NOTHING });
+        const publisher = new KafkaPublisher(kafka, { ...DEFAULT_PUBLISHER_OPTIONS, partitions: 3 }, {
+          acked: (batch) => acked.push(...batch), drained: () => {}, fatal: (e) => fatal.push(e),
+        }, log);
+        await publisher.connect();
+        const topics = ['customers', 'products', 'orders', 'order_items'].map((t) => `shop.public.${t}`);
+        for (const t of topics) await publisher.ensureTopic(t);
+        for (let i = 0; i < 200; i++) {
+          publisher.add({ topic: topics[i % 4]!, key: Buffer.from(`k${i}`), value: Buffer.from(`v${i}`), ticket: null, commitMs: Date.now(), table: 't', op: 'c' });
+        }
+        await publisher.flush();
+        await publisher.close();
+        expect(fatal).toEqual([]);
+        expect(acked).toHaveLength(200);
+      };
+
+      // 2. The dead-letter writer creating its topic on first use.
+      const dlqPath = async () => {
+        const dlq = new DeadLetterWriter(producer, admin, log);
+        const message = { key: Buffer.from('a'), value: Buffer.from('junk'), offset: '7', timestamp: String(Date.now()), attributes: 0, headers: {} };
+        const notes = await dlq.write('clickstream.events', 1, [{ message: message as never, error: 'DECODE_FAILED: test' }]);
+        expect(notes).toMatchObject([{ offset: '7', dlqTopic: 'clickstream.events.dlq' }]);
+      };
+
+      // 3. A consumer creating its topic, then subscribing and reading what was produced right after
+      //    (its group join makes the broker create __consumer_offsets meanwhile).
+      const consumerPath = async () => {
+        await ensureClickTopic(admin, 'clickstream.events', 3, { log });
+        await producer.send({ topic: 'clickstream.events', acks: -1, messages: Array.from({ length: 30 }, (_, i) => ({ key: `u${i}`, value: `e${i}` })) });
+        const consumer = k2.consumer({ groupId: `fresh-${round}`, sessionTimeout: 6000, heartbeatInterval: 1000 });
+        await consumer.connect();
+        await consumer.subscribe({ topics: ['clickstream.events'], fromBeginning: true });
+        const got = new Set<string>();
+        let crashed: unknown;
+        consumer.on(consumer.events.CRASH, (e) => { crashed = e.payload.error; });
+        try {
+          await new Promise<void>((resolve, reject) => {
+            const t = setTimeout(() => reject(new Error(`round ${round}: read ${got.size}/30 in 60 s`)), 60_000);
+            void consumer.run({ eachMessage: async ({ message }) => {
+              got.add(message.value!.toString());
+              if (got.size === 30) { clearTimeout(t); resolve(); }
+            } });
+          });
+        } finally {
+          await consumer.disconnect();
+        }
+        expect(crashed).toBeUndefined();
+      };
+
+      // All three at once, as the demo starts the capture and the consumers together.
+      await Promise.all([capturePath(), dlqPath(), consumerPath()]);
+      rounds.push({ startMs: b.started, readyMs: Date.now() - t0 });
+      await Promise.all([producer.disconnect(), admin.disconnect()]);
+      await b.stop();
+      broker = undefined;
+    }
+    if (process.env.TEST_VERBOSE) console.log(JSON.stringify(rounds));
+    expect(rounds).toHaveLength(ROUNDS);
+  }, 400_000);
+});
