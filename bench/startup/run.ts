@@ -78,7 +78,7 @@ function spawnConsumer(): { child: ChildProcess; marks: Map<string, number>; t0:
     env: {
       ...process.env, TOPIC_PREFIX: id, SOURCE_SCHEMA: 'public', CONSUMER_GROUP: id,
       STAGING_SCHEMA: schemas.staging, ANALYTICS_SCHEMA: schemas.analytics, META_SCHEMA: schemas.meta,
-      REDIS_KEY_PREFIX: `${id}:`, LOG_LEVEL: 'info',
+      REDIS_KEY_PREFIX: `${id}:`, CONSUMER_HEALTH_PORT: '0', LOG_LEVEL: 'info',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

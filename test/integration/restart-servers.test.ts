@@ -60,7 +60,7 @@ describe('capture and consumer processes through broker, Postgres and registry r
     };
     env = {
       ...process.env, SOURCE_DATABASE_URL: urls.source, WAREHOUSE_DATABASE_URL: urls.warehouse, KAFKA_BROKERS: urls.kafka,
-      SCHEMA_REGISTRY_URL: urls.registry, REDIS_URL: urls.redis, CAPTURE_METRICS_PORT: '-1', LOG_LEVEL: 'warn',
+      SCHEMA_REGISTRY_URL: urls.registry, REDIS_URL: urls.redis, CAPTURE_METRICS_PORT: '-1', CONSUMER_HEALTH_PORT: '0', CLICKSTREAM_HEALTH_PORT: '0', LOG_LEVEL: 'warn',
       CONSUMER_MAX_MESSAGES_PER_TX: '200',
     };
   }, 400_000);
