@@ -228,7 +228,7 @@ describe('changes lost to retention', () => {
       expect(gaps).toEqual([expect.objectContaining({ topic: ordersTopic, partition: 0, storedOffset: storedBefore, logStartOffset: high, lost, action: 'paused' })]);
       const line = c.lines.find((l) => l.code === 'RETENTION_GAP');
       expect(line).toMatchObject({ level: 50, topic: ordersTopic, partition: 0, storedOffset: storedBefore, logStartOffset: high, lost });
-      expect(String(line!.remedy)).toMatch(/re-snapshot.*replay -- --from-offset earliest/);
+      expect(String(line!.remedy)).toMatch(/re-snapshot.*replay --from-offset earliest/);
       // New orders after the gap are not applied either; other topics are.
       const next = new ShopSim(101);
       next.randomWorkload(20);
