@@ -148,7 +148,7 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
       w.string(src.version); w.string(CONNECTOR); w.string(src.name); w.long(tsMs);
       w.long(0); w.string(ev.kind === 'read' ? ev.snapshot : 'false');
       w.string(src.db);
-      w.long(1); w.string(`["${ev.commitLsn}","${ev.lsn}"]`);
+      w.long(1); w.string(`["${ev.lastCommitLsn}","${ev.lsn}"]`);
       w.long(1); w.long(ev.commitTimeUs);
       // ts_ns stays null: nanoseconds since 1970 exceed 2^53, and JS Avro decoders
       // (avsc, as the Confluent JS clients use it) refuse such longs by default.
