@@ -177,7 +177,7 @@ export class CaptureService implements Service {
       fatal: (err) => this.fail(err),
     }, this.log);
     await this.publisher.connect();
-    this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t, 'table'), this.log);
+    this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t, 'table'), this.log, cfg.publisher.cleanupPolicy.includes('compact'));
     if (cfg.transactionMetadata) {
       const topic = transactionTopic(cfg.topicPrefix);
       const registry = new RegistryClient(cfg.registryUrl);
