@@ -119,9 +119,9 @@ export class CaptureService implements Service {
   private confirmedAt(lsn: Lsn, signal: AbortSignal): Promise<void> {
     if (this.acker && this.acker.confirmed >= lsn) return Promise.resolve();
     return new Promise((resolve) => {
-      const w = { lsn, resolve };
-      this.confirmWaiters.push(w);
-      signal.addEventListener('abort', () => resolve(), { once: true });
+      const onAbort = () => resolve();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.confirmWaiters.push({ lsn, resolve: () => { signal.removeEventListener('abort', onAbort); resolve(); } });
     });
   }
 

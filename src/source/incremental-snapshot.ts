@@ -246,7 +246,7 @@ export class IncrementalSnapshotter {
       window.setRows(chunk);
       const committed = new Promise<Lsn>((resolve) => { this.closed = resolve; });
       await this.watermark(window.id, 'hw');
-      const endLsn = await Promise.race([committed, aborted(this.abort.signal)]);
+      const endLsn = await unlessAborted(committed, this.abort.signal);
       if (endLsn === null) return;
       this.closed = null;
       this.window = null;
@@ -293,9 +293,12 @@ export class IncrementalSnapshotter {
   }
 }
 
-function aborted(signal: AbortSignal): Promise<null> {
-  return new Promise((resolve) => {
-    if (signal.aborted) resolve(null);
-    else signal.addEventListener('abort', () => resolve(null), { once: true });
+/** Resolves with `p`'s value, or null once `signal` aborts. */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | null> {
+  if (signal.aborted) return Promise.resolve(null);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => resolve(null);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then((v) => { signal.removeEventListener('abort', onAbort); resolve(v); }, (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e); });
   });
 }

@@ -195,8 +195,9 @@ describe('capture: incremental re-snapshot, end to end', () => {
     await open.query(`UPDATE ${s}.customers SET first_name = 'long-tx' WHERE customer_id = 4321`);
     await signal(p, 'customers');
     await waitFor('first chunk recorded', async () => {
-      const { rows } = await p.h.pool.query(`SELECT rows_done FROM ${s}_meta.capture_incremental_snapshots`);
-      return rows[0] && Number(rows[0].rows_done) > 0 ? true : null;
+      const { rows } = await p.h.pool.query(`SELECT rows_done FROM ${s}_meta.capture_incremental_snapshots`).catch(() => ({ rows: [{ rows_done: 0 }] }));
+      if (rows.length === 0) return { rowsDone: N }; // all chunks done before this poll saw one
+      return Number(rows[0].rows_done) > 0 ? { rowsDone: Number(rows[0].rows_done) } : null;
     }, 60_000);
     // inside the snapshot: a delete of a key not read yet, a delete of one read already, an insert beyond the end
     await p.h.pool.query(`DELETE FROM ${s}.customers WHERE customer_id IN (4990, 3)`);
