@@ -89,7 +89,7 @@ export class CaptureService implements Service {
     });
   }
 
-  /** A decoded change (or a re-snapshot row added to the open transaction): counted and published with its transaction. */
+  /** A decoded change: counted for the transaction metadata and published with its transaction. */
   private onChange(ev: ChangeEvent): void {
     if (this.txState) {
       if (!this.txState.counts) { this.txState.counts = new Map(); this.emitTxMeta('BEGIN', null); }
@@ -106,9 +106,11 @@ export class CaptureService implements Service {
    */
   private emitChunk(chunk: { relation: Relation; rows: ReadEvent['after'][] } | null, lsn: Lsn): void {
     if (!chunk) return;
+    // Not counted in the transaction metadata: snapshot reads carry no transaction block.
+    const track = this.acker!.track.bind(this.acker!);
     for (const after of chunk.rows) {
       const ev: ReadEvent = { kind: 'read', after, snapshot: 'incremental', ...this.decoder.positionIn(chunk.relation, lsn) };
-      this.onChange(ev);
+      this.publish(ev, track);
     }
   }
 
