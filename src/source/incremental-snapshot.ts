@@ -201,14 +201,16 @@ export class IncrementalSnapshotter {
     let superseded = 0;
     let shape = '';
     let relation: Relation | null = null;
+    let persisted: Promise<boolean> = Promise.resolve(true);
     let keyNames: string[] = [];
     let keyPos: number[] = [];
     let parsers: ((v: string) => unknown)[] = [];
     const q = (id: string) => `"${id.replace(/"/g, '""')}"`;
     for (;;) {
-      if (this.abort.signal.aborted) return;
+      if (this.abort.signal.aborted) { await persisted.catch(() => {}); return; }
       const desc = await describeTable(client, schema, name);
       if (!desc) {
+        await persisted.catch(() => {});
         this.log.warn({ table: p.table }, 're-snapshot: table vanished; request dropped');
         await client.query(`DELETE FROM ${this.table} WHERE slot_name = $1 AND table_name = $2 AND signal_lsn = $3::pg_lsn`, [this.opts.slot, p.table, p.signalLsn]);
         return;
@@ -228,6 +230,7 @@ export class IncrementalSnapshotter {
       const { rows: est } = await client.query<{ n: string }>('SELECT greatest(reltuples, 0)::bigint::text AS n FROM pg_class WHERE oid = $1', [desc.oid]);
       const estimated = Number(est[0]?.n ?? 0);
 
+      const tA = performance.now();
       const window = new ChunkWindow(`${this.runId}:${++this.windowSeq}`, rel, keyNames);
       this.window = window;
       await this.watermark(window.id, 'lw');
@@ -244,6 +247,7 @@ export class IncrementalSnapshotter {
         return { key: chunkKey(row, keyPos), row };
       });
       window.setRows(chunk);
+      const tB = performance.now();
       const committed = new Promise<Lsn>((resolve) => { this.closed = resolve; });
       await this.watermark(window.id, 'hw');
       const endLsn = await unlessAborted(committed, this.abort.signal);
@@ -251,27 +255,37 @@ export class IncrementalSnapshotter {
       this.closed = null;
       this.window = null;
       superseded += chunk.length - window.emitted;
-      await this.host.confirmed(endLsn, this.abort.signal);
-      if (this.abort.signal.aborted) return;
-
       chunks += 1;
       rowsDone += raw.length;
       const done = raw.length < this.opts.chunkSize;
       lastKey = raw.length > 0 ? keyPos.map((i) => raw[raw.length - 1]![i]!) : lastKey;
-      this.host.progress(p.table, rowsDone, Math.max(estimated, rowsDone));
-      if (done) {
-        const { rowCount } = await client.query(`DELETE FROM ${this.table} WHERE slot_name = $1 AND table_name = $2 AND signal_lsn = $3::pg_lsn`, [this.opts.slot, p.table, p.signalLsn]);
-        if (rowCount) this.log.info({ table: p.table, rows: rowsDone, chunks, superseded, ms: Date.now() - started }, 're-snapshot done');
-        return; // a newer request (different signal) is picked up by run()
-      }
-      const { rowCount } = await client.query(
-        `UPDATE ${this.table} SET last_key = $4::text[], rows_done = $5, updated_at = now()
-          WHERE slot_name = $1 AND table_name = $2 AND signal_lsn = $3::pg_lsn`,
-        [this.opts.slot, p.table, p.signalLsn, lastKey, rowsDone]);
-      if (!rowCount) {
-        this.log.info({ table: p.table }, 're-snapshot requested again; starting over');
-        return;
-      }
+      this.log.debug({ table: p.table, chunk: chunks, rows: raw.length, emitted: window.emitted, readMs: Math.round(tB - tA), windowMs: Math.round(performance.now() - tB) }, 're-snapshot chunk');
+
+      // The next chunk is read while this one's rows are acknowledged; its
+      // progress is recorded (in chunk order) only once they all are.
+      const prior = persisted;
+      const key = lastKey;
+      const rowsAt = rowsDone;
+      persisted = prior.then(async (ok) => {
+        if (!ok) return false;
+        await this.host.confirmed(endLsn, this.abort.signal);
+        if (this.abort.signal.aborted) return false;
+        this.host.progress(p.table, rowsAt, Math.max(estimated, rowsAt));
+        if (done) {
+          const { rowCount } = await client.query(`DELETE FROM ${this.table} WHERE slot_name = $1 AND table_name = $2 AND signal_lsn = $3::pg_lsn`, [this.opts.slot, p.table, p.signalLsn]);
+          if (rowCount) this.log.info({ table: p.table, rows: rowsAt, chunks, superseded, ms: Date.now() - started }, 're-snapshot done');
+          return false;
+        }
+        const { rowCount } = await client.query(
+          `UPDATE ${this.table} SET last_key = $4::text[], rows_done = $5, updated_at = now()
+            WHERE slot_name = $1 AND table_name = $2 AND signal_lsn = $3::pg_lsn`,
+          [this.opts.slot, p.table, p.signalLsn, key, rowsAt]);
+        if (!rowCount) this.log.info({ table: p.table }, 're-snapshot requested again; starting over');
+        return rowCount === 1;
+      });
+      persisted.catch(() => {}); // awaited below or next round; a failure surfaces there
+      // At most one chunk ahead of what is recorded.
+      if (done || !(await prior)) { await persisted; return; } // a newer request (different signal) is picked up by run()
       if (Date.now() - lastLog >= this.opts.progressLogMs) {
         lastLog = Date.now();
         this.log.info({ table: p.table, rowsDone, rowsEstimated: Math.max(estimated, rowsDone), chunks }, 're-snapshot progress');
