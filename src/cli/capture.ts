@@ -11,6 +11,7 @@ import { loadCaptureConfig } from '../source/capture-config.ts';
  *
  *   tsx src/cli/capture.ts                      run the capture
  *   tsx src/cli/capture.ts resnapshot s.table   ask the running capture to re-read one table
+ *                                               (incremental, in chunks, while it streams; docs/capture.md)
  */
 const [command, arg] = process.argv.slice(2);
 if (command === 'resnapshot') {

@@ -115,24 +115,7 @@ export class CaptureService implements Service {
   }
 
   private incremental: IncrementalSnapshotter | null = null;
-  private confirmWaiters: { lsn: Lsn; resolve: () => void }[] = [];
 
-  /** Resolves once the acker may confirm `lsn`. */
-  private confirmedAt(lsn: Lsn, signal: AbortSignal): Promise<void> {
-    if (this.acker && this.acker.confirmed >= lsn) return Promise.resolve();
-    return new Promise((resolve) => {
-      const onAbort = () => resolve();
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.confirmWaiters.push({ lsn, resolve: () => { signal.removeEventListener('abort', onAbort); resolve(); } });
-    });
-  }
-
-  private onConfirmed(lsn: Lsn): void {
-    if (this.confirmWaiters.length === 0) return;
-    const still: typeof this.confirmWaiters = [];
-    for (const w of this.confirmWaiters) (w.lsn <= lsn ? w.resolve() : still.push(w));
-    this.confirmWaiters = still;
-  }
 
   private txMeta: { topic: string; encoder: TransactionMetadataEncoder } | null = null;
   private txState: { id: string; commitMs: number; counts: Map<string, number> | null } | null = null;
@@ -191,14 +174,14 @@ export class CaptureService implements Service {
 
     const startLsn = await this.prepareSlot(signal);
     this.acker = new Acker(startLsn);
-    this.acker.onAdvance((lsn) => { this.metrics.confirmedLsn.set(Number(lsn)); this.onConfirmed(lsn); });
+    this.acker.onAdvance((lsn) => this.metrics.confirmedLsn.set(Number(lsn)));
     this.decoder.startAt(startLsn);
     this.incremental = new IncrementalSnapshotter({
       sourceUrl: cfg.sourceUrl, metaSchema: cfg.metaSchema, slot: cfg.slot, chunkSize: cfg.snapshotChunkSize,
       tables: this.tables, progressLogMs: cfg.progressLogMs,
     }, {
       prepare: async (r) => { await this.withRetry('schema registration', () => this.schemas.prepare(r)); },
-      confirmed: (lsn, sig) => this.confirmedAt(lsn, sig),
+      confirmed: (lsn, sig) => this.acker!.whenConfirmed(lsn, sig),
       backpressure: async () => { while (this.publisher.overHighWater && !this.stopping) await sleep(5); },
       progress: (table, done, est) => { this.metrics.snapshotRows.set({ table }, done); this.metrics.snapshotEstimate.set({ table }, est); },
       fail: (err) => this.fail(err),

@@ -165,6 +165,12 @@ export class IncrementalSnapshotter {
       this.wakeAgain = false;
       const p = await this.nextPending();
       if (!p || this.abort.signal.aborted) return;
+      if (!this.opts.tables.includes(p.table)) {
+        // Recorded by an earlier run whose configuration captured the table.
+        this.log.warn({ table: p.table }, 're-snapshot of a table no longer captured; request dropped');
+        await this.client!.query(`DELETE FROM ${this.table} WHERE slot_name = $1 AND table_name = $2`, [this.opts.slot, p.table]);
+        continue;
+      }
       await this.snapshotTable(p);
     }
   }
