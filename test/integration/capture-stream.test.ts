@@ -2,7 +2,8 @@ import { Kafka, logLevel } from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { consumeUntil, createHarness, startInProcess, waitFor, type Decoded, type Harness } from '../../bench/capture/harness.ts';
 import { loadStackConfig } from '../../src/config/index.ts';
-import type { CaptureService } from '../../src/source/capture.ts';
+import pino from 'pino';
+import { CaptureService } from '../../src/source/capture.ts';
 import { uniqueId } from '../helpers/stack-env.ts';
 
 /** Streaming semantics against the real stack: order per key, ops, snapshot handover, schema evolution. */
@@ -170,6 +171,25 @@ describe('capture: streaming', () => {
     expect(last.size).toBe(200);
     const cents = (k: number) => Number(BigInt(`0x${(last.get(`{"product_id":"${k}"}`).price as Buffer).toString('hex')}`)); // decimal(10,2) bytes
     expect([cents(1), cents(2), cents(3), cents(200)]).toEqual([125, 250, 350, 20050]);
+  });
+
+  it('leaves an existing table topic that is not compacted as it is, with a warning', async () => {
+    h = await createHarness(uniqueId('cap_oldtopic'));
+    const s = h.id;
+    const admin = new Kafka({ brokers: loadStackConfig().kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: h.topic('customers'), numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'delete' }] }] });
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => { lines.push(l); } });
+    cap = new CaptureService(h.config({ CAPTURE_SNAPSHOT: 'never' }), log);
+    await cap.start(new AbortController().signal);
+    await h.pool.query(`INSERT INTO ${s}.customers (customer_id, email, first_name, last_name, customer_segment) VALUES (1, 'a@x', 'A', 'B', 'gold')`);
+    await consumeUntil([h.topic('customers')], (all) => all.length >= 1, 60_000);
+    const warned = lines.map((l) => JSON.parse(l)).filter((l) => /not compacted/.test(l.msg));
+    expect(warned.map((l) => [l.topic, l.cleanupPolicy])).toEqual([[h.topic('customers'), 'delete']]);
+    const conf = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: h.topic('customers'), configNames: ['cleanup.policy'] }] });
+    await admin.disconnect();
+    expect(conf.resources[0]!.configEntries[0]!.configValue).toBe('delete');
   });
 
   it('optionally writes BEGIN/END transaction metadata with per-table event counts', async () => {
