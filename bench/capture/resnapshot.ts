@@ -1,10 +1,13 @@
-import { createHarness, startInProcess, waitFor } from './harness.ts';
+import { appendFile, mkdir } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import { createHarness, REPO, startInProcess, waitFor } from './harness.ts';
 import { uniqueId } from '../../test/helpers/stack-env.ts';
 
 /**
  * Incremental re-snapshot throughput and memory: ROWS products rows, read in
  * CHUNK-row chunks while the capture streams nothing else. Prints rows/s and
- * the process's peak RSS. `tsx bench/capture/resnapshot.ts [rows] [chunk]`
+ * the process's peak RSS (appended to bench-results/resnapshot.jsonl).
+ * `tsx bench/capture/resnapshot.ts [rows] [chunk]`
  */
 const ROWS = Number(process.argv[2] ?? 200_000);
 const CHUNK = process.argv[3] ?? '4096';
@@ -25,7 +28,13 @@ try {
   await waitFor('re-snapshot done', async () => ((await pending()) === 0 ? true : null), 3_600_000);
   const ms = Date.now() - t0;
   clearInterval(timer);
-  console.log(JSON.stringify({ rows: ROWS, chunk: Number(CHUNK), ms, rowsPerSec: Math.round(ROWS / (ms / 1000)), rssStartMiB: Math.round(rss0 / 2 ** 20), rssPeakMiB: Math.round(peak / 2 ** 20) }));
+  const result = JSON.stringify({
+    at: new Date().toISOString(), rows: ROWS, chunk: Number(CHUNK), ms, rowsPerSec: Math.round(ROWS / (ms / 1000)),
+    rssStartMiB: Math.round(rss0 / 2 ** 20), rssPeakMiB: Math.round(peak / 2 ** 20), loadAvg1m: Math.round(loadavg()[0]! * 10) / 10,
+  });
+  console.log(result);
+  await mkdir(`${REPO}/bench-results`, { recursive: true });
+  await appendFile(`${REPO}/bench-results/resnapshot.jsonl`, `${result}\n`);
   await cap.stop();
 } finally {
   await h.cleanup();
