@@ -13,7 +13,8 @@ export type ErrorCode =
   | 'KAFKA_UNAVAILABLE'
   | 'SINK_UNAVAILABLE'
   | 'MIGRATION_FAILED'
-  | 'STACK_UNAVAILABLE';
+  | 'STACK_UNAVAILABLE'
+  | 'STALLED';
 
 export abstract class CdcError extends Error {
   abstract readonly code: ErrorCode;

@@ -104,6 +104,8 @@ export async function createPipeline(id: string, seed = 42): Promise<Pipeline> {
     ...process.env, TOPIC_PREFIX: id, SOURCE_SCHEMA: id, CONSUMER_GROUP: group,
     STAGING_SCHEMA: schemas.staging, ANALYTICS_SCHEMA: schemas.analytics, META_SCHEMA: schemas.meta,
     REDIS_KEY_PREFIX: keyPrefix, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', CONSUMER_TOPIC_WAIT_MS: '120000',
+    // A port of its own, so a bench run never collides with the demo's consumer.
+    CONSUMER_HEALTH_PORT: '0',
   };
   let capture: ChildProcess | undefined;
   let consumer: ChildProcess | undefined;

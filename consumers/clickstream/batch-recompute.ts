@@ -5,7 +5,7 @@ import { lastSessionSelectSql, martCartValueSelectSql } from './recompute.ts';
 
 /**
  * The batch recomputation of every clickstream model from stg_events, as
- * plain SQL (SPEC §4: the streaming result must equal it row for row).
+ * plain SQL (docs/contract.md §4: the streaming result must equal it row for row).
  * Sessionization here is set-based window SQL, independent of the
  * TypeScript walk the consumer uses (src/transforms/sessions.ts); the two
  * small aggregations over finished sessions (last session per customer,

@@ -28,7 +28,7 @@ export function loadClickstreamConfig(env: Env = process.env): ClickstreamConfig
     group: str(env, 'CLICKSTREAM_GROUP', 'clickstream'),
     topic,
     schemas: loadWarehouseSchemas(env),
-    // SPEC §3 default: 24 h. Zero is allowed (only in-order events count).
+    // docs/contract.md §3 default: 24 h. Zero is allowed (only in-order events count).
     allowedLatenessUs: BigInt(int(env, 'CLICKSTREAM_ALLOWED_LATENESS_SECONDS', 86_400, { min: 0 })) * 1_000_000n,
     maxMessagesPerTx: int(env, 'CLICKSTREAM_MAX_MESSAGES_PER_TX', 1000, { min: 1 }),
     // Brokers refuse less than group.min.session.timeout.ms (6 s by default).

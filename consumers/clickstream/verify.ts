@@ -1,21 +1,23 @@
+import { isMain } from '../../src/lifecycle/is-main.ts';
 import { exitOnStartupError } from '../../src/lifecycle/run-main.ts';
 import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
 import { rebuildClickstream, verifyClickstream } from './batch-recompute.ts';
 import { loadClickstreamConfig } from './config.ts';
 
 /**
- * `npx tsx consumers/clickstream/verify.ts [--rebuild]`
+ * `shopstream verify clickstream [--rebuild]` (or `npx tsx consumers/clickstream/verify.ts [--rebuild]`)
  * Compares every clickstream model with its batch recomputation and prints
  * one line per table; exit code 1 when any differs. With --rebuild, first
  * refreshes the stored models from stg_events (after editing
  * `_beyond_lateness` flags, or to repair), in one transaction.
  */
-async function main(): Promise<void> {
+/** Resolves to the exit code: 0 when every model equals its batch recomputation, 1 otherwise. */
+export async function runClickstreamVerify(opts: { rebuild?: boolean } = {}): Promise<number> {
   const cfg = loadClickstreamConfig();
   const pool = createWarehousePool(cfg.stack.warehouseUrl, 1);
   const client = await pool.connect();
   try {
-    if (process.argv.includes('--rebuild')) {
+    if (opts.rebuild) {
       await client.query('BEGIN');
       await rebuildClickstream(client, cfg.schemas);
       await client.query('COMMIT');
@@ -25,11 +27,15 @@ async function main(): Promise<void> {
       process.stdout.write(`${c.missing === 0 && c.unexpected === 0 ? 'ok  ' : 'DIFF'} ${c.table}: ${c.actualRows} rows (batch ${c.expectedRows}), missing ${c.missing}, unexpected ${c.unexpected}\n`);
       for (const row of c.sample) process.stdout.write(`     ${JSON.stringify(row)}\n`);
     }
-    process.exitCode = checks.every((c) => c.missing === 0 && c.unexpected === 0) ? 0 : 1;
+    return checks.every((c) => c.missing === 0 && c.unexpected === 0) ? 0 : 1;
   } finally {
     client.release();
     await pool.end();
   }
 }
 
-main().catch((err) => exitOnStartupError('clickstream-verify', err));
+if (isMain(import.meta.url)) {
+  runClickstreamVerify({ rebuild: process.argv.includes('--rebuild') }).then((code) => {
+    process.exitCode = code;
+  }, (err) => exitOnStartupError('clickstream-verify', err));
+}

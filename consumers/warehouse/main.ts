@@ -4,6 +4,9 @@ import { createRegistry } from '../../src/consumer/avro.ts';
 import { loadWarehouseConsumerConfig } from '../../src/consumer/config.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
 import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { HEALTH_PORTS } from '../../src/health/config.ts';
+import { consumerHealth, loadConsumerHealthConfig } from '../../src/health/process-health.ts';
+import { isMain } from '../../src/lifecycle/is-main.ts';
 import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
@@ -13,10 +16,18 @@ import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
  * The warehouse consumer process: source-table topics → staging, star
  * schema, marts and CLV in Postgres, CLV in Redis. Applies the warehouse
  * migrations first so a fresh database works.
+ * `shopstream consume warehouse` runs it.
  */
-await runMain('consumer-warehouse', async (log) => {
+export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-warehouse', async (log) => {
   const cfg = loadWarehouseConsumerConfig();
+  const healthCfg = loadConsumerHealthConfig(process.env, 'CONSUMER', HEALTH_PORTS.warehouse);
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
+  const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });
+  const h = consumerHealth({
+    process: 'consumer-warehouse', ...healthCfg, kafka, pool, schemas: cfg.schemas, group: cfg.group, topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log,
+  });
+  // Listening before the migrations, so /healthz answers (and /readyz says "starting") during start-up.
+  await h.server.start();
   await migrate(pool, 'warehouse', {
     schemas: warehouseSchemaNames(cfg.schemas),
     log,
@@ -26,12 +37,12 @@ await runMain('consumer-warehouse', async (log) => {
   const redis = new Redis(cfg.stack.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis unavailable at start; CLV waits in the outbox'));
-  const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });
   const consumer = new WarehouseConsumer({
     kafka, registry: createRegistry(cfg.stack.registryUrl), pool, redis, schemas: cfg.schemas, group: cfg.group,
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently,
     sessionTimeoutMs: cfg.sessionTimeoutMs,
     topicWaitMs: cfg.topicWaitMs,
+    observer: h.metrics, onConsumer: h.onConsumer,
   });
   log.info({ group: cfg.group, topics: cfg.topics, schemas: cfg.schemas }, 'warehouse consumer configured');
   const connections: Service = {
@@ -42,5 +53,7 @@ await runMain('consumer-warehouse', async (log) => {
       await pool.end().catch(() => {});
     },
   };
-  return [connections, consumer];
+  return [h.server, connections, h.probe, consumer, h.ready];
 });
+
+if (isMain(import.meta.url)) await runWarehouseConsumer();

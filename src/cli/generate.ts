@@ -1,6 +1,7 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import pg from 'pg';
 import { loadStackConfig } from '../config/index.ts';
+import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createLogger } from '../logger.ts';
 import { TrafficGenerator } from '../generator/writer.ts';
@@ -15,22 +16,28 @@ function count(value: string): number {
   return Number(value);
 }
 
-async function main(): Promise<void> {
-  const program = new Command('generate')
-    .option('--schema <name>', 'source schema', 'public')
+export interface GenerateOptions { sourceSchema: string; /** the flag's old name */ schema?: string; customers: number; products: number; orders: number; perTransaction: number; rate: number; duration: number; seed: number }
+
+/** The `generate` command's flags; `shopstream generate` and this file's own entry both parse with it. */
+export function generateCommand(): Command {
+  return new Command('generate')
+    .description('Write generated shop traffic into the source database (catalogue, orders, then optionally steady traffic)')
+    .option('--source-schema <name>', 'source schema', 'public')
+    .addOption(new Option('--schema <name>', 'old name of --source-schema').hideHelp())
     .option('--customers <n>', 'customers to create (when the catalogue is empty)', count, 1000)
     .option('--products <n>', 'products to create (when the catalogue is empty)', count, 200)
     .option('--orders <n>', 'orders to place at once', count, 2000)
     .option('--per-transaction <n>', 'orders per source transaction for the initial orders', count, 1)
     .option('--rate <n>', 'then place this many orders per second', count, 0)
     .option('--duration <seconds>', 'for this long', count, 0)
-    .option('--seed <n>', 'random seed', count, 42)
-    .parse();
-  const o = program.opts<{ schema: string; customers: number; products: number; orders: number; perTransaction: number; rate: number; duration: number; seed: number }>();
+    .option('--seed <n>', 'random seed', count, 42);
+}
+
+export async function runGenerate(o: GenerateOptions): Promise<void> {
   const log = createLogger('generate');
   const pool = new pg.Pool({ connectionString: loadStackConfig().sourceUrl, max: 2 });
   try {
-    const gen = new TrafficGenerator(pool, { schema: o.schema, seed: o.seed }, log);
+    const gen = new TrafficGenerator(pool, { schema: o.schema ?? o.sourceSchema, seed: o.seed }, log);
     await gen.resume();
     if (!gen.hasCatalog) await gen.seedCatalog(o.customers, o.products);
     const t0 = Date.now();
@@ -49,4 +56,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => exitOnStartupError('generate', err));
+if (isMain(import.meta.url)) runGenerate(generateCommand().parse().opts<GenerateOptions>()).catch((err) => exitOnStartupError('generate', err));

@@ -5,6 +5,7 @@ import { rebuildRedisClv, type RebuildProgress } from '../api/clv-rebuild.ts';
 import { loadClvStoreConfig } from '../api/config.ts';
 import { redactUrl } from '../config/env.ts';
 import { UnavailableError } from '../errors.ts';
+import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createLogger } from '../logger.ts';
 
@@ -26,12 +27,14 @@ function describe(p: RebuildProgress): string {
   return p.phase === 'refill' ? refill : `${refill}; keys checked ${p.scanned}, removed ${p.removed}`;
 }
 
-async function main(): Promise<void> {
-  const program = new Command('redis:rebuild')
+/** The `redis rebuild` command's flags (`name`: how the caller calls it). */
+export function redisRebuildCommand(name = 'redis:rebuild'): Command {
+  return new Command(name)
     .description('Refill the CLV hashes in Redis from analytics.customer_lifetime_value')
-    .option('--page-size <n>', 'rows per Postgres page and Redis pipeline', pageSize, 1000)
-    .parse();
-  const opts = program.opts<{ pageSize: number }>();
+    .option('--page-size <n>', 'rows per Postgres page and Redis pipeline', pageSize, 1000);
+}
+
+export async function runRedisRebuild(opts: { pageSize: number }): Promise<void> {
   const cfg = loadClvStoreConfig();
   const log = createLogger('redis-rebuild');
 
@@ -72,4 +75,6 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => exitOnStartupError('redis:rebuild', err));
+if (isMain(import.meta.url)) {
+  runRedisRebuild(redisRebuildCommand().parse().opts<{ pageSize: number }>()).catch((err) => exitOnStartupError('redis:rebuild', err));
+}

@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { createRegistry } from '../consumer/avro.ts';
 import { loadWarehouseConsumerConfig } from '../consumer/config.ts';
 import { kafkaLogCreator } from '../consumer/kafka-log.ts';
+import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createLogger } from '../logger.ts';
 import { replayWarehouse } from '../rebuild/replay.ts';
@@ -37,7 +38,7 @@ function fromTimestamp(v: string): ReplayFrom {
   return { kind: 'timestamp', ms };
 }
 
-interface Opts {
+export interface ReplayCliOptions {
   group?: string;
   fromOffset?: ReplayFrom;
   fromTimestamp?: ReplayFrom;
@@ -49,8 +50,9 @@ interface Opts {
   perKey?: boolean;
 }
 
-async function main(): Promise<void> {
-  const program = new Command('replay')
+/** The `replay` command's flags; `shopstream replay` and this file's own entry both parse with it. */
+export function replayCommand(): Command {
+  return new Command('replay')
     .description('Rebuild the warehouse tables from the topics into fresh schemas and swap them in atomically')
     .option('--group <group>', 'the live consumer group (default CONSUMER_GROUP or warehouse)')
     .addOption(new Option('--from-offset <earliest|N>', 'start at the log start or at offset N of every partition').argParser(fromOffset).conflicts('fromTimestamp'))
@@ -60,9 +62,10 @@ async function main(): Promise<void> {
     .option('--allow-partial', 'swap in even when the start is after the log start (the tables then lack older changes)')
     .option('--staging <schema>', 'live staging schema (default STAGING_SCHEMA)', ident)
     .option('--analytics <schema>', 'live analytics schema (default ANALYTICS_SCHEMA)', ident)
-    .option('--json', 'print the result as one JSON line on stdout (after the log lines)')
-    .parse();
-  const opts = program.opts<Opts>();
+    .option('--json', 'print the result as one JSON line on stdout (after the log lines)');
+}
+
+export async function runReplay(opts: ReplayCliOptions, program: Command): Promise<void> {
   const from = opts.fromOffset ?? opts.fromTimestamp;
   if (!from) return program.error('one of --from-offset or --from-timestamp is required');
 
@@ -105,4 +108,9 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => exitOnStartupError('replay', err));
+async function main(): Promise<void> {
+  const program = replayCommand().parse();
+  await runReplay(program.opts<ReplayCliOptions>(), program);
+}
+
+if (isMain(import.meta.url)) main().catch((err) => exitOnStartupError('replay', err));

@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
 import { loadWarehouseConsumerConfig } from '../consumer/config.ts';
 import { ConfigError } from '../errors.ts';
+import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { formatReport, runVerify } from '../rebuild/verify.ts';
@@ -28,7 +29,7 @@ function sampleSize(v: string): number {
   return n;
 }
 
-interface Opts {
+export interface VerifyCliOptions {
   json?: boolean;
   source?: boolean;
   staging?: string;
@@ -37,17 +38,20 @@ interface Opts {
   samples: number;
 }
 
-export async function main(argv = process.argv): Promise<number> {
-  const program = new Command('verify')
+/** The `verify` command's flags; `shopstream verify` and this file's own entry both parse with it. */
+export function verifyCommand(): Command {
+  return new Command('verify')
     .description('Compare every derived table with its batch recomputation and run the warehouse data tests')
     .option('--json', 'machine-readable report on stdout')
     .option('--source', 'also compare staging with the source database (SOURCE_DATABASE_URL)')
     .option('--staging <schema>', 'staging schema (default STAGING_SCHEMA or staging)', ident)
     .option('--analytics <schema>', 'analytics schema (default ANALYTICS_SCHEMA or analytics)', ident)
     .option('--source-schema <schema>', 'schema of the source tables (default SOURCE_SCHEMA or public)', ident)
-    .option('--samples <n>', 'differing keys shown per table or check', sampleSize, 5)
-    .parse(argv);
-  const opts = program.opts<Opts>();
+    .option('--samples <n>', 'differing keys shown per table or check', sampleSize, 5);
+}
+
+/** Runs the checks and prints the report; resolves to the exit code. */
+export async function runVerifyCli(opts: VerifyCliOptions): Promise<number> {
   const cfg = loadWarehouseConsumerConfig();
   const schemas: WarehouseSchemas = {
     staging: opts.staging ?? cfg.schemas.staging,
@@ -78,6 +82,12 @@ export async function main(argv = process.argv): Promise<number> {
   }
 }
 
-main().then((code) => {
-  process.exitCode = code;
-}, (err) => exitOnStartupError('verify', err));
+export async function main(argv = process.argv): Promise<number> {
+  return runVerifyCli(verifyCommand().parse(argv).opts<VerifyCliOptions>());
+}
+
+if (isMain(import.meta.url)) {
+  main().then((code) => {
+    process.exitCode = code;
+  }, (err) => exitOnStartupError('verify', err));
+}

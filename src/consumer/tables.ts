@@ -1,5 +1,5 @@
 /**
- * The source tables the warehouse consumer understands (SPEC §1), with the
+ * The source tables the warehouse consumer understands (docs/contract.md §1), with the
  * kind of each column. The kind decides how a decoded Avro value is checked
  * and normalised: ids to digit strings, money to exact decimal strings,
  * timestamps to canonical µs ISO strings. Columns a source lacks decode as
@@ -26,7 +26,7 @@ export const TABLES: Readonly<Record<TableName, TableSpec>> = {
       customer_id: 'bigint', email: 'text', first_name: 'text', last_name: 'text',
       customer_segment: 'text', created_at: 'timestamptz', updated_at: 'timestamptz',
     },
-    // updated_at is the event time of the SCD2 walk (SPEC §3).
+    // updated_at is the event time of the SCD2 walk (docs/contract.md §3).
     required: ['customer_id', 'updated_at'],
   },
   products: {

@@ -18,6 +18,7 @@ import { validateEnvelope } from './envelope.ts';
 import { decodeSlice } from './slice-decode.ts';
 import { StageTimer } from './stage-timer.ts';
 import { StoredOffsetSeeker } from './stored-offsets.ts';
+import type { BatchObserver } from '../health/consumer-metrics.ts';
 
 /**
  * The warehouse consumer group: source-table topics → staging, history,
@@ -54,6 +55,10 @@ export interface WarehouseConsumerOptions {
   topicWaitMs?: number;
   /** Partition batches kafkajs may hand over at once (and so join one transaction). */
   partitionsConcurrently?: number;
+  /** Told of every applied transaction (metrics: messages, latency, freshness). */
+  observer?: BatchObserver;
+  /** Called with the kafkajs consumer once created (health: group membership events). */
+  onConsumer?: (consumer: Consumer) => void;
 }
 
 /** A decoded slice of one partition's batch, with its raw messages for dead-lettering. */
@@ -105,12 +110,15 @@ export class WarehouseConsumer implements Service {
       } },
     });
     this.consumer = consumer;
+    this.o.onConsumer?.(consumer);
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
     const dlq = new DeadLetterWriter(this.producer, this.admin, log);
     const acker = new BatchAcker(consumer, this.sink, log, this.stages);
     this.acker = acker;
     const commit = new GroupCommit<DecodedPart, BatchOutcome>(async (parts) => {
+      const t0 = performance.now();
       const out = await this.applyParts(parts, dlq);
+      this.o.observer?.batchApplied(parts.map((p) => ({ topic: p.topic, messages: p.messages.length, sourceMs: newestCommitMs(p.messages) })), (performance.now() - t0) / 1000);
       acker.durable(out.outbox);
       this.stages.batchDone(parts.reduce((n, p) => n + p.messages.length, 0));
       return out.parts;
@@ -270,4 +278,11 @@ export class WarehouseConsumer implements Service {
   get aborted(): boolean {
     return this.signal?.aborted ?? false;
   }
+}
+
+/** Source commit time (ms) of the newest change among the messages, for the freshness metric. */
+function newestCommitMs(messages: readonly BatchMessage[]): number | null {
+  let us = -1n;
+  for (const m of messages) if (m.change && m.change.commitUs > us) us = m.change.commitUs;
+  return us < 0n ? null : Number(us / 1000n);
 }

@@ -3,6 +3,7 @@ import kafkajs, { Partitioners } from 'kafkajs';
 import pg from 'pg';
 import { loadStackConfig } from '../config/index.ts';
 import { createRegistry } from '../consumer/avro.ts';
+import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createLogger } from '../logger.ts';
 import { DEFAULT_PLAN, planClickstream, produceClickstream, type Catalog } from './clickstream.ts';
@@ -41,8 +42,12 @@ async function loadCatalog(url: string, schema: string): Promise<Catalog> {
   }
 }
 
-async function main(): Promise<void> {
-  const o = new Command('generate-clickstream')
+export interface ClickstreamGenerateOptions { topic: string; partitions: number; visitors: number; hours: number; lateRate: number; duplicateRate: number; tooLateRate: number; fromSource?: boolean; sourceSchema: string; seed: number }
+
+/** The clickstream generator's flags (`name`: how the caller calls it). */
+export function generateClickstreamCommand(name = 'generate-clickstream'): Command {
+  return new Command(name)
+    .description('Produce generated clickstream traffic to Kafka (late, duplicate and too-late events included)')
     .option('--topic <name>', 'topic', process.env.CLICKSTREAM_TOPIC ?? 'clickstream.events')
     .option('--partitions <n>', 'partitions when the topic is created', count, 3)
     .option('--visitors <n>', 'visitors to simulate', count, DEFAULT_PLAN.visitors)
@@ -52,9 +57,10 @@ async function main(): Promise<void> {
     .option('--too-late-rate <r>', 'share of visitors with one event beyond the allowed lateness', rate, DEFAULT_PLAN.tooLateRate)
     .option('--from-source', 'take products, customers and orders from the source database')
     .option('--source-schema <name>', 'source schema', 'public')
-    .option('--seed <n>', 'random seed', count, DEFAULT_PLAN.seed)
-    .parse()
-    .opts<{ topic: string; partitions: number; visitors: number; hours: number; lateRate: number; duplicateRate: number; tooLateRate: number; fromSource?: boolean; sourceSchema: string; seed: number }>();
+    .option('--seed <n>', 'random seed', count, DEFAULT_PLAN.seed);
+}
+
+export async function runGenerateClickstream(o: ClickstreamGenerateOptions): Promise<void> {
   const log = createLogger('generate-clickstream');
   const stack = loadStackConfig();
   const catalog = o.fromSource ? await loadCatalog(stack.sourceUrl, o.sourceSchema) : undefined;
@@ -78,4 +84,6 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => exitOnStartupError('generate-clickstream', err));
+if (isMain(import.meta.url)) {
+  runGenerateClickstream(generateClickstreamCommand().parse().opts<ClickstreamGenerateOptions>()).catch((err) => exitOnStartupError('generate-clickstream', err));
+}

@@ -6,7 +6,7 @@ import type { EventType } from '../transforms/sessions.ts';
 import { centsToDecimal, Rng } from './rng.ts';
 
 /**
- * Realistic clickstream traffic for `clickstream.events` (SPEC §2): visitors
+ * Realistic clickstream traffic for `clickstream.events` ([contract §2](../../docs/contract.md#2-change-events)): visitors
  * with one or more sessions of page_view → product_view → add_to_cart /
  * remove_from_cart → checkout_started → order_placed, many abandoning on
  * the way; some log in mid-session (customer_id appears). Delivery is
@@ -70,7 +70,7 @@ function syntheticCatalog(rng: Rng): Catalog {
 const MIN = 60_000;
 
 /** One visitor's sessions in event-time order. */
-function visitorEvents(rng: Rng, anon: string, startMs: number, catalog: Catalog, nextOrderId: () => number): ClickValue[] {
+function visitorEvents(rng: Rng, anon: string, startMs: number, catalog: Catalog, nextOrderId: () => number | null): ClickValue[] {
   const out: ClickValue[] = [];
   let t = startMs;
   let customer: number | null = rng.chance(0.3) && catalog.customerIds.length > 0 ? rng.pick(catalog.customerIds) : null;
@@ -118,7 +118,11 @@ export function planClickstream(opts: PlanOptions): PlannedSend[] {
   const catalog = opts.catalog && opts.catalog.products.length > 0 ? opts.catalog : syntheticCatalog(rng);
   const orders = [...catalog.orders];
   let synthetic = 1_000_000_000 + opts.seed * 100_000;
-  const nextOrderId = () => (orders.length > 0 ? orders.shift()!.orderId : synthetic++);
+  // Every 10th purchase names no order, as trackers that only know a purchase happened send it
+  // (docs/contract.md#2-change-events): it converts its session, and int_check_order finds no order.
+  // Counted, not drawn, so a seed plans the same events as before.
+  let purchases = 0;
+  const nextOrderId = () => (++purchases % 10 === 0 ? null : orders.length > 0 ? orders.shift()!.orderId : synthetic++);
   const sends: Array<PlannedSend & { rank: number }> = [];
   for (let v = 0; v < opts.visitors; v++) {
     const anon = `anon-${randomUUIDFrom(rng)}`;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { centsToDecimal, Rng } from './rng.ts';
-import { makeCustomer, makeOrderItems, makeProduct, nextSegment, nextStatus, SEGMENTS } from './rows.ts';
+import { CATEGORIES, makeCustomer, makeOrderItems, makeProduct, nextSegment, nextStatus, SEGMENTS } from './rows.ts';
 
 describe('generator rows', () => {
   it('is reproducible from its seed', () => {
@@ -25,6 +25,14 @@ describe('generator rows', () => {
       expect(p.price).toMatch(/^\d+\.\d{2}$/);
       if (p.rating !== null) expect(Number(p.rating)).toBeLessThanOrEqual(5);
     }
+  });
+
+  it('leaves about one product in 20 without a category, the others in the catalogue', () => {
+    const rng = new Rng(1);
+    const products = Array.from({ length: 400 }, (_, i) => makeProduct(rng, i + 1));
+    const uncategorised = products.filter((p) => p.category === null);
+    expect(uncategorised.map((p) => p.productId)).toEqual(Array.from({ length: 20 }, (_, i) => (i + 1) * 20));
+    for (const p of products) if (p.category !== null) expect(CATEGORIES).toContain(p.category);
   });
 
   it('orders distinct products with discounts below one', () => {

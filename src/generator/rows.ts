@@ -1,7 +1,7 @@
 import { centsToDecimal, type Rng } from './rng.ts';
 
 /**
- * Pure row generators for the demo schema of SPEC §1. They return plain
+ * Pure row generators for the demo schema ([contract: Source](../../docs/contract.md#1-source)). They return plain
  * values with money as exact decimal strings; the writer decides how to
  * batch them into SQL.
  */
@@ -24,7 +24,8 @@ export interface CustomerRow {
 export interface ProductRow {
   productId: number;
   productName: string;
-  category: string;
+  /** Null for about one product in 20: uncategorised products, which mart_sales counts in its NULL category group. */
+  category: string | null;
   price: string;
   rating: string | null;
 }
@@ -45,12 +46,17 @@ export function makeCustomer(rng: Rng, customerId: number): CustomerRow {
   return { customerId, email, firstName, lastName, segment: rng.pick(SEGMENTS) };
 }
 
+/** Every 20th product has no category; decided by id rather than a draw so a seed yields the same other values as before. */
+const UNCATEGORISED_EVERY = 20;
+
 export function makeProduct(rng: Rng, productId: number): ProductRow {
   const cents = rng.cents(199, 49_999);
+  const productName = `${rng.pick(ADJ)} ${rng.pick(NOUN)} ${productId}`;
+  const category = rng.pick(CATEGORIES);
   return {
     productId,
-    productName: `${rng.pick(ADJ)} ${rng.pick(NOUN)} ${productId}`,
-    category: rng.pick(CATEGORIES),
+    productName,
+    category: productId % UNCATEGORISED_EVERY === 0 ? null : category,
     price: centsToDecimal(cents),
     rating: rng.chance(0.15) ? null : centsToDecimal(rng.int(100, 500)),
   };

@@ -54,7 +54,8 @@ export function dataChecks(schemas: WarehouseSchemas): DataCheck[] {
     notNull(an, 'dim_customers', 'customer_key', ['customer_key', 'customer_id', 'effective_date', 'expiration_date', 'is_current']),
     notNull(an, 'fact_orders', 'order_item_key', ['order_item_key', 'order_id', 'product_id', 'product_key', 'customer_id', 'date_key', 'order_date']),
     notNull(an, 'customer_lifetime_value', 'customer_id::text', ['customer_id', 'customer_key', 'total_revenue']),
-    notNull(an, 'mart_sales', `concat_ws('/', date_key, category)`, ['date_key', 'category']),
+    // category may be NULL: the group of products without one.
+    notNull(an, 'mart_sales', `concat_ws('/', date_key, category)`, ['date_key']),
     notNull(an, 'order_fulfillment', 'order_id::text', ['order_id']),
     {
       name: 'fact_orders.product_key -> dim_products', kind: 'relationship', table: 'fact_orders',

@@ -3,6 +3,7 @@ import type { Logger } from '../logger.ts';
 import { parseCompatibilityLevel, SUPPORTED_SCHEMA_TYPES, type CompatibilityLevel } from './compatibility.ts';
 import { RegistryRestError, restErrors } from './errors.ts';
 import { flag, parseSchemaId, sendJson, sendRaw } from './http.ts';
+import { registerOpsRoutes, RegistryMetrics } from './routes-ops.ts';
 import { registerSubjectRoutes } from './routes-subjects.ts';
 import type { RegistryStore } from './store.ts';
 
@@ -10,7 +11,7 @@ import type { RegistryStore } from './store.ts';
  * The Confluent-compatible REST surface. Routes for /, /schemas and /config
  * live here; /subjects and /compatibility in routes-subjects.ts.
  */
-export function buildApp(store: RegistryStore, log: Logger): FastifyInstance {
+export function buildApp(store: RegistryStore, log: Logger, metrics: RegistryMetrics = new RegistryMetrics()): FastifyInstance {
   const app = Fastify({
     // Typed as Fastify's logger so the instance keeps the default generics the route files use.
     loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger,
@@ -110,6 +111,7 @@ export function buildApp(store: RegistryStore, log: Logger): FastifyInstance {
   });
 
   registerSubjectRoutes(app, store, log);
+  registerOpsRoutes(app, store, metrics);
   return app;
 }
 

@@ -1,6 +1,7 @@
 import { bool, int, list, listenHost, oneOf, optionalStr, str, type Env } from '../config/env.ts';
 import { loadStackConfig } from '../config/index.ts';
 import { ConfigError } from '../errors.ts';
+import { HEALTH_PORTS, loadWatchdogConfig, type WatchdogConfig } from '../health/config.ts';
 import { DEFAULT_PUBLISHER_OPTIONS, type PublisherOptions } from '../publisher/kafka-publisher.ts';
 
 export type SnapshotMode = 'initial' | 'never' | 'always';
@@ -23,8 +24,14 @@ export interface CaptureConfig {
   heartbeatMs: number;
   statusIntervalMs: number;
   metricsHost: string;
-  /** 0 picks a free port; -1 disables the metrics endpoint. */
+  /** Health and metrics listener (/healthz, /readyz, /metrics); 0 picks a free port; -1 disables it. */
   metricsPort: number;
+  /** Progress watchdog (WATCHDOG_* settings, docs/operations.md). */
+  watchdog: WatchdogConfig;
+  /** Unconfirmed WAL up to this size does not count as work for the watchdog (heartbeat noise). */
+  watchdogIdleBytes: number;
+  /** Retained WAL above this is warned about in the log and by `npm run status`. */
+  walWarnBytes: number;
   publisher: PublisherOptions;
   /** How long to wait for a previous capture's walsender to let go of the slot (after a crash). */
   slotBusyTimeoutMs: number;
@@ -69,7 +76,10 @@ export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
     heartbeatMs: int(env, 'CAPTURE_HEARTBEAT_MS', 10_000, { min: 0 }),
     statusIntervalMs: int(env, 'CAPTURE_STATUS_INTERVAL_MS', 1_000, { min: 10 }),
     metricsHost: listenHost(env, 'CAPTURE_METRICS_HOST'),
-    metricsPort: int(env, 'CAPTURE_METRICS_PORT', 9464, { min: -1, max: 65535 }),
+    metricsPort: int(env, 'CAPTURE_METRICS_PORT', HEALTH_PORTS.capture, { min: -1, max: 65535 }),
+    watchdog: loadWatchdogConfig(env),
+    watchdogIdleBytes: int(env, 'CAPTURE_WATCHDOG_IDLE_BYTES', 64 * 1024, { min: 0 }),
+    walWarnBytes: int(env, 'CAPTURE_WAL_WARN_BYTES', 2 ** 30, { min: 1 }),
     publisher: {
       ...DEFAULT_PUBLISHER_OPTIONS,
       highWaterBytes: high,

@@ -9,6 +9,7 @@ import { RegistryClient } from '../publisher/registry-client.ts';
 import { SchemaManager } from '../publisher/schema-manager.ts';
 import { TransactionMetadataEncoder, transactionSchemas, transactionTopic } from '../publisher/transaction-metadata.ts';
 import { backoffMs, sleep } from '../util/sleep.ts';
+import { CaptureHealth } from '../health/capture-health.ts';
 import { Acker, type TxTicket } from './acker.ts';
 import type { CaptureConfig } from './capture-config.ts';
 import type { ChangeEvent, ReadEvent, Relation } from './change-event.ts';
@@ -35,6 +36,8 @@ export const RESNAPSHOT_PREFIX = 'shopstream.snapshot';
 export class CaptureService implements Service {
   readonly name = 'capture';
   readonly metrics = new CaptureMetrics();
+  /** /healthz /readyz /metrics and the watchdog; `health.state.setCondition` adds a condition. */
+  readonly health: CaptureHealth;
   metricsPort: number | null = null;
 
   private pool!: pg.Pool;
@@ -62,6 +65,7 @@ export class CaptureService implements Service {
     private readonly log: Logger,
     private readonly onFatal: (err: Error) => void = () => {},
   ) {
+    this.health = new CaptureHealth(cfg, this.metrics, log);
     this.encoder = new EventEncoder({ version: CAPTURE_VERSION, name: cfg.topicPrefix, db: new URL(cfg.sourceUrl).pathname.slice(1) || 'postgres' }, cfg.tombstones);
     this.decoder = new PgoutputDecoder({
       begin: (b) => {
@@ -149,6 +153,7 @@ export class CaptureService implements Service {
 
   private async startInner(signal: AbortSignal): Promise<void> {
     const cfg = this.cfg;
+    this.metricsPort = await this.health.listen();
     this.pool = new pg.Pool({ connectionString: cfg.sourceUrl, max: 3, application_name: 'shopstream-capture-meta' });
     this.pool.on('error', (err) => this.log.warn({ err }, 'idle source connection error'));
     await checkSource(this.pool);
@@ -162,6 +167,7 @@ export class CaptureService implements Service {
       fatal: (err) => this.fail(err),
     }, this.log);
     await this.publisher.connect();
+    this.metrics.bufferedBytes = () => this.publisher.bufferedBytes;
     this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t, 'table'), this.log, cfg.publisher.cleanupPolicy.includes('compact'));
     if (cfg.transactionMetadata) {
       const topic = transactionTopic(cfg.topicPrefix);
@@ -170,7 +176,6 @@ export class CaptureService implements Service {
       await this.publisher.ensureTopic(topic);
       this.txMeta = { topic, encoder: new TransactionMetadataEncoder(await registry.register(`${topic}-key`, sch.key), await registry.register(`${topic}-value`, sch.value)) };
     }
-    if (cfg.metricsPort >= 0) this.metricsPort = await this.metrics.listen(cfg.metricsHost, cfg.metricsPort);
 
     const startLsn = await this.prepareSlot(signal);
     this.acker = new Acker(startLsn);
@@ -195,6 +200,7 @@ export class CaptureService implements Service {
       () => { if (!this.stopping) this.fail(new SourceNotReadyError('replication stream ended unexpectedly')); },
       (err: Error) => { if (!this.stopping) this.fail(err); },
     );
+    this.health.streaming(this.pool, (err) => this.fail(err));
     this.timers.push(setInterval(() => this.reportStatus(false), cfg.statusIntervalMs));
     if (cfg.heartbeatMs > 0) this.timers.push(setInterval(() => void this.heartbeat(), cfg.heartbeatMs));
     this.timers.push(setInterval(() => void this.observe(), this.cfg.progressLogMs));
@@ -279,7 +285,7 @@ export class CaptureService implements Service {
     }
     this.countEvents(batch);
     if (prev) this.acker!.done(prev, n);
-    this.metrics.ackedSinceLast += batch.length;
+    this.metrics.acked(batch.length);
     this.reportStatus(false);
   }
 
@@ -370,7 +376,6 @@ export class CaptureService implements Service {
   private async observe(): Promise<void> {
     const acked = this.metrics.ackedSinceLast;
     this.metrics.ackedSinceLast = 0;
-    this.metrics.buffered.set(this.publisher.bufferedBytes);
     try {
       const { rows } = await this.pool.query<{ lag: string | null }>(
         'SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text AS lag FROM pg_replication_slots WHERE slot_name = $1', [this.cfg.slot]);
@@ -386,6 +391,7 @@ export class CaptureService implements Service {
   private fail(err: Error): void {
     if (this.fatalErr || this.stopping) return;
     this.fatalErr = err;
+    this.health.failed(err);
     this.log.error({ err }, 'capture failed; stopping without confirming further');
     this.onFatal(err);
   }
@@ -393,6 +399,7 @@ export class CaptureService implements Service {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       for (const t of this.timers) clearInterval(t);
+      this.health.stopWatching();
       await this.incremental?.stop();
       this.repl?.pause();
       if (this.publisher && !this.fatalErr) {
@@ -402,7 +409,7 @@ export class CaptureService implements Service {
       await this.repl?.close();
       await this.streamDone?.catch(() => {});
       await this.publisher?.close();
-      await this.metrics.close();
+      await this.health.close();
       await this.pool?.end().catch(() => {});
     })();
     return this.stopping;

@@ -1,5 +1,5 @@
 /**
- * Exact decimal arithmetic for cart values (SPEC §3 `int_cart_value`).
+ * Exact decimal arithmetic for cart values (docs/contract.md §3 `int_cart_value`).
  * Money never becomes a JS float: a decimal string is held as an unscaled
  * bigint plus a scale, and sums are taken at the largest scale seen.
  */

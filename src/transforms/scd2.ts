@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { END_OF_TIME_US, formatInstantUs } from './time.ts';
 
 /**
- * SCD type 2 on customer_segment (SPEC §3), as a pure walk over one
+ * SCD type 2 on customer_segment (docs/contract.md §3), as a pure walk over one
  * customer's change history in commit order: by (seq, lsn), the key staging
  * uses too (src/consumer/envelope.ts, RowChange.seq). The same rules are written as
  * set-based SQL in src/sinks/postgres/batch-recompute-sql.ts; tests hold

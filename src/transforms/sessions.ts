@@ -3,7 +3,7 @@ import { cartValueAtEnd, formatDecimal } from './cart.ts';
 import { formatInstantUs } from './time.ts';
 
 /**
- * Sessionization of clickstream events (SPEC §3 "Clickstream models"), pure.
+ * Sessionization of clickstream events (docs/contract.md §3 "Clickstream models"), pure.
  * The consumer feeds it every event of an anonymous_id from a point where a
  * session is known to start (see consumers/clickstream/recompute.ts), so the
  * result equals a batch sessionization over all events; the SQL of
@@ -12,7 +12,7 @@ import { formatInstantUs } from './time.ts';
 export const EVENT_TYPES = ['page_view', 'product_view', 'add_to_cart', 'remove_from_cart', 'checkout_started', 'order_placed'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
-/** A gap of more than this between consecutive events starts a new session (SPEC: 30 minutes). */
+/** A gap of more than this between consecutive events starts a new session (docs/contract.md: 30 minutes). */
 export const SESSION_GAP_US = 30n * 60n * 1_000_000n;
 
 export interface SessionEvent {

@@ -1,6 +1,6 @@
 /**
  * Timestamps as exact microseconds since the epoch (bigint). JS Dates keep
- * milliseconds only, and SPEC §3 needs microseconds both in staging and in
+ * milliseconds only, and docs/contract.md §3 needs microseconds both in staging and in
  * the `customer_key` hash, so every timestamp crosses this module as µs.
  */
 const ISO = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}(?::?\d{2})?)$/;
@@ -28,7 +28,7 @@ export function parseInstantUs(text: string): bigint | undefined {
   return (BigInt(ms) - BigInt(offsetMin) * 60_000n) * 1000n + micros;
 }
 
-/** Formats µs as `YYYY-MM-DDTHH:MI:SS.ffffffZ` in UTC: the SPEC §3 hash format and a lossless Postgres input. */
+/** Formats µs as `YYYY-MM-DDTHH:MI:SS.ffffffZ` in UTC: the docs/contract.md §3 hash format and a lossless Postgres input. */
 export function formatInstantUs(us: bigint): string {
   let ms = us / 1000n;
   let micros = us % 1000n;
@@ -46,5 +46,5 @@ export function canonicalInstant(text: string): string | undefined {
   return us === undefined ? undefined : formatInstantUs(us);
 }
 
-/** The current-version expiration of SPEC §3: 9999-12-31T00:00:00Z. */
+/** The current-version expiration of docs/contract.md §3: 9999-12-31T00:00:00Z. */
 export const END_OF_TIME_US = parseInstantUs('9999-12-31T00:00:00Z')!;

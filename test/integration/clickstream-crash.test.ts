@@ -63,7 +63,7 @@ describe('clickstream consumer crash safety', () => {
       ...process.env,
       WAREHOUSE_DATABASE_URL: stackEnv.warehouseUrl, KAFKA_BROKERS: stackEnv.kafkaBrokers.join(','), SCHEMA_REGISTRY_URL: stackEnv.registryUrl,
       STAGING_SCHEMA: schemas.staging, ANALYTICS_SCHEMA: schemas.analytics, META_SCHEMA: schemas.meta,
-      CLICKSTREAM_TOPIC: topic, CLICKSTREAM_GROUP: group, LOG_LEVEL: 'error',
+      CLICKSTREAM_TOPIC: topic, CLICKSTREAM_GROUP: group, LOG_LEVEL: 'error', CLICKSTREAM_HEALTH_PORT: '0',
       // Small transactions and a short session, so kills land mid-stream and the group recovers fast.
       CLICKSTREAM_MAX_MESSAGES_PER_TX: '20', CLICKSTREAM_SESSION_TIMEOUT_MS: '6000',
     };

@@ -163,6 +163,25 @@ describe('clickstream consumer', () => {
     expectEqualToBatch(await check());
   });
 
+  it('an order_placed without order_id converts its session; int_check_order says the order does not exist', async () => {
+    const anon = `${id}-no-order-id`;
+    await send([
+      ev(anon, T0, 'add_to_cart', uuid(10), { product_id: 100, quantity: 1, unit_price: '5.00' }),
+      ev(anon, T0 + 60_000, 'checkout_started', uuid(11)),
+      ev(anon, T0 + 120_000, 'order_placed', uuid(12), { order_id: null }),
+    ]);
+    await waitCaughtUp(group);
+    const { rows: sessions } = await pool.query<{ session_id: string; converted: boolean; reached_checkout: boolean; event_count: number }>(
+      `SELECT session_id, converted, reached_checkout, event_count FROM "${schemas.analytics}".int_session_bounds WHERE anonymous_id = $1`, [anon]);
+    expect(sessions).toEqual([{ session_id: expect.any(String), converted: true, reached_checkout: true, event_count: 3 }]);
+    const { rows: checked } = await pool.query(
+      `SELECT order_placed, order_id, order_exists FROM "${schemas.analytics}".int_check_order WHERE session_id = $1`, [sessions[0]!.session_id]);
+    expect(checked).toEqual([{ order_placed: true, order_id: null, order_exists: false }]);
+    const dead = await pool.query(`SELECT 1 FROM "${schemas.meta}".dead_letters WHERE consumer_group = $1`, [group]);
+    expect(dead.rows).toEqual([]);
+    expectEqualToBatch(await check());
+  });
+
   it('a malformed message goes to the DLQ with its bytes, error and source position, and does not block the rest', async () => {
     const anon = `${id}-after-bad`;
     const schemaId = await registerClickSchema(registry, topic);

@@ -89,7 +89,7 @@ describe('source → capture → Kafka → warehouse consumer process, SIGKILLed
       SCHEMA_REGISTRY_URL: stackEnv.registryUrl, REDIS_URL: stackEnv.redisUrl,
       TOPIC_PREFIX: s, SOURCE_SCHEMA: s, CONSUMER_GROUP: group,
       STAGING_SCHEMA: schemas.staging, ANALYTICS_SCHEMA: schemas.analytics, META_SCHEMA: schemas.meta,
-      REDIS_KEY_PREFIX: `${s}:`, LOG_LEVEL: 'error',
+      REDIS_KEY_PREFIX: `${s}:`, LOG_LEVEL: 'error', CONSUMER_HEALTH_PORT: '0',
       // Several transactions per fetched batch, so kills land between and inside them; the
       // shortest session the broker accepts, so a restarted member gets the partitions back fast.
       CONSUMER_MAX_MESSAGES_PER_TX: '200', CONSUMER_SESSION_TIMEOUT_MS: '6000',

@@ -326,7 +326,7 @@ describe('warehouse consumer', () => {
       WAREHOUSE_DATABASE_URL: stackEnv.warehouseUrl, KAFKA_BROKERS: stackEnv.kafkaBrokers.join(','),
       SCHEMA_REGISTRY_URL: stackEnv.registryUrl, REDIS_URL: stackEnv.redisUrl, TOPIC_PREFIX: env.prefix,
       CONSUMER_GROUP: env.group, STAGING_SCHEMA: env.schemas.staging, ANALYTICS_SCHEMA: env.schemas.analytics,
-      META_SCHEMA: env.schemas.meta, REDIS_KEY_PREFIX: env.redisPrefix, LOG_LEVEL: 'warn',
+      META_SCHEMA: env.schemas.meta, REDIS_KEY_PREFIX: env.redisPrefix, LOG_LEVEL: 'warn', CONSUMER_HEALTH_PORT: '0',
       // Small transactions and a short session so kills land mid-stream and the group recovers fast.
       CONSUMER_MAX_MESSAGES_PER_TX: '15', CONSUMER_SESSION_TIMEOUT_MS: '6000',
     };

@@ -33,13 +33,18 @@ describe('validateClickEvent', () => {
     ['a cart event with quantity 0', { quantity: 0 }, /quantity > 0/],
     ['a float-looking price', { unit_price: '1e3' }, /not a non-negative decimal/],
     ['a negative price', { unit_price: '-1.00' }, /not a non-negative decimal/],
-    ['an order_placed without order_id', { event_type: 'order_placed', order_id: null }, /needs order_id/],
     ['a time before 2000', { occurred_at: 0 }, /outside/],
     ['a NUL in page_url', { page_url: 'a\u0000b' }, /NUL/],
     ['an anonymous_id over 512 bytes', { anonymous_id: 'é'.repeat(257) }, /longer than 512 bytes/],
   ])('rejects %s', (_what, patch, message) => {
     expect(() => validateClickEvent({ ...base, ...patch }, key)).toThrow(message);
     expect(() => validateClickEvent({ ...base, ...patch }, key)).toThrow(ValidationError);
+  });
+
+  it('accepts an order_placed without order_id (the contract allows it)', () => {
+    expect(validateClickEvent({ ...base, event_type: 'order_placed', product_id: null, quantity: null, unit_price: null, order_id: null }, key))
+      .toMatchObject({ eventType: 'order_placed', orderId: null });
+    expect(validateClickEvent({ ...base, event_type: 'order_placed', order_id: 99n }, key)).toMatchObject({ orderId: '99' });
   });
 
   it('rejects a key other than anonymous_id', () => {
@@ -58,6 +63,9 @@ describe('planClickstream', () => {
     expect([...kinds].sort()).toEqual(['beyond_lateness', 'duplicate', 'in_order', 'late']);
     const types = new Set(a.map((s) => s.value.event_type));
     expect(types.size).toBe(6);
+    const purchases = a.filter((s) => s.kind !== 'duplicate' && s.value.event_type === 'order_placed');
+    expect(purchases.some((s) => s.value.order_id === null)).toBe(true);
+    expect(purchases.some((s) => s.value.order_id !== null)).toBe(true);
   });
 
   it('marks as beyond_lateness exactly what the consumer classifies so (24 h)', () => {

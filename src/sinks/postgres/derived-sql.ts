@@ -12,7 +12,7 @@ export interface ClvThresholds {
   frequencyLoyal: number;
 }
 
-/** SPEC §3 defaults: high >= 1000, medium >= 250; 1 one_time, 2-4 repeat, >= 5 loyal. */
+/** docs/contract.md §3 defaults: high >= 1000, medium >= 250; 1 one_time, 2-4 repeat, >= 5 loyal. */
 export const DEFAULT_CLV_THRESHOLDS: ClvThresholds = { valueHigh: '1000', valueMedium: '250', frequencyRepeat: 2, frequencyLoyal: 5 };
 
 function checkThresholds(t: ClvThresholds): void {
@@ -20,7 +20,7 @@ function checkThresholds(t: ClvThresholds): void {
   if (!Number.isInteger(t.frequencyRepeat) || !Number.isInteger(t.frequencyLoyal)) throw new Error('CLV frequency thresholds must be integers');
 }
 
-/** SPEC §3 price tiers; an unknown price has no tier. */
+/** docs/contract.md §3 price tiers; an unknown price has no tier. */
 export const PRICE_TIER = "CASE WHEN price IS NULL THEN NULL WHEN price < 25 THEN 'budget' WHEN price < 100 THEN 'mid' ELSE 'premium' END";
 
 export const LINE_TOTAL = 'round(i.quantity * i.unit_price * (1 - i.discount), 2)';
@@ -28,7 +28,7 @@ export const LINE_TOTAL = 'round(i.quantity * i.unit_price * (1 - i.discount), 2
 /**
  * fact_orders rows, of the orders in `orderIds` (an SQL bigint[]
  * expression) or of all. customer_key: the latest version starting at or
- * before order_date (SPEC: the version containing it; in a gap after a
+ * before order_date (docs/contract.md: the version containing it; in a gap after a
  * delete, the last version before it); before the first version, the first
  * version. In the full refresh it is looked up once per order, not per
  * line (MATERIALIZED: inlined, the lookup ran on every line; for a few

@@ -53,7 +53,7 @@ export async function fullRefresh(
         `INSERT INTO ${an}.mart_sales (date_key, category, orders, units, revenue)
          SELECT f.date_key, p.category, count(DISTINCT f.order_id), sum(f.quantity), sum(f.line_total)
          FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
-         WHERE f.status NOT IN ('cancelled', 'returned') AND f.date_key IS NOT NULL AND p.category IS NOT NULL
+         WHERE f.status NOT IN ('cancelled', 'returned') AND f.date_key IS NOT NULL
          GROUP BY f.date_key, p.category`);
       const clv = await client.query(
         `INSERT INTO ${an}.customer_lifetime_value

@@ -43,7 +43,7 @@ export function quoted(s: WarehouseSchemas): { stg: string; an: string; meta: st
   return { stg: `"${s.staging}"`, an: `"${s.analytics}"`, meta: `"${s.meta}"` };
 }
 
-/** SQL rendering a timestamptz as the canonical µs ISO string (SPEC §3 format). */
+/** SQL rendering a timestamptz as the canonical µs ISO string (docs/contract.md §3 format). */
 export function isoSql(expr: string): string {
   return `to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 }

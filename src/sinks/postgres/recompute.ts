@@ -50,17 +50,22 @@ export function directKeys(changes: readonly RowChange[]): DirectKeys {
   return k;
 }
 
-/** mart_sales cells of the lines of the given orders ($1) and products ($2); a UNION so each side uses its index. */
+/**
+ * mart_sales cells of the lines of the given orders ($1) and products ($2); a UNION so each side uses its index.
+ * A product without a category puts its lines in the day's NULL-category cell, as GROUP BY does
+ * (docs/contract.md#mart_sales), so cells are matched with IS NOT DISTINCT FROM throughout.
+ */
 function cellsSql(an: string): string {
   const side = (cond: string) => `SELECT f.date_key, p.category FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
-     WHERE ${cond} AND f.date_key IS NOT NULL AND p.category IS NOT NULL`;
+     WHERE ${cond} AND f.date_key IS NOT NULL`;
   return `${side('f.order_id = ANY($1::bigint[])')} UNION ${side('f.product_id = ANY($2::bigint[])')}`;
 }
 
 /** What some orders' qualifying lines add to each mart_sales cell; money and counts as exact text. */
 export interface MartContribution {
   dateKey: number;
-  category: string;
+  /** Null: the cell of the day's products without a category. */
+  category: string | null;
   orders: string;
   units: string;
   revenue: string;
@@ -86,7 +91,7 @@ export interface PreState {
 function martContributionSql(an: string): string {
   return `SELECT f.date_key, p.category, count(DISTINCT f.order_id)::int AS orders, sum(f.quantity)::bigint AS units, sum(f.line_total) AS revenue
      FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
-     WHERE f.order_id = ANY($1::bigint[]) AND f.status NOT IN ('cancelled', 'returned') AND f.date_key IS NOT NULL AND p.category IS NOT NULL
+     WHERE f.order_id = ANY($1::bigint[]) AND f.status NOT IN ('cancelled', 'returned') AND f.date_key IS NOT NULL
      GROUP BY f.date_key, p.category`;
 }
 
@@ -129,7 +134,7 @@ export async function captureBefore(client: pg.ClientBase, schemas: WarehouseSch
     for (const x of r.rows) productCategory.set(x.product_id, x.category);
   }
   if (k.orders.size === 0) return { martBefore: [], productCategory, factCustomers: [] };
-  const r = await client.query<{ date_key: number; category: string; orders: number; units: string; revenue: string }>(
+  const r = await client.query<{ date_key: number; category: string | null; orders: number; units: string; revenue: string }>(
     martContributionSql(an), [arr(k.orders)]);
   const martBefore = r.rows.map((x) => ({ dateKey: x.date_key, category: x.category, orders: String(x.orders), units: x.units, revenue: x.revenue }));
   const cust = await client.query<{ customer_id: string }>(
@@ -248,28 +253,27 @@ export async function recomputeAffected(
     // Rebuild whole every cell a line entered or left: the affected orders'
     // cells before and after, and the cells of the moved products' lines
     // under their old and their new category.
-    const { rows: after } = await client.query<{ date_key: number; category: string }>(
+    type Cell = [number, string | null];
+    const { rows: after } = await client.query<{ date_key: number; category: string | null }>(
       cellsSql(an), [arr(k.orders), moved]);
     const { rows: movedDays } = await client.query<{ date_key: number; product_id: string }>(
       `SELECT DISTINCT date_key, product_id FROM ${an}.fact_orders WHERE product_id = ANY($1::bigint[]) AND date_key IS NOT NULL`, [moved]);
-    const old = movedDays.flatMap((r) => {
-      const c = pre.productCategory.get(r.product_id);
-      return c === undefined || c === null ? [] : [[r.date_key, c] as [number, string]];
-    });
-    const cells = new Map<string, [number, string]>();
-    for (const c of [...pre.martBefore.map((m) => [m.dateKey, m.category] as [number, string]), ...old, ...after.map((r) => [r.date_key, r.category] as [number, string])]) {
-      cells.set(`${c[0]}|${c[1]}`, c);
+    // A product absent before had no cell; one present with a null category had the NULL cell.
+    const old = movedDays.flatMap((r) => (pre.productCategory.has(r.product_id) ? [[r.date_key, pre.productCategory.get(r.product_id) ?? null] as Cell] : []));
+    const cells = new Map<string, Cell>();
+    for (const c of [...pre.martBefore.map((m) => [m.dateKey, m.category] as Cell), ...old, ...after.map((r) => [r.date_key, r.category] as Cell)]) {
+      cells.set(JSON.stringify(c), c);
     }
     const dks = [...cells.values()].map((c) => c[0]);
     const cats = [...cells.values()].map((c) => c[1]);
     await client.query(
       `DELETE FROM ${an}.mart_sales m USING unnest($1::int[], $2::text[]) AS c(date_key, category)
-       WHERE m.date_key = c.date_key AND m.category = c.category`, [dks, cats]);
+       WHERE m.date_key = c.date_key AND m.category IS NOT DISTINCT FROM c.category`, [dks, cats]);
     await client.query(
       `INSERT INTO ${an}.mart_sales (date_key, category, orders, units, revenue)
        SELECT f.date_key, p.category, count(DISTINCT f.order_id), sum(f.quantity), sum(f.line_total)
        FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
-       JOIN unnest($1::int[], $2::text[]) AS c(date_key, category) ON c.date_key = f.date_key AND c.category = p.category
+       JOIN unnest($1::int[], $2::text[]) AS c(date_key, category) ON c.date_key = f.date_key AND c.category IS NOT DISTINCT FROM p.category
        WHERE f.status NOT IN ('cancelled', 'returned')
        GROUP BY f.date_key, p.category`, [dks, cats]);
   }
@@ -313,9 +317,12 @@ export async function recomputeAffected(
   return { clvCustomers: clvCustomers.length, factOrders: factOrders.length, outbox };
 }
 
-/** Adds the affected orders' new contribution minus their old one to mart_sales; drops cells left without orders. */
+/**
+ * Adds the affected orders' new contribution minus their old one to mart_sales; drops cells left without orders.
+ * ON CONFLICT finds the NULL-category cell too: the cell key is UNIQUE NULLS NOT DISTINCT (migration 0050).
+ */
 async function applyMartDelta(client: pg.ClientBase, an: string, orders: string[], before: MartContribution[]): Promise<void> {
-  const { rows } = await client.query<{ date_key: number; category: string; orders: number }>(
+  const { rows } = await client.query<{ date_key: number; category: string | null; orders: number }>(
     `WITH pre AS (
        SELECT * FROM unnest($2::int[], $3::text[], $4::int[], $5::bigint[], $6::numeric[]) AS r(date_key, category, orders, units, revenue)
      ), post AS (${martContributionSql(an)}),
@@ -334,7 +341,7 @@ async function applyMartDelta(client: pg.ClientBase, an: string, orders: string[
   if (empty.length > 0) {
     await client.query(
       `DELETE FROM ${an}.mart_sales m USING unnest($1::int[], $2::text[]) AS c(date_key, category)
-       WHERE m.date_key = c.date_key AND m.category = c.category AND m.orders = 0`,
+       WHERE m.date_key = c.date_key AND m.category IS NOT DISTINCT FROM c.category AND m.orders = 0`,
       [empty.map((r) => r.date_key), empty.map((r) => r.category)]);
   }
 }
