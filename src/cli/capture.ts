@@ -12,6 +12,7 @@ import { loadCaptureConfig } from '../source/capture-config.ts';
  *
  *   shopstream capture                          run the capture
  *   shopstream snapshot s.table                 ask the running capture to re-read one table
+ *                                               (incremental, in chunks, while it streams; docs/capture.md)
  *   tsx src/cli/capture.ts [resnapshot s.table] the same, without the CLI
  */
 export const RESNAPSHOT_TABLE = /^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/;

@@ -18,6 +18,13 @@ export interface RowChange {
   after: Row | null;
   /** LSN of the change (Debezium `source.lsn`). */
   lsn: bigint;
+  /**
+   * Commit-order rank of the change's transaction: `source.sequence[0]`, the
+   * last LSN committed before it (0 when absent). Which version of a row wins
+   * is decided by (seq, lsn), never by `lsn` alone: a change's own LSN is not
+   * commit order across concurrent transactions (see orderKey, docs/consumers.md).
+   */
+  seq: bigint;
   /** Commit time in µs since the epoch: `source.ts_us`, else `source.ts_ms` × 1000. */
   commitUs: bigint;
   txId: bigint | null;
@@ -107,6 +114,28 @@ function normaliseRow(spec: TableSpec, raw: unknown, image: string, extras: read
   return { row, unavailable };
 }
 
+const SEQUENCE = /^\[\s*(null|"\d*"|\d+)\s*,\s*(null|"\d*"|\d+)\s*\]$/;
+
+/**
+ * `source.sequence[0]` as a bigint: Debezium's `[last committed LSN, this
+ * event's LSN]` (JSON text of two decimal strings or nulls). Missing or null
+ * is 0: the change then sorts by its LSN among changes without one.
+ */
+export function sequenceRank(sequence: unknown): bigint {
+  if (sequence === null || sequence === undefined) return 0n;
+  if (typeof sequence !== 'string') return fail(`source.sequence must be a string, got ${typeof sequence}`);
+  const m = SEQUENCE.exec(sequence.trim());
+  if (!m) return fail(`source.sequence is not [lsn, lsn]: ${sequence.slice(0, 80)}`);
+  const first = m[1]!.replace(/"/g, '');
+  return first === 'null' || first === '' ? 0n : BigInt(first);
+}
+
+/** -1, 0, 1 as `a` is applied before, with, or after `b` in commit order. */
+export function compareOrder(a: { seq: bigint; lsn: bigint }, b: { seq: bigint; lsn: bigint }): number {
+  if (a.seq !== b.seq) return a.seq < b.seq ? -1 : 1;
+  return a.lsn < b.lsn ? -1 : a.lsn > b.lsn ? 1 : 0;
+}
+
 /** `columns`: the writer schema's row columns (column-types.ts); the ones the table's spec does not model are carried as extraColumns. */
 export function validateEnvelope(value: unknown, columns: readonly ExtraColumn[] = []): RowChange {
   if (!isRecord(value)) fail('envelope must be a record');
@@ -119,6 +148,7 @@ export function validateEnvelope(value: unknown, columns: readonly ExtraColumn[]
   const spec = TABLES[table];
   if (source.lsn === null || source.lsn === undefined) fail('source.lsn is missing');
   const lsn = toBigint(source.lsn, 'source.lsn');
+  const seq = sequenceRank(source.sequence);
   const commitUs = source.ts_us !== null && source.ts_us !== undefined
     ? toBigint(source.ts_us, 'source.ts_us')
     : toBigint(source.ts_ms, 'source.ts_ms') * 1000n;
@@ -127,7 +157,7 @@ export function validateEnvelope(value: unknown, columns: readonly ExtraColumn[]
   const extras = columns.filter((c) => !(c.name in spec.columns) && /^[a-z_][a-z0-9_]{0,62}$/.test(c.name));
   const before = normaliseRow(spec, value.before, 'before', extras);
   const after = normaliseRow(spec, value.after, 'after', extras);
-  const change: RowChange = { table, op: op as Op, before: before?.row ?? null, after: after?.row ?? null, lsn, commitUs, txId, unavailable: [] };
+  const change: RowChange = { table, op: op as Op, before: before?.row ?? null, after: after?.row ?? null, lsn, seq, commitUs, txId, unavailable: [] };
   if (extras.length > 0) change.extraColumns = Object.fromEntries(extras.map((c) => [c.name, c.sqlType]));
   if (op === 't') return change;
   const image = op === 'd' ? before : after;

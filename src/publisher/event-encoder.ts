@@ -77,7 +77,7 @@ export class EventEncoder {
       validateChangeEvent(ev);
       const w = this.w;
       const row = keyRow(ev);
-      let key: Buffer | null = null;
+      let key: Buffer | null = ev.kind === 'truncate' ? prepared.truncateKey ?? null : null;
       if (row) {
         w.reset();
         w.raw(prepared.keyHeader);

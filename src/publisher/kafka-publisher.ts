@@ -43,6 +43,10 @@ export interface PublisherOptions {
   maxBatchMessages: number;
   partitions: number;
   replicationFactor: number;
+  /** `cleanup.policy` of the table topics the capture creates (docs/capture.md, "Topics"). */
+  cleanupPolicy: 'compact' | 'delete' | 'compact,delete';
+  /** `delete.retention.ms` of compacted table topics: how long a tombstone outlives compaction. */
+  deleteRetentionMs: number;
 }
 
 export const DEFAULT_PUBLISHER_OPTIONS: PublisherOptions = {
@@ -54,6 +58,10 @@ export const DEFAULT_PUBLISHER_OPTIONS: PublisherOptions = {
   maxBatchMessages: 20_000,
   partitions: 1,
   replicationFactor: 1,
+  cleanupPolicy: 'compact',
+  // A consumer (or a rebuild) that is further behind than this may miss a
+  // delete's tombstone and keep the row: 7 days, Kafka's default is 1.
+  deleteRetentionMs: 7 * 24 * 3600 * 1000,
 };
 
 export interface PublisherEvents {
@@ -64,6 +72,9 @@ export interface PublisherEvents {
   /** A send failed for good: the capture must stop without confirming further. */
   fatal(err: Error): void;
 }
+
+/** kafkajs ConfigResourceTypes.TOPIC (the enum is not re-exported by ./kafkajs.ts). */
+const TOPIC_RESOURCE = 2;
 
 const sizeOf = (m: OutMessage) => (m.key?.length ?? 0) + (m.value?.length ?? 0) + 64;
 
@@ -111,16 +122,38 @@ export class KafkaPublisher {
   /**
    * Creates a topic if missing (auto-creation is off on our brokers) and,
    * created or not, waits until its leaders serve it (src/publisher/topic-ready.ts)
-   * before anything is produced to it. Once per topic per process.
+   * before anything is produced to it. Once per topic per process. A table
+   * topic (`table`) gets the configured cleanup policy, so a rebuild from the
+   * earliest offset still finds every key's latest change; DLQ and
+   * transaction topics (keyless or append-only) keep `delete`. An existing
+   * table topic is never altered: a warning says when it is not compacted.
    */
-  async ensureTopic(topic: string, signal: AbortSignal = this.closed.signal): Promise<void> {
+  async ensureTopic(topic: string, kind: 'table' | 'other' = 'other', signal: AbortSignal = this.closed.signal): Promise<void> {
     if (this.readyTopics.has(topic)) return;
+    const existed = kind === 'table' && (await this.admin.listTopics()).includes(topic);
+    const compact = kind === 'table' && this.opts.cleanupPolicy.includes('compact');
+    const configEntries = [{ name: 'max.message.bytes', value: String(Math.max(this.opts.maxBatchBytes * 2, 1_048_588)) }];
+    if (kind === 'table') configEntries.push({ name: 'cleanup.policy', value: this.opts.cleanupPolicy });
+    if (compact) configEntries.push({ name: 'delete.retention.ms', value: String(this.opts.deleteRetentionMs) });
     await createTopicsReady(this.admin, [{
-      topic, numPartitions: this.opts.partitions, replicationFactor: this.opts.replicationFactor,
-      configEntries: [{ name: 'max.message.bytes', value: String(Math.max(this.opts.maxBatchBytes * 2, 1_048_588)) }],
+      topic, numPartitions: this.opts.partitions, replicationFactor: this.opts.replicationFactor, configEntries,
     }], { log: this.log, signal, via: this.via });
     this.readyTopics.add(topic);
-    this.log.info({ topic }, 'topic ready');
+    if (existed) await this.checkCleanup(topic);
+    this.log.info({ topic, cleanupPolicy: kind === 'table' ? this.opts.cleanupPolicy : 'delete' }, 'topic ready');
+  }
+
+  private async checkCleanup(topic: string): Promise<void> {
+    try {
+      const res = await this.admin.describeConfigs({ includeSynonyms: false, resources: [{ type: TOPIC_RESOURCE, name: topic, configNames: ['cleanup.policy'] }] });
+      const policy = res.resources[0]?.configEntries.find((e) => e.configName === 'cleanup.policy')?.configValue ?? 'delete';
+      if (this.opts.cleanupPolicy.includes('compact') && !policy.includes('compact')) {
+        this.log.warn({ topic, cleanupPolicy: policy, wanted: this.opts.cleanupPolicy },
+          'existing table topic is not compacted (left as is): a rebuild from the earliest offset needs every key\'s latest change; see docs/capture.md "Topics"');
+      }
+    } catch (err) {
+      this.log.warn({ err, topic }, 'could not read the topic\'s cleanup.policy');
+    }
   }
 
   get bufferedBytes(): number {

@@ -149,7 +149,7 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
       w.string(src.version); w.string(CONNECTOR); w.string(src.name); w.long(tsMs);
       w.long(0); w.string(ev.kind === 'read' ? ev.snapshot : 'false');
       w.string(src.db);
-      w.long(1); w.string(`["${ev.commitLsn}","${ev.lsn}"]`);
+      w.long(1); w.string(`["${ev.lastCommitLsn}","${ev.lsn}"]`);
       // pgoutput's commit time is µs; Debezium's ts_ns is the same instant × 1000.
       w.long(1); w.long(ev.commitTimeUs);
       w.long(1); w.long(ev.commitTimeUs * 1000n);

@@ -12,7 +12,20 @@ export interface PreparedRelation {
   /** Confluent wire-format headers (magic byte + schema id), prebuilt. */
   keyHeader: Buffer;
   valueHeader: Buffer;
+  /** Key of truncate records on compacted topics (which refuse keyless records); null: truncates are keyless. */
+  truncateKey?: Buffer | null;
 }
+
+/**
+ * Key schema of truncate records on compacted topics, registered under
+ * `<topic>-truncate-key` (the table's key subject keeps only its key record).
+ * All truncates of a topic share one key, so compaction keeps the latest one:
+ * that is enough, a truncate removes every row written before it.
+ */
+export const TRUNCATE_KEY_SCHEMA = {
+  type: 'record', name: 'TruncateKey', namespace: 'io.shopstream.capture',
+  fields: [{ name: 'truncate', type: 'boolean' }],
+};
 
 function wireHeader(id: number): Buffer {
   const b = Buffer.alloc(5);
@@ -43,6 +56,7 @@ export class SchemaManager {
     private readonly prefix: string,
     private readonly ensureTopic: (topic: string) => Promise<void>,
     private readonly log: Logger,
+    private readonly keyedTruncates = false,
   ) {}
 
   get(relation: Relation): PreparedRelation | undefined {
@@ -63,7 +77,10 @@ export class SchemaManager {
     await this.ensureTopic(topic);
     const keyId = await this.registry.register(`${topic}-key`, schemas.keySchema);
     const valueId = await this.registry.register(`${topic}-value`, schemas.valueSchema);
-    const prepared = { schemas, keyId, valueId, keyHeader: wireHeader(keyId), valueHeader: wireHeader(valueId) };
+    const truncateKey = this.keyedTruncates
+      ? Buffer.concat([wireHeader(await this.registry.register(`${topic}-truncate-key`, TRUNCATE_KEY_SCHEMA)), Buffer.from([1])])
+      : null;
+    const prepared = { schemas, keyId, valueId, keyHeader: wireHeader(keyId), valueHeader: wireHeader(valueId), truncateKey };
     this.byRelation.set(relation, prepared);
     this.log.info({ topic, keyId, valueId, columns: relation.columns.length }, 'table schema ready');
     return prepared;

@@ -99,5 +99,22 @@ export class Acker {
     if (lsn <= this._confirmed) return;
     this._confirmed = lsn;
     for (const fn of this.listeners) fn(lsn);
+    if (this.waiters.length > 0) {
+      const still: typeof this.waiters = [];
+      for (const w of this.waiters) (w.lsn <= lsn ? w.resolve() : still.push(w));
+      this.waiters = still;
+    }
+  }
+
+  private waiters: { lsn: Lsn; resolve: () => void }[] = [];
+
+  /** Resolves once the slot may be confirmed at `lsn` (or `signal` aborts). */
+  whenConfirmed(lsn: Lsn, signal: AbortSignal): Promise<void> {
+    if (this._confirmed >= lsn || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const onAbort = () => resolve();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push({ lsn, resolve: () => { signal.removeEventListener('abort', onAbort); resolve(); } });
+    });
   }
 }

@@ -39,6 +39,8 @@ export interface CaptureConfig {
   progressLogMs: number;
   /** BEGIN/END records on `<prefix>.transaction`, as Debezium's provide.transaction.metadata. */
   transactionMetadata: boolean;
+  /** Rows per chunk of an on-demand (incremental) re-snapshot. */
+  snapshotChunkSize: number;
   /** Op codes not published, as Debezium's skipped.operations (its default is `t`; ours is none). */
   skippedOperations: ReadonlySet<SkippableOp>;
 }
@@ -98,10 +100,13 @@ export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
       maxBatchMessages: int(env, 'CAPTURE_BATCH_MESSAGES', DEFAULT_PUBLISHER_OPTIONS.maxBatchMessages, { min: 1 }),
       partitions: int(env, 'CAPTURE_TOPIC_PARTITIONS', 1, { min: 1 }),
       replicationFactor: int(env, 'CAPTURE_TOPIC_REPLICATION', 1, { min: 1 }),
+      cleanupPolicy: oneOf(env, 'CAPTURE_TOPIC_CLEANUP_POLICY', ['compact', 'delete', 'compact,delete'] as const, DEFAULT_PUBLISHER_OPTIONS.cleanupPolicy),
+      deleteRetentionMs: int(env, 'CAPTURE_TOPIC_DELETE_RETENTION_MS', DEFAULT_PUBLISHER_OPTIONS.deleteRetentionMs, { min: 0 }),
     },
     slotBusyTimeoutMs: int(env, 'CAPTURE_SLOT_BUSY_TIMEOUT_MS', 60_000, { min: 0 }),
     progressLogMs: int(env, 'CAPTURE_PROGRESS_LOG_MS', 10_000, { min: 100 }),
     transactionMetadata: bool(env, 'CAPTURE_TRANSACTION_METADATA', false),
+    snapshotChunkSize: int(env, 'CAPTURE_SNAPSHOT_CHUNK_SIZE', 4096, { min: 1, max: 1_000_000 }),
     skippedOperations: skippedOperations(env),
   };
 }

@@ -13,7 +13,8 @@ import { backoffMs, sleep } from '../util/sleep.ts';
 import { CaptureHealth } from '../health/capture-health.ts';
 import { Acker, type TxTicket } from './acker.ts';
 import type { CaptureConfig, SkippableOp } from './capture-config.ts';
-import { OP_CODE, type ChangeEvent, type Relation } from './change-event.ts';
+import { OP_CODE, type ChangeEvent, type ReadEvent, type Relation } from './change-event.ts';
+import { IncrementalSnapshotter, WINDOW_PREFIX } from './incremental-snapshot.ts';
 import { formatLsn, type Lsn } from './lsn.ts';
 import { CaptureMetrics } from './metrics.ts';
 import { PgoutputDecoder } from './pgoutput.ts';
@@ -76,25 +77,53 @@ export class CaptureService implements Service {
         if (this.txMeta && this.txState?.counts) this.emitTxMeta('END', this.txState.counts);
         this.txState = null;
         this.acker!.commit(c.endLsn);
+        this.incremental?.onCommit(c.endLsn);
       },
       relation: (r, changed) => { if (changed || !this.schemas.get(r)) this.block(this.withRetry('schema registration', () => this.schemas.prepare(r)).then(() => {})); },
       change: (ev) => {
+        // The re-snapshot window sees every change, published or not: a skipped one still changed the source.
+        this.incremental?.observe(ev);
         // Skipped ops (CAPTURE_SKIPPED_OPERATIONS) are neither published nor counted; the slot still moves past them.
         if (ev.kind !== 'read' && cfg.skippedOperations.has(OP_CODE[ev.kind] as SkippableOp)) return;
-        if (this.txState) {
-          if (!this.txState.counts) { this.txState.counts = new Map(); this.emitTxMeta('BEGIN', null); }
-          const dc = `${ev.relation.schema}.${ev.relation.table}`;
-          this.txState.counts.set(dc, (this.txState.counts.get(dc) ?? 0) + 1);
-        }
-        this.publish(ev, this.acker!.track.bind(this.acker!));
+        this.onChange(ev);
       },
       message: (m) => {
         // A heartbeat outside any transaction proves everything before it was sent to us.
         if (m.prefix === HEARTBEAT_PREFIX && !m.transactional && !this.decoder.inTransaction) this.acker!.idle(m.lsn);
-        if (m.prefix === RESNAPSHOT_PREFIX && m.transactional && this.decoder.inTransaction) this.block(this.resnapshot(m.content.toString('utf8'), m.lsn));
+        if (!m.transactional || !this.decoder.inTransaction || !this.incremental) return;
+        if (m.prefix === RESNAPSHOT_PREFIX) this.block(this.incremental.request(m.content.toString('utf8'), m.lsn));
+        else if (m.prefix === WINDOW_PREFIX) this.emitChunk(this.incremental.onWatermark(m.content), m.lsn);
       },
     });
   }
+
+  /** A decoded change: counted for the transaction metadata and published with its transaction. */
+  private onChange(ev: ChangeEvent): void {
+    if (this.txState) {
+      if (!this.txState.counts) { this.txState.counts = new Map(); this.emitTxMeta('BEGIN', null); }
+      const dc = `${ev.relation.schema}.${ev.relation.table}`;
+      this.txState.counts.set(dc, (this.txState.counts.get(dc) ?? 0) + 1);
+    }
+    this.publish(ev, this.acker!.track.bind(this.acker!));
+  }
+
+  /**
+   * A high watermark's chunk rows, emitted inside its transaction at its
+   * position: the acker confirms the watermark only once every row is in
+   * Kafka, and each row's ordering key is the watermark's (docs/capture.md).
+   */
+  private emitChunk(chunk: { relation: Relation; rows: ReadEvent['after'][] } | null, lsn: Lsn): void {
+    if (!chunk) return;
+    // Not counted in the transaction metadata: snapshot reads carry no transaction block.
+    const track = this.acker!.track.bind(this.acker!);
+    for (const after of chunk.rows) {
+      const ev: ReadEvent = { kind: 'read', after, snapshot: 'incremental', ...this.decoder.positionIn(chunk.relation, lsn) };
+      this.publish(ev, track);
+    }
+  }
+
+  private incremental: IncrementalSnapshotter | null = null;
+
 
   private txMeta: { topic: string; encoder: TransactionMetadataEncoder } | null = null;
   private txState: { id: string; commitMs: number; counts: Map<string, number> | null } | null = null;
@@ -145,7 +174,7 @@ export class CaptureService implements Service {
     }, this.log, kafkaEndpoint(cfg.kafkaBrokers));
     await this.publisher.connect();
     this.metrics.bufferedBytes = () => this.publisher.bufferedBytes;
-    this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t), this.log);
+    this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t, 'table'), this.log, cfg.publisher.cleanupPolicy.includes('compact'));
     if (cfg.transactionMetadata) {
       const topic = transactionTopic(cfg.topicPrefix);
       const registry = new RegistryClient(cfg.registryUrl);
@@ -157,6 +186,18 @@ export class CaptureService implements Service {
     const startLsn = await this.prepareSlot(signal);
     this.acker = new Acker(startLsn);
     this.acker.onAdvance((lsn) => this.metrics.confirmedLsn.set(Number(lsn)));
+    this.decoder.startAt(startLsn);
+    this.incremental = new IncrementalSnapshotter({
+      sourceUrl: cfg.sourceUrl, metaSchema: cfg.metaSchema, slot: cfg.slot, chunkSize: cfg.snapshotChunkSize,
+      tables: this.tables, progressLogMs: cfg.progressLogMs,
+    }, {
+      prepare: async (r) => { await this.withRetry('schema registration', () => this.schemas.prepare(r)); },
+      confirmed: (lsn, sig) => this.acker!.whenConfirmed(lsn, sig),
+      backpressure: async () => { while (this.publisher.overHighWater && !this.stopping) await sleep(5); },
+      progress: (table, done, est) => { this.metrics.snapshotRows.set({ table }, done); this.metrics.snapshotEstimate.set({ table }, est); },
+      fail: (err) => this.fail(err),
+    }, this.log);
+    await this.incremental.start();
     this.log.info({ slot: cfg.slot, publication: cfg.publication, startLsn: formatLsn(startLsn), tables: this.tables.length }, 'streaming');
     this.streamDone = this.repl.stream(cfg.slot, cfg.publication, startLsn, {
       data: (chunk, offset, lsn) => this.onData(chunk, offset, lsn),
@@ -176,6 +217,7 @@ export class CaptureService implements Service {
     const { repl, startLsn } = await openSlot({
       pool: this.pool, cfg: this.cfg, signal, log: this.log,
       snapshot: async (snapshotName, lsn) => {
+        if (!snapshotName) throw new SourceNotReadyError('the new slot exported no snapshot to read the tables in');
         const rows = await runSnapshot({ url: this.cfg.sourceUrl, tables: this.tables, snapshotName, lsn }, {
           prepare: async (r) => { await this.schemas.prepare(r); },
           emit: (ev) => this.publish(ev, null),
@@ -202,32 +244,6 @@ export class CaptureService implements Service {
         await sleep(ms);
       }
     }
-  }
-
-  /**
-   * On-demand re-snapshot of one table, run when its signal (a transactional
-   * logical message) arrives in the stream. Its rows belong to the signal's
-   * transaction for the acker: the slot does not move past the signal until
-   * every row is in Kafka, so a crash mid-way repeats the re-snapshot rather
-   * than losing it. Streaming waits while the table is read. Rows are read in
-   * a snapshot taken after the signal committed and stamped with the signal's
-   * LSN; changes committed between the signal and that snapshot are replayed
-   * after the rows, so per key the last event is always the current state.
-   */
-  private async resnapshot(table: string, lsn: Lsn): Promise<void> {
-    if (!this.tables.includes(table)) {
-      this.log.warn({ table, tables: this.tables }, 're-snapshot signal for a table that is not captured; ignored');
-      return;
-    }
-    const track = this.acker!.track.bind(this.acker!);
-    this.log.info({ table, lsn: formatLsn(lsn) }, 're-snapshot started');
-    const rows = await runSnapshot({ url: this.cfg.sourceUrl, tables: [table], snapshotName: null, lsn, incremental: true }, {
-      prepare: async (r) => { await this.schemas.prepare(r); },
-      emit: (ev) => this.publish(ev, track),
-      backpressure: async () => { while (this.publisher.overHighWater) await sleep(5); },
-      progress: (t, done, est) => { this.metrics.snapshotRows.set({ table: t }, done); this.metrics.snapshotEstimate.set({ table: t }, est); },
-    }, this.log);
-    this.log.info({ table, rows }, 're-snapshot done');
   }
 
   private publish(ev: ChangeEvent, track: (() => TxTicket) | null): void {
@@ -390,6 +406,7 @@ export class CaptureService implements Service {
     this.stopping ??= (async () => {
       for (const t of this.timers) clearInterval(t);
       this.health.stopWatching();
+      await this.incremental?.stop();
       this.repl?.pause();
       if (this.publisher && !this.fatalErr) {
         await Promise.race([this.publisher.flush().catch(() => {}), sleep(10_000)]);

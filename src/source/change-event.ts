@@ -36,6 +36,13 @@ export interface TxPosition {
   txId: number;
   /** LSN of the transaction's commit record (pgoutput Begin final_lsn); for snapshot reads the slot's consistent point. */
   commitLsn: Lsn;
+  /**
+   * End LSN of the last transaction committed before this one in the stream
+   * (Debezium's `source.sequence[0]`). (lastCommitLsn, lsn) grows strictly
+   * in stream order, which is commit order: it is the ordering key consumers
+   * use (docs/capture.md, "Order of changes").
+   */
+  lastCommitLsn: Lsn;
   /** Commit time, microseconds since the Unix epoch. */
   commitTimeUs: bigint;
   /** 1-based position among all events of the transaction. */
@@ -111,6 +118,7 @@ export function validateChangeEvent(ev: ChangeEvent): ChangeEvent {
   if (!r || typeof r.schema !== 'string' || typeof r.table !== 'string' || !Array.isArray(r.columns)) fail(ev, 'missing relation');
   if (typeof ev.lsn !== 'bigint' || ev.lsn < 0n) fail(ev, 'lsn must be a non-negative bigint');
   if (typeof ev.commitLsn !== 'bigint' || ev.commitLsn < 0n) fail(ev, 'commitLsn must be a non-negative bigint');
+  if (typeof ev.lastCommitLsn !== 'bigint' || ev.lastCommitLsn < 0n) fail(ev, 'lastCommitLsn must be a non-negative bigint');
   if (typeof ev.commitTimeUs !== 'bigint') fail(ev, 'commitTimeUs must be a bigint');
   if (!Number.isInteger(ev.txId) || ev.txId < 0) fail(ev, 'txId must be a non-negative integer');
   if (!Number.isInteger(ev.totalOrder) || ev.totalOrder < 1) fail(ev, 'totalOrder must be >= 1');

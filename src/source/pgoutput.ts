@@ -55,12 +55,27 @@ function sameShape(a: Relation, b: Relation): boolean {
 
 export class PgoutputDecoder {
   private readonly relations = new Map<number, RelationEntry>();
-  private tx: { txId: number; commitLsn: Lsn; commitTimeUs: bigint; total: number; perTable: Map<number, number> } | null = null;
+  private tx: { txId: number; commitLsn: Lsn; lastCommitLsn: Lsn; commitTimeUs: bigint; total: number; perTable: Map<number, number> } | null = null;
+  private lastCommitEnd: Lsn = 0n;
 
   constructor(private readonly sink: DecoderSink) {}
 
   get inTransaction(): boolean {
     return this.tx !== null;
+  }
+
+  /** End LSN of the last transaction decoded (or the streaming start point before the first). */
+  get lastCommitLsn(): Lsn {
+    return this.lastCommitEnd;
+  }
+
+  /**
+   * Where streaming starts: every transaction sent from there commits after
+   * it, and everything already in Kafka ended at or before it, so it stands
+   * in for the (unknown) previous commit of the first transaction.
+   */
+  startAt(lsn: Lsn): void {
+    this.lastCommitEnd = lsn;
   }
 
   /** Decodes one pgoutput message; `lsn` is the XLogData start position. */
@@ -72,7 +87,7 @@ export class PgoutputDecoder {
         const finalLsn = r.u64();
         const commitTimeUs = r.i64() + PG_EPOCH_MICROS;
         const txId = r.u32();
-        this.tx = { txId, commitLsn: finalLsn, commitTimeUs, total: 0, perTable: new Map() };
+        this.tx = { txId, commitLsn: finalLsn, lastCommitLsn: this.lastCommitEnd, commitTimeUs, total: 0, perTable: new Map() };
         this.sink.begin({ finalLsn, commitTimeUs, txId });
         return;
       }
@@ -82,6 +97,7 @@ export class PgoutputDecoder {
         const endLsn = r.u64();
         const commitTimeUs = r.i64() + PG_EPOCH_MICROS;
         this.tx = null;
+        if (endLsn > this.lastCommitEnd) this.lastCommitEnd = endLsn;
         this.sink.commit({ commitLsn, endLsn, commitTimeUs });
         return;
       }
@@ -146,13 +162,21 @@ export class PgoutputDecoder {
   }
 
   private position(e: RelationEntry, lsn: Lsn) {
+    return this.positionIn(e.relation, lsn);
+  }
+
+  /**
+   * The next position in the open transaction, for an event the capture adds
+   * to it (incremental-snapshot rows emitted at their high watermark).
+   */
+  positionIn(relation: Relation, lsn: Lsn) {
     const tx = this.tx;
     if (!tx) throw new DecodeError('row change outside a transaction');
     tx.total += 1;
-    const oid = e.relation.oid;
+    const oid = relation.oid;
     const tableOrder = (tx.perTable.get(oid) ?? 0) + 1;
     tx.perTable.set(oid, tableOrder);
-    return { relation: e.relation, lsn, commitLsn: tx.commitLsn, txId: tx.txId, commitTimeUs: tx.commitTimeUs, totalOrder: tx.total, tableOrder };
+    return { relation, lsn, commitLsn: tx.commitLsn, lastCommitLsn: tx.lastCommitLsn, txId: tx.txId, commitTimeUs: tx.commitTimeUs, totalOrder: tx.total, tableOrder };
   }
 
   private entry(oid: number): RelationEntry {

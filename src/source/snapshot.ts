@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Logger } from '../logger.ts';
-import { describeTable } from './catalog.ts';
+import { describeTable, type TableDescription } from './catalog.ts';
 import type { ReadEvent, Relation, SnapshotMarker } from './change-event.ts';
 import type { Lsn } from './lsn.ts';
 import { valueParser } from './pg-values.ts';
@@ -24,32 +24,47 @@ export interface SnapshotTarget {
 export interface SnapshotOptions {
   url: string;
   tables: string[];
-  /** Exported snapshot to import; null takes a fresh REPEATABLE READ snapshot (on-demand re-snapshot). */
-  snapshotName: string | null;
-  /** LSN the rows are stamped with (the slot's consistent point, or the signal's position). */
+  /** Exported snapshot to import (CREATE_REPLICATION_SLOT … EXPORT_SNAPSHOT). */
+  snapshotName: string;
+  /** LSN the rows are stamped with: the slot's consistent point. */
   lsn: Lsn;
   fetchSize?: number;
-  /** Marker semantics: a full initial snapshot ends with 'last'; an on-demand one uses 'incremental'. */
-  incremental?: boolean;
+}
+
+/** A connection that reads rows in Postgres' text form with the settings pgoutput's text matches, so the same parsers apply. */
+export function snapshotClient(url: string, applicationName: string): pg.Client {
+  return new pg.Client({
+    connectionString: url,
+    options: '-c datestyle=ISO -c timezone=UTC -c intervalstyle=iso_8601 -c bytea_output=hex -c extra_float_digits=3',
+    types: { getTypeParser: () => (v: string) => v },
+    application_name: applicationName,
+  } as pg.ClientConfig);
+}
+
+/** The Relation of a table as the catalog describes it (key flags from the primary key). */
+export function relationOf(desc: TableDescription): Relation {
+  return {
+    oid: desc.oid, schema: desc.schema, table: desc.table, replicaIdentity: desc.replicaIdentity,
+    columns: desc.columns.map(({ notNull: _n, ...c }) => c),
+    keyIndexes: desc.columns.flatMap((c, i) => (c.isKey ? [i] : [])),
+  };
 }
 
 export async function runSnapshot(opts: SnapshotOptions, target: SnapshotTarget, log: Logger): Promise<number> {
-  const client = new pg.Client({
-    connectionString: opts.url,
-    options: '-c datestyle=ISO -c timezone=UTC -c intervalstyle=iso_8601 -c bytea_output=hex -c extra_float_digits=3',
-    // Keep Postgres' text form: the same parsers as for pgoutput apply.
-    types: { getTypeParser: () => (v: string) => v },
-    application_name: 'shopstream-capture-snapshot',
-  } as pg.ClientConfig);
+  const client = snapshotClient(opts.url, 'shopstream-capture-snapshot');
   await client.connect();
   let total = 0;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    if (opts.snapshotName) await client.query(`SET TRANSACTION SNAPSHOT '${opts.snapshotName.replace(/'/g, "''")}'`);
+    await client.query(`SET TRANSACTION SNAPSHOT '${opts.snapshotName.replace(/'/g, "''")}'`);
     const { rows: meta } = await client.query<{ xmin: string; now_us: string }>(
       "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, (extract(epoch FROM now()) * 1000000)::bigint::text AS now_us");
     const txId = Number(meta[0]!.xmin);
     const commitTimeUs = BigInt(meta[0]!.now_us);
+    // Ordering key (lastCommitLsn, lsn): just below every streamed change. The
+    // first streamed transaction gets the consistent point as its last commit;
+    // every earlier transaction ended at or before it, so its events are lower.
+    const lastCommitLsn = opts.lsn > 0n ? opts.lsn - 1n : 0n;
     let pending: ReadEvent | null = null;
     let order = 0;
     const flushPending = (marker: SnapshotMarker) => {
@@ -62,11 +77,7 @@ export async function runSnapshot(opts: SnapshotOptions, target: SnapshotTarget,
       const [schema, table] = qualified.split('.') as [string, string];
       const desc = await describeTable(client, schema, table);
       if (!desc) { log.warn({ table: qualified }, 'snapshot: table vanished, skipped'); continue; }
-      const relation: Relation = {
-        oid: desc.oid, schema, table, replicaIdentity: desc.replicaIdentity,
-        columns: desc.columns.map(({ notNull: _n, ...c }) => c),
-        keyIndexes: desc.columns.flatMap((c, i) => (c.isKey ? [i] : [])),
-      };
+      const relation = relationOf(desc);
       await target.prepare(relation);
       const parsers = relation.columns.map((c) => valueParser(c.type));
       const { rows: est } = await client.query<{ n: string }>('SELECT greatest(reltuples, 0)::bigint::text AS n FROM pg_class WHERE oid = $1', [desc.oid]);
@@ -78,11 +89,11 @@ export async function runSnapshot(opts: SnapshotOptions, target: SnapshotTarget,
         const res = await client.query({ text: `FETCH ${opts.fetchSize ?? 5000} FROM snap`, rowMode: 'array' });
         for (const raw of res.rows as (string | null)[][]) {
           const after = raw.map((v, i) => (v === null ? null : parsers[i]!(v)));
-          flushPending(order === 1 && !opts.incremental ? 'first' : opts.incremental ? 'incremental' : 'true');
+          flushPending(order === 1 ? 'first' : 'true');
           order += 1;
           tableOrder += 1;
           pending = {
-            kind: 'read', relation, after, snapshot: 'true', lsn: opts.lsn, commitLsn: opts.lsn, txId, commitTimeUs,
+            kind: 'read', relation, after, snapshot: 'true', lsn: opts.lsn, commitLsn: opts.lsn, lastCommitLsn, txId, commitTimeUs,
             totalOrder: order, tableOrder,
           };
         }
@@ -94,7 +105,7 @@ export async function runSnapshot(opts: SnapshotOptions, target: SnapshotTarget,
       await client.query('CLOSE snap');
       log.info({ table: qualified, rows: tableOrder }, 'snapshot of table done');
     }
-    flushPending(opts.incremental ? 'incremental' : order === 1 ? 'last' : 'last');
+    flushPending('last');
     await client.query('COMMIT');
   } finally {
     await client.end().catch(() => {});

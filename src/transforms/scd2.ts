@@ -3,7 +3,8 @@ import { END_OF_TIME_US, formatInstantUs } from './time.ts';
 
 /**
  * SCD type 2 on customer_segment (docs/contract.md §3), as a pure walk over one
- * customer's change history in LSN order. The same rules are written as
+ * customer's change history in commit order: by (seq, lsn), the key staging
+ * uses too (src/consumer/envelope.ts, RowChange.seq). The same rules are written as
  * set-based SQL in src/sinks/postgres/batch-recompute-sql.ts; tests hold
  * the two to the same rows.
  *
@@ -17,6 +18,8 @@ import { END_OF_TIME_US, formatInstantUs } from './time.ts';
  * - a delete closes the open version at the delete's commit time.
  */
 export interface CustomerChange {
+  /** Commit-order rank (`source.sequence[0]`), compared before `lsn`. */
+  seq: bigint;
   lsn: bigint;
   op: 'c' | 'u' | 'd' | 'r';
   updatedUs: bigint | null;
@@ -43,7 +46,7 @@ export function customerKey(customerId: string, effectiveUs: bigint): string {
 
 /** Collapses runs of same-updated_at upserts (one transaction) to their last member. */
 export function collapseRuns(changes: readonly CustomerChange[]): CustomerChange[] {
-  const sorted = [...changes].sort((a, b) => (a.lsn < b.lsn ? -1 : a.lsn > b.lsn ? 1 : 0));
+  const sorted = [...changes].sort((a, b) => (a.seq !== b.seq ? (a.seq < b.seq ? -1 : 1) : a.lsn < b.lsn ? -1 : a.lsn > b.lsn ? 1 : 0));
   const out: CustomerChange[] = [];
   for (const ch of sorted) {
     const prev = out[out.length - 1];

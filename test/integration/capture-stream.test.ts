@@ -1,7 +1,9 @@
+import { Kafka, logLevel } from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { consumeUntil, createHarness, startInProcess, waitFor, type Decoded, type Harness } from '../../bench/capture/harness.ts';
 import { loadStackConfig } from '../../src/config/index.ts';
-import type { CaptureService } from '../../src/source/capture.ts';
+import pino from 'pino';
+import { CaptureService } from '../../src/source/capture.ts';
 import { uniqueId } from '../helpers/stack-env.ts';
 
 /** Streaming semantics against the real stack: order per key, ops, snapshot handover, schema evolution. */
@@ -40,7 +42,8 @@ describe('capture: streaming', () => {
     // delete, then its tombstone with the same key, then truncate, then the re-insert
     expect(ops.slice(-4)).toEqual(['d', 'tombstone', 't', 'c']);
     expect(msgs.at(-3)!.key).toEqual({ customer_id: 7n });
-    expect(msgs.at(-2)!.key).toBeNull();
+    // Table topics are compacted (they refuse keyless records): a truncate carries the topic's one truncate key.
+    expect(msgs.at(-2)!.key).toEqual({ truncate: true });
     expect(msgs.at(-4)!.value.before.first_name).toBe('G');
 
     // Per key, each update's before-image is the previous after-image: nothing lost, reordered or repeated.
@@ -57,6 +60,15 @@ describe('capture: streaming', () => {
     // LSNs never go backwards in the topic, and commit LSNs are per transaction
     const lsns = msgs.filter((m) => m.value).map((m) => m.value.source.lsn as bigint);
     expect(lsns.every((l, i) => i === 0 || l >= lsns[i - 1]!)).toBe(true);
+    // source.sequence = [last committed LSN, LSN]: the ordering key grows in topic order
+    const seqs = msgs.filter((m) => m.value).map((m) => JSON.parse(m.value.source.sequence as string).map(BigInt) as [bigint, bigint]);
+    expect(seqs.every(([c, l], i) => i === 0 || c > seqs[i - 1]![0] || (c === seqs[i - 1]![0] && l >= seqs[i - 1]![1]))).toBe(true);
+    const admin = new Kafka({ brokers: loadStackConfig().kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    const conf = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: h.topic('customers'), configNames: ['cleanup.policy', 'delete.retention.ms'] }] });
+    await admin.disconnect();
+    const entries = Object.fromEntries(conf.resources[0]!.configEntries.map((e) => [e.configName, e.configValue]));
+    expect(entries).toEqual({ 'cleanup.policy': 'compact', 'delete.retention.ms': String(7 * 24 * 3600 * 1000) });
   });
 
   it('snapshot then streaming: every pre-existing row exactly once, then every later change', async () => {
@@ -137,19 +149,47 @@ describe('capture: streaming', () => {
     h = await createHarness(uniqueId('cap_resnap'));
     const s = h.id;
     await h.pool.query(`INSERT INTO ${s}.products (product_id, product_name, category, price) SELECT g, 'p' || g, 'home', g + 0.5 FROM generate_series(1, 200) g`);
-    cap = await startInProcess(h.config({ CAPTURE_SNAPSHOT: 'never' }));
+    cap = await startInProcess(h.config({ CAPTURE_SNAPSHOT: 'never', CAPTURE_SNAPSHOT_CHUNK_SIZE: '64' }));
     await h.pool.query(`UPDATE ${s}.products SET price = 1.25 WHERE product_id = 1`);
     // what `capture resnapshot <schema.table>` sends
     await h.pool.query("SELECT pg_logical_emit_message(true, 'shopstream.snapshot', $1)", [`${s}.products`]);
     await h.pool.query(`UPDATE ${s}.products SET price = 2.50 WHERE product_id = 2`);
-    const msgs = await consumeUntil([h.topic('products')], (all) => all.length >= 202, 60_000);
-    expect(msgs.length).toBe(202);
-    expect(msgs[0]!.value.op).toBe('u');
-    const reads = msgs.slice(1, 201);
-    expect(reads.every((m) => m.value.op === 'r' && m.value.source.snapshot === 'incremental')).toBe(true);
-    expect(new Set(reads.map(keyOf)).size).toBe(200);
-    expect(msgs[201]!.value.op).toBe('u');
-    expect(msgs[201]!.key).toEqual({ product_id: 2n });
+    const isDone = async () => (await h!.pool.query(`SELECT count(*)::int AS n FROM ${s}_meta.capture_incremental_snapshots`).catch(() => ({ rows: [{ n: 1 }] }))).rows[0].n === 0;
+    await waitFor('re-snapshot done', async () => ((await isDone()) ? true : null), 60_000);
+    const msgs = await consumeUntil([h.topic('products')], (all) => all.filter((m) => m.value?.op === 'r').length >= 199 && all.filter((m) => m.value?.op === 'u').length >= 2, 60_000);
+    await new Promise((r) => setTimeout(r, 500));
+    const all = await consumeUntil([h.topic('products')], (x) => x.length >= msgs.length, 10_000);
+    expect(all[0]!.value.op).toBe('u');
+    const reads = all.filter((m) => m.value.op === 'r');
+    expect(reads.every((m) => m.value.source.snapshot === 'incremental')).toBe(true);
+    // each key read at most once (4 chunks); product 2's row is dropped if its update landed inside that chunk's window
+    expect(new Set(reads.map(keyOf)).size).toBe(reads.length);
+    expect(reads.length).toBeGreaterThanOrEqual(199);
+    // the last event per key is the source row
+    const last = new Map<string, any>();
+    for (const m of all) last.set(keyOf(m), m.value.after);
+    expect(last.size).toBe(200);
+    const cents = (k: number) => Number(BigInt(`0x${(last.get(`{"product_id":"${k}"}`).price as Buffer).toString('hex')}`)); // decimal(10,2) bytes
+    expect([cents(1), cents(2), cents(3), cents(200)]).toEqual([125, 250, 350, 20050]);
+  });
+
+  it('leaves an existing table topic that is not compacted as it is, with a warning', async () => {
+    h = await createHarness(uniqueId('cap_oldtopic'));
+    const s = h.id;
+    const admin = new Kafka({ brokers: loadStackConfig().kafkaBrokers, logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: h.topic('customers'), numPartitions: 1, configEntries: [{ name: 'cleanup.policy', value: 'delete' }] }] });
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => { lines.push(l); } });
+    cap = new CaptureService(h.config({ CAPTURE_SNAPSHOT: 'never' }), log);
+    await cap.start(new AbortController().signal);
+    await h.pool.query(`INSERT INTO ${s}.customers (customer_id, email, first_name, last_name, customer_segment) VALUES (1, 'a@x', 'A', 'B', 'gold')`);
+    await consumeUntil([h.topic('customers')], (all) => all.length >= 1, 60_000);
+    const warned = lines.map((l) => JSON.parse(l)).filter((l) => /not compacted/.test(l.msg));
+    expect(warned.map((l) => [l.topic, l.cleanupPolicy])).toEqual([[h.topic('customers'), 'delete']]);
+    const conf = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: h.topic('customers'), configNames: ['cleanup.policy'] }] });
+    await admin.disconnect();
+    expect(conf.resources[0]!.configEntries[0]!.configValue).toBe('delete');
   });
 
   it('optionally writes BEGIN/END transaction metadata with per-table event counts', async () => {

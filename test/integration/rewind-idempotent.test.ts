@@ -27,7 +27,7 @@ const iso = (us: bigint) => `${new Date(Number(us / 1000n)).toISOString().slice(
 function change(table: TableName, op: 'c' | 'u' | 'd', before: Row | null, after: Row | null, unavailable: string[] = []): RowChange {
   lsn += 10n;
   clock += 3_600_000_000n;
-  return { table, op, before, after, lsn, commitUs: clock, txId: null, unavailable };
+  return { table, op, before, after, lsn, seq: lsn - 5n, commitUs: clock, txId: null, unavailable };
 }
 
 const topicOf = (t: TableName) => `${id}.public.${t}`;

@@ -35,7 +35,7 @@ describe('decimal logical type', () => {
 
 describe('directKeys', () => {
   const ch = (table: RowChange['table'], before: Record<string, string> | null, after: Record<string, string> | null): RowChange =>
-    ({ table, op: before && after ? 'u' : after ? 'c' : 'd', before, after, lsn: 1n, commitUs: 0n, txId: null, unavailable: [] });
+    ({ table, op: before && after ? 'u' : after ? 'c' : 'd', before, after, lsn: 1n, seq: 0n, commitUs: 0n, txId: null, unavailable: [] });
 
   it('collects old and new customers of an order, lines by their order only, products by their own changes', () => {
     const k = directKeys([

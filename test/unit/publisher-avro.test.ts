@@ -38,7 +38,7 @@ const DEMO: Record<string, [Relation, string[]]> = {
 const SRC = { version: '0.1.0', name: 'shop', db: 'shop' };
 
 function event(r: Relation, partial: Partial<ChangeEvent> & Pick<ChangeEvent, 'kind'>): ChangeEvent {
-  return { relation: r, lsn: 0x1_0000_0010n, commitLsn: 0x1_0000_0100n, txId: 4242, commitTimeUs: 1709633472123456n, totalOrder: 3, tableOrder: 2, ...partial } as ChangeEvent;
+  return { relation: r, lsn: 0x1_0000_0010n, commitLsn: 0x1_0000_0100n, lastCommitLsn: 0x1_0000_0008n, txId: 4242, commitTimeUs: 1709633472123456n, totalOrder: 3, tableOrder: 2, ...partial } as ChangeEvent;
 }
 
 describe('Debezium-compatible Avro schemas', () => {
@@ -81,7 +81,8 @@ describe('envelope encoding decodes with avsc', () => {
     expect(v.after.rating).toEqual(twosComplement(425n));
     expect(v.after.updated_at).toBe('2024-03-05T10:11:12.000001Z');
     expect(v.source).toMatchObject({ connector: 'postgresql', name: 'shop', db: 'shop', schema: 'public', table: 'products', snapshot: 'false', txId: 4242n, lsn: 0x1_0000_0010n, ts_ms: 1709633472123n, ts_us: 1709633472123456n });
-    expect(v.source.sequence).toBe(`["${0x1_0000_0100n}","${0x1_0000_0010n}"]`);
+    // Debezium: [last committed LSN (the previous transaction's end), this event's LSN]
+    expect(v.source.sequence).toBe(`["${0x1_0000_0008n}","${0x1_0000_0010n}"]`);
     expect(v.transaction).toEqual({ id: `4242:${0x1_0000_0100n}`, total_order: 3n, data_collection_order: 2n });
     const k = new AvroWriter();
     s.writeKey(k, ev.kind === 'update' ? ev.after : []);

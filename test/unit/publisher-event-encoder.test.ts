@@ -15,7 +15,7 @@ const rel: Relation = { oid: 1, schema: 'public', table: 'p', replicaIdentity: '
 const schemas = buildRelationSchemas(rel, 'shop', (c) => c !== 'id');
 const header = (id: number) => { const b = Buffer.alloc(5); b.writeInt32BE(id, 1); return b; };
 const prepared: PreparedRelation = { schemas, keyId: 1, valueId: 2, keyHeader: header(1), valueHeader: header(2) };
-const base = { relation: rel, lsn: 10n, commitLsn: 20n, txId: 5, commitTimeUs: 1_700_000_000_000_000n, totalOrder: 1, tableOrder: 1 };
+const base = { relation: rel, lsn: 10n, commitLsn: 20n, lastCommitLsn: 8n, txId: 5, commitTimeUs: 1_700_000_000_000_000n, totalOrder: 1, tableOrder: 1 };
 const enc = new EventEncoder({ version: 't', name: 'shop', db: 'shop' }, true);
 
 describe('EventEncoder', () => {

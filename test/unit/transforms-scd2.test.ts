@@ -7,7 +7,7 @@ const us = (s: string) => parseInstantUs(s)!;
 let lsn = 100n;
 function ch(op: CustomerChange['op'], updated: string | null, segment: string | null, extra: Partial<CustomerChange> = {}): CustomerChange {
   lsn += 10n;
-  return { lsn, op, updatedUs: updated ? us(updated) : null, committedUs: us(extra.committedUs ? formatInstantUs(extra.committedUs) : updated ?? '2024-01-01T00:00:00Z'), segment, email: 'a@x.io', fullName: 'A B', ...extra };
+  return { seq: 0n, lsn, op, updatedUs: updated ? us(updated) : null, committedUs: us(extra.committedUs ? formatInstantUs(extra.committedUs) : updated ?? '2024-01-01T00:00:00Z'), segment, email: 'a@x.io', fullName: 'A B', ...extra };
 }
 const fmt = (v: { effectiveUs: bigint; expirationUs: bigint; segment: string | null; isCurrent: boolean }) =>
   `${v.segment} ${formatInstantUs(v.effectiveUs)} ${formatInstantUs(v.expirationUs)} ${v.isCurrent}`;

@@ -15,7 +15,7 @@ export function dimCustomersBatchSql(stg: string): string {
   return `
     WITH h AS (
       SELECT *, lead(op) OVER w AS next_op, lead(updated_at) OVER w AS next_upd
-      FROM ${stg}.customer_changes WINDOW w AS (PARTITION BY customer_id ORDER BY lsn)
+      FROM ${stg}.customer_changes WINDOW w AS (PARTITION BY customer_id ORDER BY seq, lsn)
     ),
     -- one change per run of same-updated_at upserts: keep the run's last row
     runs AS (
@@ -24,21 +24,21 @@ export function dimCustomersBatchSql(stg: string): string {
     ),
     -- life = number of deletes before the row; a delete ends the life it numbers
     lives AS (
-      SELECT *, coalesce(count(*) FILTER (WHERE op = 'd') OVER (PARTITION BY customer_id ORDER BY lsn ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS life
+      SELECT *, coalesce(count(*) FILTER (WHERE op = 'd') OVER (PARTITION BY customer_id ORDER BY seq, lsn ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS life
       FROM runs
     ),
     ups AS (
       SELECT *, CASE WHEN lag(lsn) OVER wl IS NULL OR lag(customer_segment) OVER wl IS DISTINCT FROM customer_segment THEN 1 ELSE 0 END AS starts
       FROM lives WHERE op <> 'd' AND updated_at IS NOT NULL
-      WINDOW wl AS (PARTITION BY customer_id, life ORDER BY lsn)
+      WINDOW wl AS (PARTITION BY customer_id, life ORDER BY seq, lsn)
     ),
-    ver AS (SELECT *, sum(starts) OVER (PARTITION BY customer_id ORDER BY lsn) AS vno FROM ups),
+    ver AS (SELECT *, sum(starts) OVER (PARTITION BY customer_id ORDER BY seq, lsn) AS vno FROM ups),
     vagg AS (
       SELECT customer_id, life, vno,
              min(updated_at) FILTER (WHERE starts = 1) AS effective_date,
-             (array_agg(email_normalized ORDER BY lsn DESC))[1] AS email,
-             (array_agg(full_name ORDER BY lsn DESC))[1] AS full_name,
-             (array_agg(customer_segment ORDER BY lsn DESC))[1] AS customer_segment
+             (array_agg(email_normalized ORDER BY seq DESC, lsn DESC))[1] AS email,
+             (array_agg(full_name ORDER BY seq DESC, lsn DESC))[1] AS full_name,
+             (array_agg(customer_segment ORDER BY seq DESC, lsn DESC))[1] AS customer_segment
       FROM ver GROUP BY customer_id, life, vno
     ),
     dels AS (SELECT customer_id, life, committed_at FROM lives WHERE op = 'd'),

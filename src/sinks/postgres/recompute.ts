@@ -154,14 +154,14 @@ async function rebuildDimCustomers(client: pg.ClientBase, stg: string, an: strin
      FROM ${an}.dim_customers WHERE customer_id = ANY($1::bigint[])`, [customers]);
   const before = new Map<string, string[]>();
   for (const r of old) before.set(r.customer_id, [...(before.get(r.customer_id) ?? []), r.b]);
-  const { rows } = await client.query<{ customer_id: string; lsn: string; op: CustomerChange['op']; upd: string | null; com: string; seg: string | null; email: string | null; full_name: string | null }>(
-    `SELECT customer_id, lsn, op, (extract(epoch FROM updated_at) * 1000000)::bigint AS upd, (extract(epoch FROM committed_at) * 1000000)::bigint AS com,
+  const { rows } = await client.query<{ customer_id: string; seq: string; lsn: string; op: CustomerChange['op']; upd: string | null; com: string; seg: string | null; email: string | null; full_name: string | null }>(
+    `SELECT customer_id, seq, lsn, op, (extract(epoch FROM updated_at) * 1000000)::bigint AS upd, (extract(epoch FROM committed_at) * 1000000)::bigint AS com,
             customer_segment AS seg, email_normalized AS email, full_name
-     FROM ${stg}.customer_changes WHERE customer_id = ANY($1::bigint[]) ORDER BY customer_id, lsn`, [customers]);
+     FROM ${stg}.customer_changes WHERE customer_id = ANY($1::bigint[]) ORDER BY customer_id, seq, lsn`, [customers]);
   const history = new Map<string, CustomerChange[]>();
   for (const r of rows) {
     const list = history.get(r.customer_id) ?? [];
-    list.push({ lsn: BigInt(r.lsn), op: r.op, updatedUs: r.upd === null ? null : BigInt(r.upd), committedUs: BigInt(r.com), segment: r.seg, email: r.email, fullName: r.full_name });
+    list.push({ seq: BigInt(r.seq), lsn: BigInt(r.lsn), op: r.op, updatedUs: r.upd === null ? null : BigInt(r.upd), committedUs: BigInt(r.com), segment: r.seg, email: r.email, fullName: r.full_name });
     history.set(r.customer_id, list);
   }
   const versions = [...history].flatMap(([id, list]) => scd2Versions(id, list));

@@ -1,14 +1,18 @@
 import type pg from 'pg';
-import type { RowChange } from '../../consumer/envelope.ts';
+import { compareOrder, type RowChange } from '../../consumer/envelope.ts';
 import { TABLES, rowKey, type Row, type TableName, type TableSpec } from '../../consumer/tables.ts';
 import { formatInstantUs } from '../../transforms/time.ts';
 import { isoSql, quoted, type WarehouseSchemas } from './pool.ts';
 
 /**
  * Applies changes to staging and the history tables. Staging keeps only the
- * last change per key (what the row is now); the LSN guard (and a tombstone
+ * last change per key (what the row is now); the order guard (and a tombstone
  * per deleted key) makes redelivery and per-key replays no-ops. History keeps
- * every change, keyed (key, lsn).
+ * every change, keyed (key, lsn), ranked by (seq, lsn).
+ *
+ * The guard compares (`_source_seq`, `_source_lsn`), the change's commit-order
+ * key (RowChange.seq, see envelope.ts), never the LSN alone: a transaction
+ * that started before another and committed after it has the lower LSNs.
  */
 const SQL_TYPE: Record<string, string> = { bigint: 'bigint', int: 'int', text: 'text', numeric: 'numeric', timestamptz: 'timestamptz' };
 
@@ -27,33 +31,35 @@ function upsertSql(stg: string, spec: TableSpec, extras: ExtraColumns = []): str
   const derivedVals = spec.name === 'customers' ? ', lower(btrim(x.email)), x.first_name || \' \' || x.last_name' : '';
   const tbl = `${stg}.stg_${spec.name}`;
   return `
-    INSERT INTO ${tbl} (${cols.join(', ')}${derivedCols}, _source_lsn, _ingested_at)
-    SELECT ${cols.map((c) => `x.${c}`).join(', ')}${derivedVals}, x._lsn, now()
+    INSERT INTO ${tbl} (${cols.join(', ')}${derivedCols}, _source_seq, _source_lsn, _ingested_at)
+    SELECT ${cols.map((c) => `x.${c}`).join(', ')}${derivedVals}, x._seq, x._lsn, now()
     FROM (
-      SELECT ${resolved.join(', ')}, r._lsn
-      FROM jsonb_to_recordset($1::jsonb) AS r(${recordsetDef(spec, ', _lsn bigint, _unavailable text[]', extras)})
+      SELECT ${resolved.join(', ')}, r._seq, r._lsn
+      FROM jsonb_to_recordset($1::jsonb) AS r(${recordsetDef(spec, ', _seq bigint, _lsn bigint, _unavailable text[]', extras)})
       LEFT JOIN ${tbl} s ON ${keyJoin}
       WHERE NOT EXISTS (SELECT 1 FROM ${stg}.stg_tombstones t
                         WHERE t.table_name = '${spec.name}' AND t.row_key = concat_ws(',', ${spec.key.map((k) => `r.${k}`).join(', ')})
-                          AND t._source_lsn > r._lsn)
+                          AND (t._source_seq, t._source_lsn) > (r._seq, r._lsn))
     ) x
     ON CONFLICT (${spec.key.join(', ')}) DO UPDATE SET
-      ${[...cols.filter((c) => !spec.key.includes(c)), ...(spec.name === 'customers' ? ['email_normalized', 'full_name'] : []), '_source_lsn', '_ingested_at']
+      ${[...cols.filter((c) => !spec.key.includes(c)), ...(spec.name === 'customers' ? ['email_normalized', 'full_name'] : []), '_source_seq', '_source_lsn', '_ingested_at']
         .map((c) => `${c} = EXCLUDED.${c}`).join(', ')}
-    WHERE ${tbl}._source_lsn <= EXCLUDED._source_lsn`;
+    WHERE (${tbl}._source_seq, ${tbl}._source_lsn) <= (EXCLUDED._source_seq, EXCLUDED._source_lsn)`;
 }
 
 function deleteSql(stg: string, spec: TableSpec): string {
   const keyDef = spec.key.map((k) => `${k} bigint`).join(', ');
   const tbl = `${stg}.stg_${spec.name}`;
   return `
-    WITH r AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(${keyDef}, _lsn bigint)),
+    WITH r AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(${keyDef}, _seq bigint, _lsn bigint)),
     del AS (
-      DELETE FROM ${tbl} s USING r WHERE ${spec.key.map((k) => `s.${k} = r.${k}`).join(' AND ')} AND s._source_lsn <= r._lsn
+      DELETE FROM ${tbl} s USING r WHERE ${spec.key.map((k) => `s.${k} = r.${k}`).join(' AND ')}
+        AND (s._source_seq, s._source_lsn) <= (r._seq, r._lsn)
     )
-    INSERT INTO ${stg}.stg_tombstones (table_name, row_key, _source_lsn)
-    SELECT '${spec.name}', concat_ws(',', ${spec.key.map((k) => `r.${k}`).join(', ')}), r._lsn FROM r
-    ON CONFLICT (table_name, row_key) DO UPDATE SET _source_lsn = GREATEST(${stg}.stg_tombstones._source_lsn, EXCLUDED._source_lsn)`;
+    INSERT INTO ${stg}.stg_tombstones AS t (table_name, row_key, _source_seq, _source_lsn)
+    SELECT '${spec.name}', concat_ws(',', ${spec.key.map((k) => `r.${k}`).join(', ')}), r._seq, r._lsn FROM r
+    ON CONFLICT (table_name, row_key) DO UPDATE SET _source_seq = EXCLUDED._source_seq, _source_lsn = EXCLUDED._source_lsn
+      WHERE (t._source_seq, t._source_lsn) < (EXCLUDED._source_seq, EXCLUDED._source_lsn)`;
 }
 
 /** Current staging rows of a table as canonical text rows (for expanding a truncate into deletes). */
@@ -74,7 +80,7 @@ export async function expandTruncate(client: pg.ClientBase, schemas: WarehouseSc
 }
 
 function jsonRow(ch: RowChange, row: Row): Record<string, unknown> {
-  return { ...row, _lsn: ch.lsn.toString(), _unavailable: ch.unavailable };
+  return { ...row, _seq: ch.seq.toString(), _lsn: ch.lsn.toString(), _unavailable: ch.unavailable };
 }
 
 async function appendHistory(client: pg.ClientBase, stg: string, changes: RowChange[], extras: ReadonlyMap<TableName, ExtraColumns>): Promise<void> {
@@ -85,7 +91,7 @@ async function appendHistory(client: pg.ClientBase, stg: string, changes: RowCha
   for (const ch of changes) {
     const img = ch.op === 'd' ? ch.before : ch.after;
     if (!img || ch.op === 't') continue;
-    const base = { _lsn: ch.lsn.toString(), _op: ch.op, _committed: formatInstantUs(ch.commitUs), _unavailable: ch.unavailable };
+    const base = { _seq: ch.seq.toString(), _lsn: ch.lsn.toString(), _op: ch.op, _committed: formatInstantUs(ch.commitUs), _unavailable: ch.unavailable };
     if (ch.table === 'customers') customers.set(`${img.customer_id}/${ch.lsn}`, { ...img, ...base });
     if (ch.table === 'orders') orders.set(`${img.order_id}/${ch.lsn}`, { ...img, ...base });
   }
@@ -93,14 +99,14 @@ async function appendHistory(client: pg.ClientBase, stg: string, changes: RowCha
     const ex = extras.get('customers') ?? [];
     const names = ex.map(([c]) => `"${c}"`);
     await client.query(`
-      INSERT INTO ${stg}.customer_changes (customer_id, lsn, op, updated_at, committed_at, customer_segment, email_normalized, full_name${names.map((c) => `, ${c}`).join('')})
-      SELECT x.customer_id, x._lsn, x._op, x.updated_at, x._committed, x.customer_segment, lower(btrim(x.email)), x.first_name || ' ' || x.last_name${names.map((c) => `, x.${c}`).join('')}
+      INSERT INTO ${stg}.customer_changes (customer_id, lsn, seq, op, updated_at, committed_at, customer_segment, email_normalized, full_name${names.map((c) => `, ${c}`).join('')})
+      SELECT x.customer_id, x._lsn, x._seq, x._op, x.updated_at, x._committed, x.customer_segment, lower(btrim(x.email)), x.first_name || ' ' || x.last_name${names.map((c) => `, x.${c}`).join('')}
       FROM (
-        SELECT r.customer_id, r._lsn, r._op, r._committed, r.updated_at, r.customer_segment${names.map((c) => `, r.${c}`).join('')},
+        SELECT r.customer_id, r._lsn, r._seq, r._op, r._committed, r.updated_at, r.customer_segment${names.map((c) => `, r.${c}`).join('')},
                CASE WHEN 'email' = ANY(r._unavailable) THEN s.email ELSE r.email END AS email,
                CASE WHEN 'first_name' = ANY(r._unavailable) THEN s.first_name ELSE r.first_name END AS first_name,
                CASE WHEN 'last_name' = ANY(r._unavailable) THEN s.last_name ELSE r.last_name END AS last_name
-        FROM jsonb_to_recordset($1::jsonb) AS r(customer_id bigint, _lsn bigint, _op text, _committed timestamptz, updated_at timestamptz,
+        FROM jsonb_to_recordset($1::jsonb) AS r(customer_id bigint, _lsn bigint, _seq bigint, _op text, _committed timestamptz, updated_at timestamptz,
              customer_segment text, email text, first_name text, last_name text, _unavailable text[]${ex.map(([c, t]) => `, "${c}" ${t}`).join('')})
         LEFT JOIN ${stg}.stg_customers s ON s.customer_id = r.customer_id
         -- A re-applied change (rewind, redelivery) with unchanged TOASTed values keeps the row it
@@ -108,7 +114,7 @@ async function appendHistory(client: pg.ClientBase, stg: string, changes: RowCha
         WHERE cardinality(r._unavailable) = 0
            OR NOT EXISTS (SELECT 1 FROM ${stg}.customer_changes c WHERE c.customer_id = r.customer_id AND c.lsn = r._lsn)
       ) x
-      ON CONFLICT (customer_id, lsn) DO UPDATE SET op = EXCLUDED.op, updated_at = EXCLUDED.updated_at, committed_at = EXCLUDED.committed_at,
+      ON CONFLICT (customer_id, lsn) DO UPDATE SET seq = EXCLUDED.seq, op = EXCLUDED.op, updated_at = EXCLUDED.updated_at, committed_at = EXCLUDED.committed_at,
         customer_segment = EXCLUDED.customer_segment, email_normalized = EXCLUDED.email_normalized, full_name = EXCLUDED.full_name${names.map((c) => `, ${c} = EXCLUDED.${c}`).join('')}`,
       [JSON.stringify([...customers.values()])]);
   }
@@ -116,11 +122,11 @@ async function appendHistory(client: pg.ClientBase, stg: string, changes: RowCha
     const ex = extras.get('orders') ?? [];
     const names = ex.map(([c]) => `"${c}"`);
     await client.query(`
-      INSERT INTO ${stg}.order_status_changes (order_id, lsn, op, status, updated_at, committed_at, order_date, customer_id${names.map((c) => `, ${c}`).join('')})
-      SELECT r.order_id, r._lsn, r._op, r.status, r.updated_at, r._committed, r.order_date, r.customer_id${names.map((c) => `, r.${c}`).join('')}
-      FROM jsonb_to_recordset($1::jsonb) AS r(order_id bigint, _lsn bigint, _op text, status text, updated_at timestamptz,
+      INSERT INTO ${stg}.order_status_changes (order_id, lsn, seq, op, status, updated_at, committed_at, order_date, customer_id${names.map((c) => `, ${c}`).join('')})
+      SELECT r.order_id, r._lsn, r._seq, r._op, r.status, r.updated_at, r._committed, r.order_date, r.customer_id${names.map((c) => `, r.${c}`).join('')}
+      FROM jsonb_to_recordset($1::jsonb) AS r(order_id bigint, _lsn bigint, _seq bigint, _op text, status text, updated_at timestamptz,
            _committed timestamptz, order_date timestamptz, customer_id bigint${ex.map(([c, t]) => `, "${c}" ${t}`).join('')})
-      ON CONFLICT (order_id, lsn) DO UPDATE SET op = EXCLUDED.op, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
+      ON CONFLICT (order_id, lsn) DO UPDATE SET seq = EXCLUDED.seq, op = EXCLUDED.op, status = EXCLUDED.status, updated_at = EXCLUDED.updated_at,
         committed_at = EXCLUDED.committed_at, order_date = EXCLUDED.order_date, customer_id = EXCLUDED.customer_id${names.map((c) => `, ${c} = EXCLUDED.${c}`).join('')}`,
       [JSON.stringify([...orders.values()])]);
   }
@@ -137,7 +143,11 @@ export async function applyStaging(client: pg.ClientBase, schemas: WarehouseSche
     if (ch.op === 't') throw new Error('truncates must be expanded before applyStaging');
     const img = ch.op === 'd' ? ch.before! : ch.after!;
     const perTable = lastPerKey.get(ch.table) ?? new Map<string, RowChange>();
-    perTable.set(rowKey(TABLES[ch.table], img), ch);
+    const key = rowKey(TABLES[ch.table], img);
+    const prev = perTable.get(key);
+    // Stream order is commit order per key, except for a change sent again
+    // after a capture restart: the later change in commit order wins.
+    if (!prev || compareOrder(ch, prev) >= 0) perTable.set(key, ch);
     lastPerKey.set(ch.table, perTable);
   }
   for (const [table, perKey] of lastPerKey) {
@@ -145,7 +155,7 @@ export async function applyStaging(client: pg.ClientBase, schemas: WarehouseSche
     const ups = [...perKey.values()].filter((c) => c.op !== 'd');
     const dels = [...perKey.values()].filter((c) => c.op === 'd');
     if (dels.length > 0) {
-      await client.query(deleteSql(stg, spec), [JSON.stringify(dels.map((c) => ({ ...Object.fromEntries(spec.key.map((k) => [k, c.before![k]])), _lsn: c.lsn.toString() })))]);
+      await client.query(deleteSql(stg, spec), [JSON.stringify(dels.map((c) => ({ ...Object.fromEntries(spec.key.map((k) => [k, c.before![k]])), _seq: c.seq.toString(), _lsn: c.lsn.toString() })))]);
     }
     if (ups.length > 0) {
       const ex = extras.get(table) ?? [];
@@ -158,7 +168,7 @@ export async function applyStaging(client: pg.ClientBase, schemas: WarehouseSche
 }
 
 /** Columns staging and history hold for themselves: a source column of the same name is not followed (docs/consumers.md). */
-const RESERVED = new Set(['_source_lsn', '_ingested_at', 'email_normalized', 'full_name', 'lsn', 'op', 'committed_at']);
+const RESERVED = new Set(['_source_lsn', '_source_seq', '_ingested_at', 'email_normalized', 'full_name', 'lsn', 'seq', 'op', 'committed_at']);
 
 const HISTORY: Partial<Record<TableName, string>> = { customers: 'customer_changes', orders: 'order_status_changes' };
 
