@@ -119,15 +119,20 @@ const SEQUENCE = /^\[\s*(null|"\d*"|\d+)\s*,\s*(null|"\d*"|\d+)\s*\]$/;
 /**
  * `source.sequence[0]` as a bigint: Debezium's `[last committed LSN, this
  * event's LSN]` (JSON text of two decimal strings or nulls). Missing or null
- * is 0: the change then sorts by its LSN among changes without one.
+ * ranks as `lsn`, the change's own LSN. Debezium writes a null first element
+ * for the events before it has processed a commit after a fresh start; those
+ * events then still sort after every change of an earlier transaction (whose
+ * previous-commit LSN lies below any LSN of theirs) and before every later
+ * transaction (whose previous-commit LSN is at least their commit LSN),
+ * where 0 would sort them below everything applied before.
  */
-export function sequenceRank(sequence: unknown): bigint {
-  if (sequence === null || sequence === undefined) return 0n;
+export function sequenceRank(sequence: unknown, lsn: bigint): bigint {
+  if (sequence === null || sequence === undefined) return lsn;
   if (typeof sequence !== 'string') return fail(`source.sequence must be a string, got ${typeof sequence}`);
   const m = SEQUENCE.exec(sequence.trim());
   if (!m) return fail(`source.sequence is not [lsn, lsn]: ${sequence.slice(0, 80)}`);
   const first = m[1]!.replace(/"/g, '');
-  return first === 'null' || first === '' ? 0n : BigInt(first);
+  return first === 'null' || first === '' ? lsn : BigInt(first);
 }
 
 /** -1, 0, 1 as `a` is applied before, with, or after `b` in commit order. */
@@ -148,7 +153,7 @@ export function validateEnvelope(value: unknown, columns: readonly ExtraColumn[]
   const spec = TABLES[table];
   if (source.lsn === null || source.lsn === undefined) fail('source.lsn is missing');
   const lsn = toBigint(source.lsn, 'source.lsn');
-  const seq = sequenceRank(source.sequence);
+  const seq = sequenceRank(source.sequence, lsn);
   const commitUs = source.ts_us !== null && source.ts_us !== undefined
     ? toBigint(source.ts_us, 'source.ts_us')
     : toBigint(source.ts_ms, 'source.ts_ms') * 1000n;

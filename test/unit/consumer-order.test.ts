@@ -5,13 +5,13 @@ import { collapseRuns, type CustomerChange } from '../../src/transforms/scd2.ts'
 
 describe('ordering key (seq, lsn)', () => {
   it('reads seq from source.sequence as Debezium writes it', () => {
-    expect(sequenceRank('["48065296","48064968"]')).toBe(48065296n);
-    expect(sequenceRank('[null,"23958824"]')).toBe(0n);
-    expect(sequenceRank(' ["18446744073709551615", "1"] ')).toBe(18446744073709551615n);
-    expect(sequenceRank(null)).toBe(0n);
-    expect(sequenceRank(undefined)).toBe(0n);
-    expect(() => sequenceRank('48065296')).toThrow(ValidationError);
-    expect(() => sequenceRank(['1', '2'])).toThrow(ValidationError);
+    expect(sequenceRank('["48065296","48064968"]', 48064968n)).toBe(48065296n);
+    expect(sequenceRank('[null,"23958824"]', 23958824n)).toBe(23958824n);
+    expect(sequenceRank(' ["18446744073709551615", "1"] ', 1n)).toBe(18446744073709551615n);
+    expect(sequenceRank(null, 7n)).toBe(7n);
+    expect(sequenceRank(undefined, 7n)).toBe(7n);
+    expect(() => sequenceRank('48065296', 1n)).toThrow(ValidationError);
+    expect(() => sequenceRank(['1', '2'], 1n)).toThrow(ValidationError);
   });
 
   it('puts a late-committed change with a low LSN after a row emitted at a later LSN (issue 17)', () => {
