@@ -220,8 +220,10 @@ export class WarehouseConsumer implements Service {
     const { decoded, deadLetters } = await this.stages.time('decode', () => decodeSlice(slice, async (m) => {
       if (m.value === null || m.value.length === 0) return null; // tombstone after a delete: nothing to apply
       // Added source columns are followed from the Avro writer schema; JSON input carries the modelled columns only (docs/consumers.md).
+      // Decoded first: bytes that can never decode (an unknown schema id) are a DecodeError and go to the DLQ.
+      const value = await this.decoder.value(topic, m.value);
       const columns = this.decoder.kind(topic, m.value) === 'avro' ? await this.columns.forMessage(m.value) : [];
-      return validateEnvelope(await this.decoder.value(topic, m.value), columns);
+      return validateEnvelope(value, columns);
     }, dlq, topic, partition));
     const messages: BatchMessage[] = decoded.map((d) => ({ offset: d.offset, change: d.value }));
     return { topic, partition, messages, deadLetters, slice };
