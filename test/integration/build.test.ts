@@ -23,7 +23,7 @@ const env: Record<string, string | undefined> = {
   ...baseEnv, LOG_LEVEL: 'info', SOURCE_DATABASE_URL: stackEnv.sourceUrl, WAREHOUSE_DATABASE_URL: stackEnv.warehouseUrl,
   KAFKA_BROKERS: stackEnv.kafkaBrokers.join(','), SCHEMA_REGISTRY_URL: stackEnv.registryUrl, REDIS_URL: stackEnv.redisUrl,
   TOPIC_PREFIX: id, SOURCE_SCHEMA: id, CAPTURE_SCHEMAS: id, CAPTURE_SLOT: id, CAPTURE_PUBLICATION: id, CAPTURE_META_SCHEMA: `${id}_cmeta`,
-  CAPTURE_METRICS_PORT: '-1', CONSUMER_GROUP: id, CONSUMER_TOPIC_WAIT_MS: '60000', REDIS_KEY_PREFIX: `${id}:`, API_PORT: '0', ...wh,
+  CAPTURE_METRICS_PORT: '-1', CONSUMER_HEALTH_PORT: '0', CLICKSTREAM_HEALTH_PORT: '0', CONSUMER_GROUP: id, CONSUMER_TOPIC_WAIT_MS: '60000', REDIS_KEY_PREFIX: `${id}:`, API_PORT: '0', ...wh,
 };
 
 interface Proc { child: ChildProcess; lines: Array<Record<string, unknown>>; stderr: string }
