@@ -1,24 +1,22 @@
 import type { Admin } from 'kafkajs';
 import type pg from 'pg';
+import { readPartitionLag, totalLag } from '../health/group-lag.ts';
 import { readStoredOffsets } from '../sinks/postgres/batch-tx.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { sleep } from '../util/sleep.ts';
 
 /**
  * Lag of a warehouse consumer group measured where it matters: the offsets
- * committed in Postgres with the data, against the topics' high watermarks.
+ * committed in Postgres with the data, against the topics' high watermarks
+ * (per partition: src/health/group-lag.ts). A topic that does not exist yet
+ * is an error here, not a lag of 0.
  */
 export async function groupLag(admin: Admin, pool: pg.Pool, schemas: WarehouseSchemas, group: string, topics: string[]): Promise<number> {
-  const stored = await readStoredOffsets(pool, schemas, group);
-  let lag = 0;
-  for (const topic of topics) {
-    for (const p of await admin.fetchTopicOffsets(topic)) {
-      const done = BigInt(stored.get(`${topic}/${p.partition}`) ?? p.low);
-      const high = BigInt(p.high);
-      if (high > done) lag += Number(high - done);
-    }
-  }
-  return lag;
+  const parts = await readPartitionLag(admin, await readStoredOffsets(pool, schemas, group), topics);
+  const seen = new Set(parts.map((p) => p.topic));
+  const missing = topics.filter((t) => !seen.has(t));
+  if (missing.length > 0) throw new Error(`topics do not exist yet: ${missing.join(', ')}`);
+  return Number(totalLag(parts));
 }
 
 /** Resolves once the group has applied everything currently in the topics; throws after `timeoutMs`. */
