@@ -1,14 +1,12 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/run-cli.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
 /**
  * `shopstream` subcommands run for real against the stack, each in schemas
  * of its own: migrate (source and warehouse), generate, verify, snapshot.
  */
-const BIN = fileURLToPath(new URL('../../bin/shopstream.js', import.meta.url));
 const id = uniqueId('cli');
 const src = `${id}_src`;
 const wh = { staging: `${id}_stg`, analytics: `${id}_an`, meta: `${id}_meta` };
@@ -19,17 +17,7 @@ const env = {
 let source: pg.Pool;
 let warehouse: pg.Pool;
 
-function cli(args: string[], extraEnv: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[], extraEnv: Record<string, string> = {}) => runCli(args, { ...env, ...extraEnv });
 
 beforeAll(() => {
   source = new pg.Pool({ connectionString: stackEnv.sourceUrl, max: 2 });

@@ -1,28 +1,15 @@
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/run-cli.ts';
 
 /**
  * Every `shopstream` subcommand answers --help (exit 0, its own usage line),
  * spawned through the package's bin as a user would run it; a usage error
  * exits 2 with the reason.
  */
-const BIN = fileURLToPath(new URL('../../bin/shopstream.js', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-function cli(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LOG_LEVEL: 'warn' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runCli(args, { ...process.env, LOG_LEVEL: 'warn' }, ROOT);
 
 /** Runs `jobs` at most `n` at a time: each spawn loads tsx and the whole pipeline. */
 async function limited<T>(jobs: Array<() => Promise<T>>, n: number): Promise<T[]> {
