@@ -13,16 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 # A throw-away stack (STACK_STATE and STACK_*_PORT, docs/stack.md) gets its own
-# pipeline too: the processes are pointed at its ports, logs go under its state.
+# pipeline too: logs go under its state, and the processes find its ports
+# through the STACK_*_PORT defaults of loadStackConfig (src/config/index.ts).
 APP="${STACK_STATE:-$ROOT/.stack}/app"
 mkdir -p "$APP"
-if [[ -n ${STACK_PG_PORT:-} ]]; then
-  export SOURCE_DATABASE_URL=${SOURCE_DATABASE_URL:-postgres://postgres@127.0.0.1:$STACK_PG_PORT/shop}
-  export WAREHOUSE_DATABASE_URL=${WAREHOUSE_DATABASE_URL:-postgres://postgres@127.0.0.1:$STACK_PG_PORT/warehouse}
-fi
-[[ -n ${STACK_KAFKA_PORT:-} ]] && export KAFKA_BROKERS=${KAFKA_BROKERS:-127.0.0.1:$STACK_KAFKA_PORT}
-[[ -n ${STACK_REGISTRY_PORT:-} ]] && export SCHEMA_REGISTRY_URL=${SCHEMA_REGISTRY_URL:-http://127.0.0.1:$STACK_REGISTRY_PORT}
-[[ -n ${STACK_REDIS_PORT:-} ]] && export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$STACK_REDIS_PORT}
 API_PORT=${API_PORT:-58080}
 export API_PORT
 

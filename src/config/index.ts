@@ -3,7 +3,10 @@ import { brokerList, int, str, url, type Env } from './env.ts';
 /**
  * Connection settings shared by every process. Defaults point at the local
  * stack that `npm run stack:up` starts (ports in docs/stack.md); the same
- * ports are mapped by docker-compose.yml.
+ * ports are mapped by docker-compose.yml. A throw-away stack started with
+ * STACK_PG_PORT / STACK_KAFKA_PORT / STACK_REGISTRY_PORT / STACK_REDIS_PORT
+ * moves those defaults with it, so every process and command (the demo's,
+ * `status`, `verify`) finds it without the URLs being set as well.
  */
 export interface StackConfig {
   /** The operational (source) database, where the replication slot lives. */
@@ -26,12 +29,14 @@ export const DEFAULT_PORTS = {
 } as const;
 
 export function loadStackConfig(env: Env = process.env): StackConfig {
+  const port = (name: string, fallback: number) => int(env, name, fallback, { min: 1, max: 65535 });
+  const pg = port('STACK_PG_PORT', DEFAULT_PORTS.postgres);
   return {
-    sourceUrl: url(env, 'SOURCE_DATABASE_URL', `postgres://postgres@127.0.0.1:${DEFAULT_PORTS.postgres}/shop`, ['postgres:', 'postgresql:']),
-    warehouseUrl: url(env, 'WAREHOUSE_DATABASE_URL', `postgres://postgres@127.0.0.1:${DEFAULT_PORTS.postgres}/warehouse`, ['postgres:', 'postgresql:']),
-    kafkaBrokers: brokerList(env, 'KAFKA_BROKERS', `127.0.0.1:${DEFAULT_PORTS.kafka}`),
-    registryUrl: url(env, 'SCHEMA_REGISTRY_URL', `http://127.0.0.1:${DEFAULT_PORTS.registry}`, ['http:', 'https:']),
-    redisUrl: url(env, 'REDIS_URL', `redis://127.0.0.1:${DEFAULT_PORTS.redis}`, ['redis:', 'rediss:']),
+    sourceUrl: url(env, 'SOURCE_DATABASE_URL', `postgres://postgres@127.0.0.1:${pg}/shop`, ['postgres:', 'postgresql:']),
+    warehouseUrl: url(env, 'WAREHOUSE_DATABASE_URL', `postgres://postgres@127.0.0.1:${pg}/warehouse`, ['postgres:', 'postgresql:']),
+    kafkaBrokers: brokerList(env, 'KAFKA_BROKERS', `127.0.0.1:${port('STACK_KAFKA_PORT', DEFAULT_PORTS.kafka)}`),
+    registryUrl: url(env, 'SCHEMA_REGISTRY_URL', `http://127.0.0.1:${port('STACK_REGISTRY_PORT', DEFAULT_PORTS.registry)}`, ['http:', 'https:']),
+    redisUrl: url(env, 'REDIS_URL', `redis://127.0.0.1:${port('STACK_REDIS_PORT', DEFAULT_PORTS.redis)}`, ['redis:', 'rediss:']),
     topicPrefix: str(env, 'TOPIC_PREFIX', 'shop'),
   };
 }
