@@ -370,7 +370,7 @@ kafka_up() {
     port_open "$KAFKA_CONTROLLER_PORT" && die "port $KAFKA_CONTROLLER_PORT is taken by another process; not starting kafka"
     if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
       [ -s "$KAFKA_DIR/cluster-id" ] ||
-        head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$KAFKA_DIR/cluster-id"
+        head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' | sed 's/^-/A/' >"$KAFKA_DIR/cluster-id"
       log "kafka: formatting storage (cluster id $(cat "$KAFKA_DIR/cluster-id"))"
       "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --ignore-formatted \
         -t "$(cat "$KAFKA_DIR/cluster-id")" -c "$KAFKA_DIR/server.properties" \

@@ -56,7 +56,8 @@ export async function startThrowawayKafka(opts: { timeoutMs?: number } = {}): Pr
     + `log4j.appender.f.File=${dir}/server.log\nlog4j.appender.f.layout=org.apache.log4j.PatternLayout\nlog4j.appender.f.layout.ConversionPattern=[%d] %p %m (%c)%n\n`);
   const java = ['-Xms128m', '-Xmx512m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Djava.net.preferIPv4Stack=true',
     `-Dkafka.logs.dir=${dir}`, `-Dlog4j.configuration=file:${dir}/log4j.properties`, '-cp', cp];
-  const clusterId = randomBytes(16).toString('base64url').slice(0, 22);
+  // A leading '-' would be read by kafka-storage as an option, not as the id.
+  const clusterId = randomBytes(16).toString('base64url').slice(0, 22).replace(/^-/, 'A');
   const fmt = spawnSync('java', [...java, 'kafka.tools.StorageTool', 'format', '--ignore-formatted', '-t', clusterId, '-c', join(dir, 'server.properties')], { encoding: 'utf8' });
   if (fmt.status !== 0) throw new Error(`kafka storage format failed: ${fmt.stderr || fmt.stdout}`);
   const t0 = Date.now();
