@@ -165,9 +165,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       const next = schedule.next();
       if (!fitsAnother({ now: Date.now(), endAt, faultsSoFar: report.faults.length, maxFaults: o.maxFaults, next, reserveMs: o.reserveMs ?? 60_000 })) break;
       await sleep(next.gapMs);
-      const base = await probe.baseline();
+      let base = await probe.baseline();
       const at = Date.now();
       const injected = await inject(next, { stack, admin, processes: procs, topics, backoffMs: 1000, n });
+      // A zombie is measured from its SIGCONT: what it and the group do after it woke up.
+      if (next.kind === 'zombie-consumer') base = await probe.baseline();
       let pending: string[] = [];
       let recoveryMs: number | null = null;
       while (Date.now() - injected.from < stallBoundMs) {

@@ -12,9 +12,10 @@ import type { Supervised } from './supervisor.ts';
  *   taken at the fault (everything committed before the fault is in Kafka
  *   and confirmed);
  * - every consumer member: its /metrics consumer_messages_applied_total
- *   grew since the fault (a restarted member: is above 0), and each group's
- *   offsets stored in Postgres reached the high watermarks taken at the
- *   fault (everything in Kafka then is applied, no partition left behind);
+ *   grew since the fault (a restarted member: is above 0), each group is
+ *   stable with every running member in it, and each group's offsets
+ *   stored in Postgres reached the high watermarks taken at the fault
+ *   (everything in Kafka then is applied, no partition left behind);
  * - API: GET /customers/:id/clv answers 200; registry: GET /subjects 200.
  */
 export interface Baseline {
@@ -113,6 +114,11 @@ export class ProgressProbe {
           return before?.pid === m.pid ? n > before!.n : n > 0;
         });
       }
+      // Every running member is back in the group and the group is not rebalancing (a zombie rejoined).
+      await check(`${g.group} membership`, async () => {
+        const d = (await withTimeout(this.o.admin.describeGroups([g.group]), 3000, 'group')).groups[0];
+        return d !== undefined && d.state === 'Stable' && d.members.length === g.members.filter((m) => m.running).length;
+      });
       await check(`${g.group} offsets`, async () => {
         const stored = await withTimeout(readStoredOffsets(this.o.warehouse, this.o.schemas, g.group), 3000, 'stored offsets');
         for (const [k, high] of b.highs.get(g.group) ?? []) if (high > 0n && BigInt(stored.get(k) ?? '0') < high) return false;

@@ -13,7 +13,7 @@ export function reportMarkdown(r: ChaosReport): string {
   for (const k of r.summary.byKind) out.push(`| ${k.kind} | ${k.faults} | ${k.recovered} | ${s(k.p50Ms)} | ${s(k.maxMs)} |`);
   const a = r.summary.all;
   out.push(`| **all** | ${a.faults} | ${a.recovered} | ${s(a.p50Ms)} | ${s(a.maxMs)} |`, '');
-  out.push('Recovery: from the fault (for a zombie member, from its SIGCONT) until every process made progress again: the capture confirmed the WAL position of the fault, every consumer member applied messages and both groups stored offsets at the high watermarks of the fault, the API answered a CLV lookup, the registry its subject list.', '');
+  out.push('Recovery: from the fault (for a zombie member, from its SIGCONT) until every process made progress again: the capture confirmed the WAL position of the fault, every consumer member applied messages, both groups were stable with every running member in them and stored offsets at the high watermarks of the fault, the API answered a CLV lookup, the registry its subject list.', '');
   if (r.final) {
     const f = r.final;
     out.push('## Final comparison', '', `Caught up ${s(f.caughtUpMs)} after the load stopped. Rows compared: ${f.rowsCompared}.`, '');
