@@ -43,6 +43,8 @@ export interface ChaosOptions {
   /** Kafka brokers of the throw-away stack (STACK_KAFKA_BROKERS; 1 unless the stack offers more). */
   brokers?: number;
   log?: (line: string) => void;
+  /** Aborted (Ctrl-C): no further fault; the run stops its processes and its stack and reports what it had. */
+  signal?: AbortSignal;
 }
 
 export interface ChaosReport {
@@ -163,8 +165,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const endAt = Date.now() + o.minutes * 60_000;
     for (let n = 1; ; n++) {
       const next = schedule.next();
+      if (o.signal?.aborted) throw new Error('interrupted');
       if (!fitsAnother({ now: Date.now(), endAt, faultsSoFar: report.faults.length, maxFaults: o.maxFaults, next, reserveMs: o.reserveMs ?? 60_000 })) break;
-      await sleep(next.gapMs);
+      await sleep(next.gapMs, o.signal);
+      if (o.signal?.aborted) throw new Error('interrupted');
       let base = await probe.baseline();
       const at = Date.now();
       const injected = await inject(next, { stack, admin, processes: procs, topics, backoffMs: 1000, n });
@@ -172,7 +176,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       if (next.kind === 'zombie-consumer') base = await probe.baseline();
       let pending: string[] = [];
       let recoveryMs: number | null = null;
-      while (Date.now() - injected.from < stallBoundMs) {
+      while (Date.now() - injected.from < stallBoundMs && !o.signal?.aborted) {
         pending = await probe.pending(base);
         if (pending.length === 0) {
           recoveryMs = Date.now() - injected.from;

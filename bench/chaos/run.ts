@@ -43,7 +43,10 @@ const cmd = new Command('chaos')
 cmd.parse();
 const o = cmd.opts<{ minutes: number; seed: number; maxFaults: number; report?: string; portBase: number; stallBound: number; kinds?: FaultKind[]; ordersPerSecond: number }>();
 
-const report = await runChaos({ minutes: o.minutes, seed: o.seed, maxFaults: o.maxFaults, portBase: o.portBase, stallBoundMs: o.stallBound * 1000, kinds: o.kinds, ordersPerSecond: o.ordersPerSecond });
+// Ctrl-C ends the run cleanly: the processes and the throw-away stack are stopped, the report says so.
+const ac = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ac.abort());
+const report = await runChaos({ signal: ac.signal, minutes: o.minutes, seed: o.seed, maxFaults: o.maxFaults, portBase: o.portBase, stallBoundMs: o.stallBound * 1000, kinds: o.kinds, ordersPerSecond: o.ordersPerSecond });
 const base = o.report ?? join(REPO, 'bench-results/chaos', `chaos-${o.seed}`);
 mkdirSync(dirname(base), { recursive: true });
 writeFileSync(`${base}.json`, `${JSON.stringify(report, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
