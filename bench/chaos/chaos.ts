@@ -175,6 +175,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       // A zombie is measured from its SIGCONT: what it and the group do after it woke up.
       if (next.kind === 'zombie-consumer') base = await probe.baseline();
       let pending: string[] = [];
+      let lastPending: string[] = [];
       let recoveryMs: number | null = null;
       while (Date.now() - injected.from < stallBoundMs && !o.signal?.aborted) {
         pending = await probe.pending(base);
@@ -182,13 +183,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           recoveryMs = Date.now() - injected.from;
           break;
         }
+        lastPending = pending;
         await sleep(250);
       }
-      const rec: FaultRecord = { n, kind: next.kind, target: next.target, atS: Math.round((at - t0) / 100) / 10, recoveryMs, detail: injected.detail };
+      const rec: FaultRecord = { n, kind: next.kind, target: next.target, atS: Math.round((at - t0) / 100) / 10, recoveryMs, slowest: lastPending, detail: injected.detail };
       if (next.stopMs) rec.stopMs = next.stopMs;
       if (recoveryMs === null) rec.stalled = pending;
       report.faults.push(rec);
-      log(`chaos: #${n} ${next.kind} ${next.target} at ${rec.atS} s: ${recoveryMs === null ? `STALLED (${pending.join(', ')})` : `recovered in ${(recoveryMs / 1000).toFixed(1)} s`} — ${injected.detail}`);
+      log(`chaos: #${n} ${next.kind} ${next.target} at ${rec.atS} s: ${recoveryMs === null ? `STALLED (${pending.join(', ')})` : `recovered in ${(recoveryMs / 1000).toFixed(1)} s (last: ${lastPending.join(', ') || '-'})`} — ${injected.detail}`);
     }
 
     log('chaos: faults over; stopping the load and waiting for the pipeline to catch up');

@@ -27,7 +27,7 @@ export function reportMarkdown(r: ChaosReport): string {
   out.push('## Load', '', Object.entries(r.load).map(([k, v]) => `${k} ${v}`).join(', '), '');
   out.push('## Processes', '', '| process | starts | exits not caused by the suite |', '|---|---:|---|');
   for (const p of r.processes) out.push(`| ${p.name} | ${p.starts} | ${p.unexpectedExits.length === 0 ? 'none' : p.unexpectedExits.map((e) => e.signal ?? `code ${e.code}`).join(', ')} |`);
-  out.push('', '## Faults', '', '| # | at | kind | target | recovery | detail |', '|---:|---:|---|---|---:|---|');
-  for (const f of r.faults) out.push(`| ${f.n} | ${f.atS} s | ${f.kind} | ${f.target} | ${f.recoveryMs === null ? `STALLED: ${(f.stalled ?? []).join(', ')}` : s(f.recoveryMs)} | ${f.detail ?? ''} |`);
+  out.push('', '## Faults', '', '| # | at | kind | target | recovery | last to recover | detail |', '|---:|---:|---|---|---:|---|---|');
+  for (const f of r.faults) out.push(`| ${f.n} | ${f.atS} s | ${f.kind} | ${f.target} | ${f.recoveryMs === null ? `STALLED: ${(f.stalled ?? []).join(', ')}` : s(f.recoveryMs)} | ${(f.slowest ?? []).join(', ')} | ${f.detail ?? ''} |`);
   return `${out.join('\n')}\n`;
 }

@@ -112,6 +112,8 @@ export interface FaultRecord {
   recoveryMs: number | null;
   /** What had not recovered at the stall bound. */
   stalled?: string[];
+  /** What was still pending at the last look before recovery: where the time went. */
+  slowest?: string[];
   detail?: string;
 }
 
