@@ -46,5 +46,6 @@ describe('chaos suite, short run', () => {
     expect(f.redis.keys, ctx).toBeGreaterThan(100);
     expect(report.slot.samples, ctx).toBeGreaterThan(10);
     expect(report.ok, ctx).toBe(true);
+    console.info(`chaos short run (seed ${SEED}): ${report.faults.map((x) => `${x.kind} ${x.recoveryMs === null ? 'stalled' : `${(x.recoveryMs / 1000).toFixed(1)} s`}`).join(', ')}; ${f.rowsCompared} rows compared; ${report.durationS} s in all`);
   }, 420_000);
 });
