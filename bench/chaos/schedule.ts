@@ -44,6 +44,7 @@ export class FaultSchedule {
   private readonly rng: Rng;
   private readonly kinds: readonly FaultKind[];
   private round: FaultKind[] = [];
+  private readonly targetDecks = new Map<string, string[]>();
 
   constructor(private readonly o: ScheduleOptions) {
     if (o.minGapMs < 0 || o.maxGapMs < o.minGapMs) throw new RangeError(`gap range ${o.minGapMs}..${o.maxGapMs} ms is empty`);
@@ -60,12 +61,19 @@ export class FaultSchedule {
     const gapMs = this.rng.int(this.o.minGapMs, this.o.maxGapMs);
     switch (kind) {
       case 'kill-consumer':
-        return { kind, target: this.rng.pick(this.o.consumerTargets), gapMs };
+        return { kind, target: this.deal('kill', this.o.consumerTargets), gapMs };
       case 'zombie-consumer':
-        return { kind, target: this.rng.pick(this.o.zombieTargets), gapMs, stopMs: this.o.sessionTimeoutMs + this.rng.int(2000, 8000) };
+        return { kind, target: this.deal('zombie', this.o.zombieTargets), gapMs, stopMs: this.o.sessionTimeoutMs + this.rng.int(2000, 8000) };
       default:
         return { kind, target: DEFAULT_TARGETS[kind], gapMs };
     }
+  }
+
+  /** Targets of a kind are dealt like the kinds: every member is hit once before any is hit twice. */
+  private deal(deck: string, targets: readonly string[]): string {
+    let d = this.targetDecks.get(deck);
+    if (!d || d.length === 0) this.targetDecks.set(deck, (d = shuffle(this.rng, [...targets])));
+    return d.shift()!;
   }
 }
 

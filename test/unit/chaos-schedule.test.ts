@@ -37,6 +37,13 @@ describe('chaos fault schedule', () => {
     expect(new Set(faults.filter((f) => f.kind === 'kill-consumer').map((f) => f.target))).toEqual(new Set(opts.consumerTargets));
   });
 
+  it('deals consumer targets so that every member is hit once before any is hit twice', () => {
+    const s = new FaultSchedule({ seed: 5, ...opts });
+    const kills = Array.from({ length: 80 }, () => s.next()).filter((f) => f.kind === 'kill-consumer').map((f) => f.target);
+    expect(kills.length).toBeGreaterThanOrEqual(9);
+    for (let i = 0; i + 3 <= kills.length; i += 3) expect(new Set(kills.slice(i, i + 3))).toEqual(new Set(opts.consumerTargets));
+  });
+
   it('only schedules the kinds asked for, and refuses an empty or untargeted plan', () => {
     const s = new FaultSchedule({ seed: 1, ...opts, kinds: ['kill-redis', 'pg-restart'] });
     expect(new Set(Array.from({ length: 20 }, () => s.next().kind))).toEqual(new Set(['kill-redis', 'pg-restart']));
