@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { findRetentionGaps, type RetentionGapPolicy } from '../../src/consumer/stored-offsets.ts';
-import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
 import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
 import { ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
