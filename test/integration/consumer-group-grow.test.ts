@@ -13,7 +13,7 @@ import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { TrafficGenerator } from '../../src/generator/writer.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { diffStagingWithSource } from '../../src/rebuild/source-compare.ts';
-import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
+import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
 import { sleep } from '../../src/util/sleep.ts';
