@@ -51,12 +51,18 @@ export function statusTargets(env: Env, o: StatusTargetOptions): StatusTargets {
     api: `http://${hostOf(api.host)}:${api.port}`,
     registry: capture.registryUrl,
   };
+  const disabled: Partial<Record<ProcessName, string>> = {
+    ...(capture.metricsPort === -1 ? { capture: 'CAPTURE_METRICS_PORT' } : {}),
+    ...(consumerListen.port === -1 ? { consumers: consumerListen.portSetting } : {}),
+    ...(clickListen.port === -1 ? { clickstream: clickListen.portSetting } : {}),
+  };
   const base = (n: ProcessName) => trimSlash(o.baseUrls?.[n] ?? (env[statusUrlSetting(n)]?.trim() ? url(env, statusUrlSetting(n), undefined, ['http:', 'https:']) : fromSettings[n]));
   const target = (n: ProcessName): ProcessTarget => ({
     name: n,
     pidFile: n === 'registry' ? path.join(REPO, '.stack/registry/registry.pid') : pidFileIn(o.pidDir, n),
     readyUrl: `${base(n)}/readyz`,
     headers: n === 'api' && api.authToken ? { authorization: `Bearer ${api.authToken}` } : undefined,
+    disabledBy: o.baseUrls?.[n] || env[statusUrlSetting(n)]?.trim() ? undefined : disabled[n],
   });
   return {
     processes: o.processes.map(target),

@@ -38,10 +38,11 @@ describe('Prometheus text', () => {
     expect(s[7]).toEqual({ name: 'odd', labels: { label: 'a "quoted" \\ value' }, value: Infinity });
   });
 
-  it('sums and maxes by a label', () => {
+  it('sums, mins and maxes by a label', () => {
     const s = parsePromText(text);
     expect(aggregate(s, 'consumer_messages_applied_total', 'sum', 'group')).toEqual(new Map([['wh', 15], ['click', 7]]));
     expect(aggregate(s, 'consumer_freshness_seconds', 'max', 'group')).toEqual(new Map([['wh', 4.25]]));
+    expect(aggregate(s, 'consumer_freshness_seconds', 'min', 'group')).toEqual(new Map([['wh', 1.5]]));
     expect(aggregate(s, 'capture_events_total', 'sum').get('')).toBe(5);
     expect(aggregate(s, 'absent_total', 'sum').size).toBe(0);
   });

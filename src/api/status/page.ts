@@ -29,7 +29,7 @@ export function chartData(points: readonly StatusPoint[], slot: string): ChartDa
         { label: 'capture events', values: points.map((p) => p.captureEventsPerSec) },
         ...per((g) => g.appliedPerSec).map((s) => ({ ...s, label: `${s.label} applied` })),
       ] },
-      { id: 'freshness', title: 'Freshness (now − source commit of the last applied change)', unit: 's', series: per((g) => g.freshnessSeconds) },
+      { id: 'freshness', title: 'Freshness (now − source commit of the newest applied change)', unit: 's', series: per((g) => g.freshnessSeconds) },
       { id: 'lag', title: 'Lag per consumer group', unit: 'messages', series: per((g) => g.lag) },
       { id: 'wal', title: `WAL retained by slot ${slot}`, unit: 'bytes', series: [{ label: 'retained', values: points.map((p) => p.walRetainedBytes) }] },
     ],

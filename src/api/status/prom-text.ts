@@ -27,14 +27,14 @@ export function parsePromText(text: string): PromSample[] {
   return out;
 }
 
-/** Sum (or max) of the samples named `name`, per value of `by` (one entry '' without `by`); absent names give an empty map. */
-export function aggregate(samples: readonly PromSample[], name: string, how: 'sum' | 'max', by?: string): Map<string, number> {
+/** Sum (or min, max) of the samples named `name`, per value of `by` (one entry '' without `by`); absent names give an empty map. */
+export function aggregate(samples: readonly PromSample[], name: string, how: 'sum' | 'min' | 'max', by?: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const s of samples) {
     if (s.name !== name || Number.isNaN(s.value)) continue;
     const k = by === undefined ? '' : (s.labels[by] ?? '');
     const prev = out.get(k);
-    out.set(k, prev === undefined ? s.value : how === 'sum' ? prev + s.value : Math.max(prev, s.value));
+    out.set(k, prev === undefined ? s.value : how === 'sum' ? prev + s.value : how === 'min' ? Math.min(prev, s.value) : Math.max(prev, s.value));
   }
   return out;
 }

@@ -28,7 +28,7 @@ export function registerStatusRoutes(app: FastifyInstance, deps: StatusRouteDeps
   const files: Record<string, [string, string]> = {
     '/status/uplot.iife.min.js': ['text/javascript; charset=utf-8', asset('uplot/dist/uPlot.iife.min.js')],
     '/status/uplot.min.css': ['text/css; charset=utf-8', asset('uplot/dist/uPlot.min.css')],
-    '/status/page.js': ['text/javascript; charset=utf-8', readFileSync(new URL('./page.js', import.meta.url), 'utf8')],
+    '/status/page.js': ['text/javascript; charset=utf-8', readFileSync(new URL('./page-script.js', import.meta.url), 'utf8')],
   };
   for (const [route, [type, body]] of Object.entries(files)) {
     app.get(route, async (_req, reply) => reply.header('content-type', type).header('cache-control', 'public, max-age=300').send(body));

@@ -102,7 +102,8 @@ export class StatusSampler {
     const now = Date.now();
     const capture = aggregate(metrics, 'capture_events_total', 'sum').get('');
     const applied = aggregate(metrics, 'consumer_messages_applied_total', 'sum', 'group');
-    const fresh = aggregate(metrics, 'consumer_freshness_seconds', 'max', 'group');
+    // The newest applied change of any topic: a topic nobody writes to (products) would otherwise read as ever staler.
+    const fresh = aggregate(metrics, 'consumer_freshness_seconds', 'min', 'group');
     const dt = this.prev ? (now - this.prev.at) / 1000 : 0;
     const groups: StatusPoint['groups'] = {};
     for (const g of status.groups) {

@@ -1,4 +1,4 @@
-// The status page's script (served as /status/page.js, no build step): polls
+// The status page's script (src/api/status/page-script.js, served as /status/page.js; no build step): polls
 // /status/data, swaps in the server-rendered sections and feeds the uPlot
 // charts. window.statusPage exposes the charts and a refresh count, so a
 // headless browser can tell when real data was drawn.
