@@ -9,6 +9,8 @@ export interface CliProcess {
   lines: string[];
   /** Resolves with the first JSON log line (past or future) `pred` accepts; rejects if the process exits first. */
   waitForLog(pred: (line: Record<string, unknown>) => boolean, label: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Resolves when the process exits, however it was stopped. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGTERM, then the exit code and signal (SIGKILL after `timeoutMs`, reported as signal SIGKILL). */
   stop(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -34,7 +36,7 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv): CliProcess {
   createInterface({ input: proc.stderr! }).on('line', keep);
   const tail = () => lines.slice(-25).join('\n');
   return {
-    proc, lines,
+    proc, lines, exited: exit,
     waitForLog(pred, label, timeoutMs = 60_000) {
       const seen = parsed.find(pred);
       if (seen) return Promise.resolve(seen);
