@@ -106,6 +106,18 @@ describe('shopstream long-running commands and tools against the stack', () => {
     expect(js.slot).toMatchObject({ name: id, state: 'ok', active: true });
   }, 90_000);
 
+  it('snapshot --wait follows the re-snapshot through the running capture to its end, progress as plain lines', async () => {
+    const table = `${id}.products`;
+    const r = await runCli(['snapshot', table, '--wait', '--timeout', '90'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^re-snapshot of ${id}\\.products requested at [0-9A-F]+/[0-9A-F]+$`, 'm'));
+    expect(r.stdout).toMatch(new RegExp(`^re-snapshot of ${id}\\.products done in [\\d.]+ s$`, 'm'));
+    expect(r.stderr).toMatch(new RegExp(`^snapshot ${id}\\.products: \\d+/\\d+ rows \\(\\d+%\\), \\d+/s, ETA `, 'm'));
+    expect(r.stderr).toMatch(new RegExp(`^snapshot ${id}\\.products: done .*: 10/10 rows in `, 'm'));
+    // The wait ended because the capture finished it.
+    await procs.capture!.waitForLog((j) => j.msg === 're-snapshot done' && j.table === table, 're-snapshot done', 10_000);
+  }, 120_000);
+
   it('redis rebuild refills the CLV hashes of this prefix from Postgres, progress as plain lines off a terminal', async () => {
     const { rows: [{ n }] } = await wh.query(`SELECT count(*)::int AS n FROM "${schemas.analytics}".customer_lifetime_value`);
     const keys = await redis.keys(`${id}:clv:*`);
@@ -113,6 +125,8 @@ describe('shopstream long-running commands and tools against the stack', () => {
     const r = await runCli(['redis', 'rebuild', '--page-size', '7'], env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`redis:rebuild done in [\\d.]+ s: rows ${n}/${n} \\(100%\\), written ${n}`));
+    expect(r.stderr).toMatch(new RegExp(`^redis rebuild: refill: \\d+/${n} rows \\(\\d+%\\), \\d+/s, ETA `, 'm'));
+    expect(r.stderr).toMatch(new RegExp(`^redis rebuild: refill: ${n} written, 0 unchanged or newer in Redis: ${n}/${n} rows in `, 'm'));
     expect(r.stderr).not.toContain('\r');
     expect((await redis.keys(`${id}:clv:*`)).length).toBe(n);
   }, 60_000);
