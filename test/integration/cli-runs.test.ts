@@ -10,6 +10,7 @@ import type { PipelineStatus } from '../../src/health/status-collect.ts';
 import { TrafficGenerator } from '../../src/generator/writer.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
 import { runCli } from '../helpers/run-cli.ts';
 import { healthListening, spawnCli, type CliProcess } from '../helpers/spawn-cli.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
@@ -59,12 +60,10 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const p of Object.values(procs)) await p.stop();
   await h?.cleanup();
-  await wh?.query(`DROP SCHEMA IF EXISTS "${schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.meta}" CASCADE`);
+  await dropTestWarehouse(wh, schemas, redis, id);
   await wh?.end();
   const reg = new (await import('pg')).default.Pool({ connectionString: stackEnv.registryDatabaseUrl, max: 1 });
   await reg.query(`DROP SCHEMA IF EXISTS "${id}_registry" CASCADE`).finally(() => reg.end());
-  const keys = await redis.keys(`${id}:*`);
-  if (keys.length) await redis.del(...keys);
   redis.disconnect();
   if (stateDir) await rm(stateDir, { recursive: true, force: true });
 });

@@ -11,6 +11,7 @@ import { createHarness, waitFor, type Harness } from '../../bench/capture/harnes
 import { TrafficGenerator } from '../../src/generator/writer.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
 import { healthListening, spawnCli, type CliProcess } from '../helpers/spawn-cli.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
@@ -43,12 +44,8 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('status page in head
     await browser?.close().catch(() => {});
     for (const c of [...children].reverse()) await c.stop();
     await h?.cleanup();
-    if (wh && schemas) await wh.query(`DROP SCHEMA IF EXISTS "${schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.meta}" CASCADE`);
+    await dropTestWarehouse(wh, schemas, redis, h?.id);
     await wh?.end();
-    if (h) {
-      const keys = await redis.keys(`${h.id}:*`);
-      if (keys.length) await redis.del(...keys);
-    }
     redis.disconnect();
     if (pidDir) await rm(pidDir, { recursive: true, force: true });
   });
