@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadClickstreamConfig } from '../../consumers/clickstream/config.ts';
 import { loadApiConfig } from '../api/config.ts';
-import { loadWarehouseConsumerConfig } from '../consumer/config.ts';
+import { loadWarehouseConsumerConfig } from '../../consumers/warehouse/config.ts';
 import { url, type Env } from '../config/env.ts';
 import { loadCaptureConfig } from '../source/capture-config.ts';
 import { HEALTH_PORTS, loadHealthListen } from './config.ts';
