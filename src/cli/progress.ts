@@ -77,7 +77,7 @@ export class CliProgress {
     this.total = o.total;
     if (o.tty ?? this.stream.isTTY === true) {
       this.bar = new cliProgress.SingleBar({
-        format: o.total === null ? '{label} {value} {unit} {rate}/s elapsed {elapsed}' : '{label} [{bar}] {percentage}% {value}/{total} {unit} {rate}/s ETA {eta} elapsed {elapsed}',
+        format: o.total === null ? '{label} {value} {unit} {rate}/s elapsed {elapsed}' : '{label} [{bar}] {percentage}% {value}/{total} {unit} {rate}/s ETA {left} elapsed {elapsed}',
         stream: this.stream as NodeJS.WritableStream, hideCursor: true, barsize: 30, fps: 10, clearOnComplete: false,
       }, cliProgress.Presets.legacy);
       this.bar.start(o.total ?? 0, 0, this.payload());
@@ -126,8 +126,9 @@ export class CliProgress {
     this.stream.write(`${this.o.label}: ${message}: ${count} in ${formatDuration(s.elapsedSeconds)} (${avg}/s)\n`);
   }
 
+  // Not `eta`: that is cli-progress's own token (whole seconds over its own buffer).
   private payload(): Record<string, string> {
     const s = this.state();
-    return { label: this.o.label, unit: this.o.unit, rate: String(Math.round(s.rate)), eta: formatDuration(s.etaSeconds), elapsed: formatDuration(s.elapsedSeconds) };
+    return { label: this.o.label, unit: this.o.unit, rate: String(Math.round(s.rate)), left: formatDuration(s.etaSeconds), elapsed: formatDuration(s.elapsedSeconds) };
   }
 }
