@@ -1,0 +1,113 @@
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import autocannon from 'autocannon';
+
+/**
+ * One load phase of bench:lookup: autocannon against a URL, with exact
+ * latency percentiles (float ms from its 'response' events; its own
+ * histogram cannot resolve below 1 ms) and the CPU spent by the server
+ * process (from /proc, so the bench's own /metrics scrapes do not count)
+ * and by the load generator (this process) per 10,000 requests.
+ */
+
+export interface LoadOptions {
+  url: string;
+  durationS: number;
+  connections: number;
+  /** Overall requests per second; undefined: as fast as the server answers. */
+  rate?: number;
+  /** Requests in flight per connection (HTTP/1.1 pipelining); 1: one at a time. */
+  pipelining: number;
+  /** The request path of each request (random customer ids). */
+  path: () => string;
+  /** Pid of the server process whose CPU is charged to the requests. */
+  serverPid: number;
+}
+
+export interface PhaseResult {
+  requests: number;
+  throughputRps: number;
+  non2xx: number;
+  errors: number;
+  exactMs: { p50: number; p90: number; p99: number; p999: number; max: number };
+  /** 1-minute load average when the run ended: this machine is shared, and a busy neighbour shows here. */
+  loadAvg1m: number;
+  /** CPU (user+system) of the server process per 10,000 answered requests. */
+  serverCpuSPer10k: number;
+  /** CPU of the load generator (autocannon, this process) per 10,000 requests. */
+  generatorCpuSPer10k: number;
+}
+
+/** utime+stime of a process in seconds (clock ticks of 1/100 s on Linux). */
+export function processCpuSeconds(pid: number): number {
+  // The command name may contain spaces; the fields after it do not.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+}
+
+export const round3 = (n: number) => Math.round(n * 1000) / 1000;
+
+export async function runPhase(o: LoadOptions): Promise<PhaseResult> {
+  const times: number[] = [];
+  const serverBefore = processCpuSeconds(o.serverPid);
+  const genBefore = process.cpuUsage();
+  const instance = autocannon({
+    url: o.url,
+    duration: o.durationS,
+    connections: o.connections,
+    pipelining: o.pipelining,
+    ...(o.rate !== undefined ? { overallRate: o.rate } : {}),
+    requests: [{ method: 'GET', setupRequest: (req: Record<string, unknown>) => ({ ...req, path: o.path() }) }],
+  });
+  instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
+    if (status >= 200 && status < 300) times.push(ms);
+  });
+  const r = await instance;
+  const gen = process.cpuUsage(genBefore);
+  const serverCpu = processCpuSeconds(o.serverPid) - serverBefore;
+  const sorted = Float64Array.from(times).sort();
+  const answered = Math.max(1, r.requests.total);
+  return {
+    requests: r.requests.total,
+    throughputRps: round3(r.requests.total / o.durationS),
+    non2xx: r.non2xx,
+    errors: r.errors + r.timeouts,
+    exactMs: {
+      p50: round3(percentile(sorted, 0.5)),
+      p90: round3(percentile(sorted, 0.9)),
+      p99: round3(percentile(sorted, 0.99)),
+      p999: round3(percentile(sorted, 0.999)),
+      max: round3(sorted[sorted.length - 1] ?? NaN),
+    },
+    loadAvg1m: round3(loadavg()[0]!),
+    serverCpuSPer10k: round3((serverCpu * 10_000) / answered),
+    generatorCpuSPer10k: round3(((gen.user + gen.system) / 1e6) * 10_000 / answered),
+  };
+}
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/** Medians over runs of every figure a phase reports. */
+export function medians(runs: PhaseResult[]) {
+  const m = (f: (r: PhaseResult) => number) => median(runs.map(f));
+  return {
+    throughputRps: m((r) => r.throughputRps),
+    p50Ms: m((r) => r.exactMs.p50),
+    p99Ms: m((r) => r.exactMs.p99),
+    p999Ms: m((r) => r.exactMs.p999),
+    serverCpuSPer10k: m((r) => r.serverCpuSPer10k),
+    generatorCpuSPer10k: m((r) => r.generatorCpuSPer10k),
+    loadAvg1m: m((r) => r.loadAvg1m),
+    non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
+    errors: runs.reduce((a, r) => a + r.errors, 0),
+  };
+}
