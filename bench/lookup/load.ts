@@ -34,16 +34,18 @@ export interface PhaseResult {
   loadAvg1m: number;
   /** CPU (user+system) of the server process per 10,000 answered requests. */
   serverCpuSPer10k: number;
+  /** The kernel's share of it (system time: socket reads and writes, epoll). */
+  serverSystemCpuSPer10k: number;
   /** CPU of the load generator (autocannon, this process) per 10,000 requests. */
   generatorCpuSPer10k: number;
 }
 
-/** utime+stime of a process in seconds (clock ticks of 1/100 s on Linux). */
-export function processCpuSeconds(pid: number): number {
+/** utime and stime of a process in seconds (clock ticks of 1/100 s on Linux). */
+export function processCpuSeconds(pid: number): { user: number; system: number } {
   // The command name may contain spaces; the fields after it do not.
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
 function percentile(sorted: Float64Array, q: number): number {
@@ -70,7 +72,8 @@ export async function runPhase(o: LoadOptions): Promise<PhaseResult> {
   });
   const r = await instance;
   const gen = process.cpuUsage(genBefore);
-  const serverCpu = processCpuSeconds(o.serverPid) - serverBefore;
+  const serverAfter = processCpuSeconds(o.serverPid);
+  const serverCpu = serverAfter.user + serverAfter.system - serverBefore.user - serverBefore.system;
   const sorted = Float64Array.from(times).sort();
   const answered = Math.max(1, r.requests.total);
   return {
@@ -87,6 +90,7 @@ export async function runPhase(o: LoadOptions): Promise<PhaseResult> {
     },
     loadAvg1m: round3(loadavg()[0]!),
     serverCpuSPer10k: round3((serverCpu * 10_000) / answered),
+    serverSystemCpuSPer10k: round3(((serverAfter.system - serverBefore.system) * 10_000) / answered),
     generatorCpuSPer10k: round3(((gen.user + gen.system) / 1e6) * 10_000 / answered),
   };
 }
@@ -105,6 +109,7 @@ export function medians(runs: PhaseResult[]) {
     p99Ms: m((r) => r.exactMs.p99),
     p999Ms: m((r) => r.exactMs.p999),
     serverCpuSPer10k: m((r) => r.serverCpuSPer10k),
+    serverSystemCpuSPer10k: m((r) => r.serverSystemCpuSPer10k),
     generatorCpuSPer10k: m((r) => r.generatorCpuSPer10k),
     loadAvg1m: m((r) => r.loadAvg1m),
     non2xx: runs.reduce((a, r) => a + r.non2xx, 0),

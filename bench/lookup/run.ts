@@ -144,7 +144,7 @@ async function phase(name: string, url: string, pid: number, o: { durationS: num
     const r = await runPhase({ url, serverPid: pid, path: ids(0x9e3779b9 + i, opts.customers), ...o });
     runs.push(r);
     log(`${name} ${i}/${opts.runs}: ${r.throughputRps} req/s, p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms; `
-      + `non-2xx ${r.non2xx}, errors ${r.errors}; server CPU ${r.serverCpuSPer10k} s/10k, generator ${r.generatorCpuSPer10k} s/10k; load ${r.loadAvg1m}`);
+      + `non-2xx ${r.non2xx}, errors ${r.errors}; server CPU ${r.serverCpuSPer10k} s/10k (system ${r.serverSystemCpuSPer10k}), generator ${r.generatorCpuSPer10k} s/10k; load ${r.loadAvg1m}`);
   }
   return runs;
 }

@@ -1,8 +1,8 @@
 import type { Redis } from 'ioredis';
 import { clvKey } from '../sinks/redis/clv-redis.ts';
-import { formatInstantUs, parseInstantUs } from '../transforms/time.ts';
 import type { ClvCache } from './clv-lookup.ts';
 import type { ClvRecord } from './clv-record.ts';
+import { readInstant } from './instant.ts';
 
 /**
  * Reads the CLV hashes the warehouse consumer writes (src/sinks/redis/
@@ -45,9 +45,9 @@ export function parseClvHash(customerId: string, h: Record<string, string>): Clv
     return v;
   };
   const instant = (field: string): string => {
-    const us = parseInstantUs(need(field));
-    if (us === undefined) throw new UnreadableEntryError(`Redis CLV entry of customer ${customerId}: ${field} is not an instant`);
-    return formatInstantUs(us);
+    const read = readInstant(need(field));
+    if (read === undefined) throw new UnreadableEntryError(`Redis CLV entry of customer ${customerId}: ${field} is not an instant`);
+    return read.text;
   };
   if (h.customer_id !== undefined && h.customer_id !== customerId) {
     throw new UnreadableEntryError(`Redis CLV entry under customer ${customerId} names customer ${h.customer_id}`);
