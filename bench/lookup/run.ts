@@ -10,12 +10,14 @@ import pg from 'pg';
 import { rebuildRedisClv } from '../../src/api/clv-rebuild.ts';
 import { loadStackConfig } from '../../src/config/index.ts';
 import { migrate } from '../../src/migrations/runner.ts';
-import { medians, round3, runPhase, type PhaseResult } from './load.ts';
+import { medians, round3, runPhase, type Generator, type PhaseResult } from './load.ts';
 
 /**
  * `npm run bench:lookup`: GET /customers/:id/clv, random ids among 10,000
  * customers whose CLV is in Redis, against the API as its own process
- * (`src/api/main.ts`, one process, as in production); autocannon runs here.
+ * (`src/api/main.ts`, one process, as in production); the load generator
+ * runs here: autocannon by default, or `--generator raw`
+ * (bench/lookup/raw-client.ts, evenly paced, lighter on the CPU).
  * Three phases, each `--runs` times (medians go to the results file):
  *
  * - fixed: an overall 5,000 req/s over 10 connections; exact p50/p99/p99.9.
@@ -34,7 +36,8 @@ import { medians, round3, runPhase, type PhaseResult } from './load.ts';
  * Note on the fixed-rate load shape: autocannon enforces a rate per
  * connection by sending back to back until the connection's quota for the
  * current second is used, then pausing to the next second. Load therefore
- * comes in bursts at the start of each second.
+ * comes in bursts at the start of each second; the raw generator sends
+ * what is due every millisecond instead.
  */
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -51,14 +54,19 @@ const program = new Command('bench:lookup')
   .option('--max-duration <s>', 'seconds per max-throughput run', num, 10)
   .option('--max-connections <n>', 'HTTP connections of the max-throughput phase', num, 32)
   .option('--pipelining <n>', 'requests in flight per connection in the max phase (HTTP/1.1 pipelining)', num, 1)
+  .option('--generator <name>', 'load generator: autocannon (bursty pacing at a fixed rate) or raw (bench/lookup/raw-client.ts, evenly paced)', 'autocannon')
   .option('--customers <n>', 'customers seeded in Postgres and Redis', num, 10_000)
   .option('--cpu-prof <dir>', 'run the API under node --cpu-prof, profile written to <dir> when it stops')
   .option('--out <file>', 'results file', join(REPO, 'bench-results', 'lookup.json'))
   .parse();
 const opts = program.opts<{
   runs: number; phases: string; duration: number; rate: number; connections: number; maxDuration: number;
-  maxConnections: number; pipelining: number; customers: number; cpuProf?: string; out: string;
+  maxConnections: number; pipelining: number; generator: Generator; customers: number; cpuProf?: string; out: string;
 }>();
+if (opts.generator !== 'raw' && opts.generator !== 'autocannon') {
+  process.stderr.write(`--generator must be raw or autocannon, got "${opts.generator}"\n`);
+  process.exit(2);
+}
 const phases = new Set(opts.phases.split(',').map((p) => p.trim()));
 const log = (m: string) => process.stderr.write(`[bench:lookup] ${m}\n`);
 
@@ -141,9 +149,10 @@ function ids(seed: number, max: number): () => string {
 async function phase(name: string, url: string, pid: number, o: { durationS: number; connections: number; rate?: number; pipelining: number }): Promise<PhaseResult[]> {
   const runs: PhaseResult[] = [];
   for (let i = 1; i <= opts.runs; i++) {
-    const r = await runPhase({ url, serverPid: pid, path: ids(0x9e3779b9 + i, opts.customers), ...o });
+    const r = await runPhase({ url, serverPid: pid, generator: opts.generator, path: ids(0x9e3779b9 + i, opts.customers), ...o });
     runs.push(r);
-    log(`${name} ${i}/${opts.runs}: ${r.throughputRps} req/s, p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms; `
+    const due = r.fromDueMs ? ` (from due time: p99 ${r.fromDueMs.p99} ms)` : '';
+    log(`${name} ${i}/${opts.runs}: ${r.throughputRps} req/s, p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms${due}; `
       + `non-2xx ${r.non2xx}, errors ${r.errors}; server CPU ${r.serverCpuSPer10k} s/10k (system ${r.serverSystemCpuSPer10k}), generator ${r.generatorCpuSPer10k} s/10k; load ${r.loadAvg1m}`);
   }
   return runs;
@@ -162,7 +171,7 @@ async function main(): Promise<void> {
     api = started.child;
     const url = started.value;
     log(`API at ${url} (pid ${api.pid}); warming up 3 s`);
-    await runPhase({ url, serverPid: api.pid!, durationS: 3, connections: opts.connections, pipelining: 1, path: ids(1, opts.customers) });
+    await runPhase({ url, serverPid: api.pid!, generator: opts.generator, durationS: 3, connections: opts.connections, pipelining: 1, path: ids(1, opts.customers) });
     const sample = await (await fetch(`${url}/customers/1/clv`)).text();
 
     const maxShape = { durationS: opts.maxDuration, connections: opts.maxConnections, pipelining: opts.pipelining };
@@ -177,7 +186,7 @@ async function main(): Promise<void> {
       const t = await startChild(['--import', 'tsx', 'bench/lookup/trivial-server.ts'], { BODY: sample }, (line) => (/^\d+$/.test(line) ? line : undefined));
       trivial = t.child;
       const turl = `http://127.0.0.1:${t.value}`;
-      await runPhase({ url: turl, serverPid: trivial.pid!, durationS: 2, connections: opts.maxConnections, pipelining: opts.pipelining, path: ids(1, opts.customers) });
+      await runPhase({ url: turl, serverPid: trivial.pid!, generator: opts.generator, durationS: 2, connections: opts.maxConnections, pipelining: opts.pipelining, path: ids(1, opts.customers) });
       calibration = await phase('calibration', turl, trivial.pid!, maxShape);
     }
 
@@ -186,8 +195,11 @@ async function main(): Promise<void> {
       measuredAt: new Date().toISOString(),
       setup: {
         customers: opts.customers, runs: opts.runs, node: process.version, cpus: cpus().length,
-        generator: `autocannon (in the bench process), pipelining ${opts.pipelining} in the max and calibration phases`,
-        fixed: { rateRps: opts.rate, durationS: opts.duration, connections: opts.connections, loadShape: 'autocannon overallRate: per-connection quota per second, sent back to back (bursty)' },
+        generator: `${opts.generator} (in the bench process), pipelining ${opts.pipelining} in the max and calibration phases`,
+        fixed: {
+          rateRps: opts.rate, durationS: opts.duration, connections: opts.connections,
+          loadShape: opts.generator === 'raw' ? 'open loop, evenly paced: what is due every 1 ms' : 'autocannon overallRate: per-connection quota per second, sent back to back (bursty)',
+        },
         max: { durationS: opts.maxDuration, connections: opts.maxConnections, pipelining: opts.pipelining },
         responseBytes: Buffer.byteLength(sample),
         loadAvg1mAtStart: loadBefore,
