@@ -36,6 +36,9 @@ export function buildApiApp(deps: AppDeps): FastifyInstance {
     // Fastify's per-request logs would carry the request headers' neighbourhood; ours log
     // method, route and status only, so the Authorization header can never end up in a log.
     logController: new LogController({ disableRequestLogging: true }),
+    // req.log is the app's logger itself, not a child per request: a child costs
+    // a redaction set-up per request, and no line of ours needs a request id.
+    childLoggerFactory: (logger) => logger,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     // No route takes a body.
     bodyLimit: 1024,
@@ -43,19 +46,17 @@ export function buildApiApp(deps: AppDeps): FastifyInstance {
 
   const authorized = deps.authToken !== undefined ? bearerChecker(deps.authToken) : () => true;
   if (deps.authToken !== undefined) {
-    app.addHook('onRequest', async (req, reply) => {
-      if (PUBLIC_ROUTES.has(req.routeOptions.url ?? '')) return;
-      if (!authorized(req.headers.authorization)) {
-        reply.header('www-authenticate', 'Bearer');
-        throw new ApiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token');
-      }
+    // Hooks in callback form: an async hook costs a promise per request.
+    app.addHook('onRequest', (req, reply, done) => {
+      if (PUBLIC_ROUTES.has(req.routeOptions.url ?? '') || authorized(req.headers.authorization)) return done();
+      reply.header('www-authenticate', 'Bearer');
+      done(new ApiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token'));
     });
   }
 
-  app.addHook('onResponse', async (req, reply) => {
-    const labels = { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
-    metrics.requests.inc(labels);
-    metrics.latency.observe(labels, reply.elapsedTime / 1000);
+  app.addHook('onResponse', (req, reply, done) => {
+    metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    done();
   });
 
   const throttle = new LogThrottle();

@@ -45,6 +45,21 @@ export class ApiMetrics {
     registers: [this.registry],
   });
 
+  /** One labels object per method/route/status seen, not one per request. */
+  private readonly requestLabels = new Map<string, { method: string; route: string; status: string }>();
+
+  /** Counts an answered request and its duration. */
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    const key = `${status} ${method} ${route}`;
+    let labels = this.requestLabels.get(key);
+    if (labels === undefined) {
+      labels = { method, route, status: String(status) };
+      this.requestLabels.set(key, labels);
+    }
+    this.requests.inc(labels);
+    this.latency.observe(labels, seconds);
+  }
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
     // Make the series exist at 0 so dashboards and rate() see them before the first event.
