@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { rebuildRedisClv } from '../../src/api/clv-rebuild.ts';
 import { loadStackConfig } from '../../src/config/index.ts';
+import { redisClientOptions } from '../../src/config/redis.ts';
 import { migrate } from '../../src/migrations/runner.ts';
 
 /**
@@ -175,7 +176,7 @@ function median(values: number[]): number {
 async function main(): Promise<void> {
   const stack = loadStackConfig();
   const pool = new pg.Pool({ connectionString: stack.warehouseUrl, max: 2 });
-  const redis = new Redis(stack.redisUrl);
+  const redis = new Redis(stack.redisUrl, redisClientOptions(stack.redis));
   let api: ChildProcess | undefined;
   try {
     await seed(pool, redis);

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { redactUrl } from '../config/env.ts';
+import { redisClientOptions, type RedisConnection } from '../config/redis.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
 import { sleep } from '../util/sleep.ts';
@@ -18,8 +19,9 @@ import { ApiMetrics } from './metrics.ts';
  * bounds a stalled server, so each lookup falls back to Postgres within
  * `timeoutMs` whatever state Redis is in. Reconnects in the background.
  */
-export function createLookupRedis(redisUrl: string, timeoutMs: number, log: Logger): Redis {
-  const redis = new Redis(redisUrl, {
+export function createLookupRedis(conn: RedisConnection | string, timeoutMs: number, log: Logger): Redis {
+  const c: RedisConnection = typeof conn === 'string' ? { url: conn } : conn;
+  const redis = new Redis(c.url, redisClientOptions(c, {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -29,7 +31,7 @@ export function createLookupRedis(redisUrl: string, timeoutMs: number, log: Logg
     // Lookups arriving in the same tick share one socket write: under load
     // the API's time goes to syscalls, not to JavaScript.
     enableAutoPipelining: true,
-  });
+  }));
   // ioredis emits 'error' on every failed reconnect; ClvLookup logs the outage once, so this stays at debug.
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
   return redis;
@@ -66,7 +68,7 @@ export class ApiService implements Service {
     });
     // An idle client losing its connection must not crash the process; the next query reconnects.
     this.pool.on('error', (err) => log.warn({ err }, 'idle warehouse connection failed'));
-    this.redis = createLookupRedis(config.redisUrl, config.redisTimeoutMs, log);
+    this.redis = createLookupRedis(config.redis, config.redisTimeoutMs, log);
     // Waited for briefly, so the first lookups after start-up do not all miss
     // Redis, but not a condition of start-up: Postgres alone can serve, and
     // the client keeps reconnecting in the background.

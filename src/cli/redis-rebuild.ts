@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { Redis } from 'ioredis';
+import { redisClientOptions } from '../config/redis.ts';
 import pg from 'pg';
 import { rebuildRedisClv, type RebuildProgress } from '../api/clv-rebuild.ts';
 import { loadClvStoreConfig } from '../api/config.ts';
@@ -39,7 +40,7 @@ export async function runRedisRebuild(opts: { pageSize: number }): Promise<void>
   const log = createLogger('redis-rebuild');
 
   const pool = new pg.Pool({ connectionString: cfg.warehouseUrl, max: 2, application_name: 'redis-rebuild' });
-  const redis = new Redis(cfg.redisUrl, { lazyConnect: true, connectTimeout: 5_000, maxRetriesPerRequest: 3 });
+  const redis = new Redis(cfg.redisUrl, redisClientOptions(cfg.redis, { lazyConnect: true, connectTimeout: 5_000, maxRetriesPerRequest: 3 }));
   redis.on('error', () => {}); // surfaced by connect() and the commands themselves
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());

@@ -72,7 +72,7 @@ export function statusTargets(env: Env, o: Pick<Opts, 'pidDir' | 'processes' | '
   return {
     processes: o.processes.map((n) => ({ pidFile: pidFileIn(o.pidDir, n), ...ready[n] })),
     groups: [{ group: wh.group, topics: wh.topics }, { group: click.group, topics: [click.topic] }],
-    sourceUrl: capture.sourceUrl, warehouseUrl: wh.stack.warehouseUrl, kafkaBrokers: capture.kafkaBrokers, topicPrefix: capture.topicPrefix,
+    sourceUrl: capture.sourceUrl, warehouseUrl: wh.stack.warehouseUrl, kafkaBrokers: capture.kafkaBrokers, kafka: capture.kafka, topicPrefix: capture.topicPrefix,
     schemas: wh.schemas, slot: capture.slot, walWarnBytes: o.walWarnBytes ?? BigInt(capture.walWarnBytes), redisKeyPrefix: wh.redisKeyPrefix, timeoutMs: o.timeoutMs,
   };
 }

@@ -1,5 +1,6 @@
 import avro from 'avsc';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
+import { registryAgent, registryAuthorization, type RegistryConnection } from '../config/registry.ts';
 import { DecodeError, UnavailableError, errorMessage } from '../errors.ts';
 
 /**
@@ -102,8 +103,14 @@ export function avroOptions(): avro.ForSchemaOptions {
   } as unknown as avro.ForSchemaOptions;
 }
 
-export function createRegistry(host: string): SchemaRegistry {
-  return new SchemaRegistry({ host, retry: { retries: 2 } }, { [SchemaType.AVRO]: avroOptions() });
+/** The Confluent client over the connection's auth and CA (a bare URL: an open registry). */
+export function createRegistry(conn: RegistryConnection | string): SchemaRegistry {
+  const c: RegistryConnection = typeof conn === 'string' ? { url: conn } : conn;
+  const authorization = registryAuthorization(c);
+  // mappersmith's basic auth would do for user:password, but not for a bearer token; one header serves both.
+  const middlewares = authorization ? [() => ({ request: (req: any) => req.enhance({ headers: { authorization } }) })] : [];
+  const agent = registryAgent(c);
+  return new SchemaRegistry({ host: c.url, retry: { retries: 2 }, middlewares, ...(agent ? { agent } : {}) } as never, { [SchemaType.AVRO]: avroOptions() });
 }
 
 function httpStatus(err: unknown): number | undefined {

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import kafkajs, { type Admin } from 'kafkajs';
 import pg from 'pg';
+import { kafkaClientConfig, type KafkaConnection } from '../config/kafka.ts';
 import { errorMessage } from '../errors.ts';
 import { readStoredOffsets } from '../sinks/postgres/consumer-progress.ts';
 import { quoted, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
@@ -15,6 +16,8 @@ export interface StatusTargets {
   sourceUrl: string;
   warehouseUrl: string;
   kafkaBrokers: string[];
+  /** Brokers with TLS and SASL; when absent, plain connections to kafkaBrokers. */
+  kafka?: KafkaConnection;
   /** Topics named `<prefix>.….dlq` (and each group topic's `.dlq`) are counted. */
   topicPrefix: string;
   schemas: WarehouseSchemas;
@@ -159,7 +162,7 @@ async function groupStatus(admin: Admin | null, wh: pg.Pool, schemas: WarehouseS
 export async function collectStatus(t: StatusTargets): Promise<PipelineStatus> {
   const problems: string[] = [];
   const warnings: string[] = [];
-  const kafka = new kafkajs.Kafka({ clientId: 'shopstream-status', brokers: t.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING, connectionTimeout: t.timeoutMs, requestTimeout: t.timeoutMs * 2, retry: { retries: 1, initialRetryTime: 200 } });
+  const kafka = new kafkajs.Kafka(kafkaClientConfig(t.kafka ?? { brokers: t.kafkaBrokers, protocol: 'PLAINTEXT' }, { clientId: 'shopstream-status', logLevel: kafkajs.logLevel.NOTHING, connectionTimeout: t.timeoutMs, requestTimeout: t.timeoutMs * 2, retry: { retries: 1, initialRetryTime: 200 } }));
   const admin = kafka.admin();
   const wh = new pg.Pool({ connectionString: t.warehouseUrl, max: 2, connectionTimeoutMillis: t.timeoutMs, application_name: 'shopstream-status' });
   const src = new pg.Pool({ connectionString: t.sourceUrl, max: 1, connectionTimeoutMillis: t.timeoutMs, application_name: 'shopstream-status' });
