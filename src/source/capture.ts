@@ -20,6 +20,7 @@ import { formatLsn, type Lsn } from './lsn.ts';
 import { CaptureMetrics } from './metrics.ts';
 import { PgoutputDecoder } from './pgoutput.ts';
 import type { ReplicationConnection } from './replication-connection.ts';
+import { currentRole, describeMissing, missingCapturePrivileges } from './privileges.ts';
 import { checkSource, ensurePublication, openSlot, tablesInSchemas } from './slot.ts';
 import { runSnapshot } from './snapshot.ts';
 
@@ -165,6 +166,8 @@ export class CaptureService implements Service {
     this.pool.on('connect', (client) => client.on('error', (err) => this.log.warn({ err }, 'source connection error')));
     await checkSource(this.pool);
     this.tables = cfg.tables ?? (await tablesInSchemas(this.pool, cfg.schemas));
+    const missing = await missingCapturePrivileges(this.pool, { tables: this.tables, publication: cfg.publication, metaSchema: cfg.metaSchema });
+    if (missing.length > 0) throw new SourceNotReadyError(describeMissing(await currentRole(this.pool), missing));
     await ensurePublication(this.pool, cfg.publication, this.tables, this.log);
 
     const kafka = new Kafka(kafkaClientConfig(cfg.kafka, { clientId: 'shopstream-capture', logLevel: logLevel.WARN }));
