@@ -4,6 +4,8 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { redactUrl } from '../config/env.ts';
 import { redisClientOptions, type RedisConnection } from '../config/redis.ts';
+import { AuthFailedError } from '../errors.ts';
+import { connectRedis } from '../sinks/redis/connect.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
 import { sleep } from '../util/sleep.ts';
@@ -72,12 +74,16 @@ export class ApiService implements Service {
     // Waited for briefly, so the first lookups after start-up do not all miss
     // Redis, but not a condition of start-up: Postgres alone can serve, and
     // the client keeps reconnecting in the background.
-    const connected = this.redis.connect().then(() => true, (err: Error) => {
-      log.warn({ err: err.message, redis: redactUrl(config.redisUrl) }, 'Redis not reachable at start-up; serving from Postgres');
+    let refused: AuthFailedError | undefined;
+    const connected = connectRedis(this.redis).then(() => true, (err: Error) => {
+      if (err instanceof AuthFailedError) refused = err;
+      else log.warn({ err: err.message, redis: redactUrl(config.redisUrl) }, 'Redis not reachable at start-up; serving from Postgres');
       return false;
     });
     await Promise.race([connected, sleep(1_000, signal)]);
     if (signal.aborted) return;
+    // Postgres could serve alone, but credentials that are wrong now stay wrong: say so at start-up.
+    if (refused) throw refused;
 
     this.app = buildApiApp({
       pg: new ClvPostgres(this.pool, config.analyticsSchema),

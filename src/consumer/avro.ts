@@ -1,7 +1,7 @@
 import avro from 'avsc';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { registryAgent, registryAuthorization, type RegistryConnection } from '../config/registry.ts';
-import { DecodeError, UnavailableError, errorMessage } from '../errors.ts';
+import { AuthFailedError, DecodeError, UnavailableError, errorMessage } from '../errors.ts';
 
 /**
  * Avro decoding of Confluent-wire messages with exact numbers:
@@ -138,6 +138,9 @@ export async function decodeConfluent(registry: SchemaRegistry, buf: Buffer): Pr
     // schema avsc cannot use is the message's fault; the rest is an outage.
     const status = httpStatus(err);
     const msg = errorMessage(err);
+    // Our credentials or CA, not the message: never a dead letter, never waited out.
+    if (status === 401 || status === 403) throw new AuthFailedError(`the schema registry refused the credentials (HTTP ${status}) fetching id ${id}; check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or SCHEMA_REGISTRY_BEARER_TOKEN`, { cause: err });
+    if (/certificate|self[- ]signed|unable to verify|altnames|SSL routines/i.test(msg)) throw new AuthFailedError(`TLS certificate check failed for the schema registry fetching id ${id}: ${msg}; check SCHEMA_REGISTRY_CA_FILE`, { cause: err });
     const network = /ECONN|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|EHOSTUNREACH|EPIPE|socket hang up|network|timed? ?out/i.test(msg);
     if (!network && (status === 404 || (status === undefined && !(err as { name?: string })?.name?.includes('ResponseError')))) {
       throw new DecodeError(`schema id ${id} ${status === 404 ? 'is not in the registry' : `is not a usable Avro schema: ${msg}`}`, { cause: err });
