@@ -9,7 +9,7 @@ import { CLI_BIN, type CliRun } from './run-cli.ts';
  */
 export class ProcessLogs {
   private readonly outputs: Array<{ name: string; text: () => string }> = [];
-  private readonly children: ChildProcess[] = [];
+  private readonly children: Array<{ name: string; child: ChildProcess }> = [];
 
   /** Starts a long-running command; its output is kept under `name`. */
   start(name: string, args: string[], env: NodeJS.ProcessEnv): ChildProcess {
@@ -18,7 +18,7 @@ export class ProcessLogs {
     child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
     this.outputs.push({ name, text: () => text });
-    this.children.push(child);
+    this.children.push({ name, child });
     return child;
   }
 
@@ -50,8 +50,10 @@ export class ProcessLogs {
     return this.outputs.map((o) => ({ name: o.name, text: o.text() }));
   }
 
-  async stopAll(): Promise<void> {
-    await Promise.all(this.children.map((c) => new Promise<void>((resolve) => {
+  /** SIGTERM (SIGKILL after 10 s) to the named long-running processes, or to all. */
+  async stopAll(names?: string[]): Promise<void> {
+    const which = this.children.filter((c) => !names || names.includes(c.name)).map((c) => c.child);
+    await Promise.all(which.map((c) => new Promise<void>((resolve) => {
       if (c.exitCode !== null || c.signalCode !== null) return resolve();
       const t = setTimeout(() => c.kill('SIGKILL'), 10_000);
       c.once('exit', () => { clearTimeout(t); resolve(); });
