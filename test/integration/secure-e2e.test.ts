@@ -108,6 +108,7 @@ describe('end to end with TLS, SASL and least-privilege roles on every hop', () 
     const gap = await logs.run('migrate-capture-role', ['migrate', 'source'], captureEnv);
     expect(gap.code, gap.stderr).toBe(1);
     expect(gap.stderr).toContain('GRANT SELECT ON "public"."order_items" TO "capture";');
+    expect(lastLine(gap)).toMatch(/the role capture \(SOURCE_DATABASE_URL\) .*\[MIGRATION_FAILED\]/);
     const shop2 = new pg.Client({ connectionString: admin('shop') });
     await shop2.connect();
     await shop2.query('GRANT SELECT ON public.order_items TO capture');
