@@ -67,7 +67,7 @@ export function statusTargets(env: Env, o: Pick<Opts, 'pidDir' | 'processes' | '
     consumers: { name: 'consumers', readyUrl: `http://${hostOf(consumerListen.host)}:${consumerListen.port}/readyz` },
     clickstream: { name: 'clickstream', readyUrl: `http://${hostOf(clickListen.host)}:${clickListen.port}/readyz` },
     api: { name: 'api', readyUrl: `http://${hostOf(api.host)}:${api.port}/readyz`, headers: api.authToken ? { authorization: `Bearer ${api.authToken}` } : undefined },
-    registry: { name: 'registry', readyUrl: `${capture.registryUrl.replace(/\/+$/, '')}/readyz`, pidFile: path.join(REPO, '.stack/registry/registry.pid') },
+    registry: { name: 'registry', readyUrl: `${capture.registryUrl.replace(/\/+$/, '')}/readyz`, pidFile: path.join(REPO, '.stack/registry/registry.pid'), ca: capture.registry.ca },
   };
   return {
     processes: o.processes.map((n) => ({ pidFile: pidFileIn(o.pidDir, n), ...ready[n] })),

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import path from 'node:path';
 import kafkajs, { type Admin } from 'kafkajs';
 import pg from 'pg';
@@ -34,6 +35,8 @@ export interface ProcessTarget {
   pidFile?: string;
   readyUrl: string;
   headers?: Record<string, string>;
+  /** CA bundle for an https readyUrl (the registry's SCHEMA_REGISTRY_CA_FILE); fetch cannot take one. */
+  ca?: Buffer;
 }
 
 export interface GroupTarget {
@@ -93,9 +96,28 @@ function alive(pid: number): boolean {
   }
 }
 
-async function httpGet(url: string, headers: Record<string, string> | undefined, timeoutMs: number): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
-  const text = await res.text();
+function httpsWithCa(url: string, headers: Record<string, string> | undefined, ca: Buffer, timeoutMs: number): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { headers, ca, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function httpGet(url: string, headers: Record<string, string> | undefined, timeoutMs: number, ca?: Buffer): Promise<{ status: number; body: unknown }> {
+  let res: { status: number; text: string };
+  if (ca && url.startsWith('https:')) res = await httpsWithCa(url, headers, ca, timeoutMs);
+  else {
+    const r = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
+    res = { status: r.status, text: await r.text() };
+  }
+  const text = res.text;
   let body: unknown = text;
   try { body = JSON.parse(text); } catch { /* not JSON */ }
   return { status: res.status, body };
@@ -107,7 +129,7 @@ export async function probeProcess(t: ProcessTarget, timeoutMs: number): Promise
   const base = { name: t.name, pid, pidAlive };
   let r: { status: number; body: unknown };
   try {
-    r = await httpGet(t.readyUrl, t.headers, timeoutMs);
+    r = await httpGet(t.readyUrl, t.headers, timeoutMs, t.ca);
   } catch (err) {
     const why = errorMessage((err as { cause?: unknown }).cause ?? err);
     if (pidAlive) return { ...base, state: 'unhealthy', http: null, detail: `pid ${pid} runs but ${t.readyUrl} does not answer (${why})` };

@@ -1,11 +1,11 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import kafkajs from 'kafkajs';
-import { kafkaClasspath } from './throwaway-kafka.ts';
+import { kafkaClasspath, kafkaJavaArgs } from './throwaway-kafka.ts';
 
 /**
  * Throw-away servers with security switched on, for the secured end-to-end
@@ -37,6 +37,17 @@ export async function freePortInRange(): Promise<number> {
     if (ok) return port;
   }
   throw new Error(`no free port in ${lo}-${hi}`);
+}
+
+/** As `run`, without blocking the event loop: the servers start side by side, each polling its own readiness. */
+function runAsync(cmd: string, args: string[], opts: { user?: string } = {}): Promise<string> {
+  const [c, a] = opts.user && process.getuid?.() === 0 ? ['runuser', ['-u', opts.user, '--', cmd, ...args]] : [cmd, args];
+  return new Promise((resolve, reject) => {
+    execFile(c, a, { cwd: '/', encoding: 'utf8', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} ${args.join(' ')} failed: ${stderr || stdout || err.message}`));
+      else resolve(stdout);
+    });
+  });
 }
 
 function run(cmd: string, args: string[], opts: { cwd?: string; user?: string } = {}): string {
@@ -86,7 +97,7 @@ export async function startSecurePostgres(pki: Pki, dir: string): Promise<Stoppa
   const asRoot = process.getuid?.() === 0;
   const user = asRoot ? 'postgres' : undefined;
   if (asRoot) chownSync(dir, uid('postgres'), gid('postgres'));
-  run(`${PG_BIN}/initdb`, ['-D', data, '-U', 'postgres', '--auth-local=trust', '--auth-host=reject', '--encoding=UTF8', '--locale=C.UTF-8'], { user });
+  await runAsync(`${PG_BIN}/initdb`, ['-D', data, '-U', 'postgres', '--auth-local=trust', '--auth-host=reject', '--encoding=UTF8', '--locale=C.UTF-8'], { user });
   for (const [f, src] of [['server.crt', pki.certFile], ['server.key', pki.keyFile], ['ca.crt', pki.caFile]] as const) {
     writeFileSync(join(data, f), readFileSync(src));
     chmodSync(join(data, f), 0o600);
@@ -99,9 +110,9 @@ export async function startSecurePostgres(pki: Pki, dir: string): Promise<Stoppa
   ].join('\n') + '\n');
   writeFileSync(join(data, 'pg_hba.conf'), 'local all postgres trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n');
   if (asRoot) for (const f of ['postgresql.auto.conf', 'pg_hba.conf']) chownSync(join(data, f), uid('postgres'), gid('postgres'));
-  run(`${PG_BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'postgres.log'), '-w', '-t', '60', 'start'], { user });
+  await runAsync(`${PG_BIN}/pg_ctl`, ['-D', data, '-l', join(dir, 'postgres.log'), '-w', '-t', '60', 'start'], { user });
   const stop = async () => {
-    try { run(`${PG_BIN}/pg_ctl`, ['-D', data, '-m', 'immediate', '-w', '-t', '30', 'stop'], { user }); } catch { /* already gone */ }
+    await runAsync(`${PG_BIN}/pg_ctl`, ['-D', data, '-m', 'immediate', '-w', '-t', '30', 'stop'], { user }).catch(() => { /* already gone */ });
   };
   return { port, socketDir: dir, stop, adminUrl: (db) => `postgres://postgres@/${db}?host=${encodeURIComponent(dir)}&port=${port}` };
 }
@@ -164,14 +175,11 @@ export async function startSecureKafka(pki: Pki, dir: string, users: Array<{ nam
     'num.network.threads=2', 'num.io.threads=2',
   ].join('\n') + '\n';
   writeFileSync(join(dir, 'server.properties'), props);
-  writeFileSync(join(dir, 'log4j.properties'), 'log4j.rootLogger=WARN, f\nlog4j.appender.f=org.apache.log4j.FileAppender\n'
-    + `log4j.appender.f.File=${dir}/server.log\nlog4j.appender.f.layout=org.apache.log4j.PatternLayout\nlog4j.appender.f.layout.ConversionPattern=[%d] %p %m (%c)%n\n`);
-  const java = ['-Xms128m', '-Xmx512m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Djava.net.preferIPv4Stack=true',
-    `-Dkafka.logs.dir=${dir}`, `-Dlog4j.configuration=file:${dir}/log4j.properties`, '-cp', cp];
+  const java = kafkaJavaArgs(dir, cp);
   const clusterId = randomBytes(16).toString('base64url').slice(0, 22).replace(/^-/, 'A');
   const scram = [{ name: 'broker-admin', password: adminPassword, mechanism: 'SCRAM-SHA-512' as const }, ...users]
     .flatMap((u) => ['--add-scram', `${u.mechanism}=[name=${u.name},password=${u.password}]`]);
-  run('java', [...java, 'kafka.tools.StorageTool', 'format', '--ignore-formatted', '-t', clusterId, '-c', join(dir, 'server.properties'), ...scram]);
+  await runAsync('java', [...java, 'kafka.tools.StorageTool', 'format', '--ignore-formatted', '-t', clusterId, '-c', join(dir, 'server.properties'), ...scram]);
   const child = spawn('java', [...java, 'kafka.Kafka', join(dir, 'server.properties')], { stdio: 'ignore' });
   const brokers = [`127.0.0.1:${port}`];
   const stop = async () => { await stopChild(child); rmSync(join(dir, 'data'), { recursive: true, force: true }); };
@@ -197,7 +205,7 @@ export async function startSecureKafka(pki: Pki, dir: string, users: Array<{ nam
 }
 
 async function waitPort(port: number, child: ChildProcess, tail: () => string): Promise<void> {
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server on ${port} exited during start-up:\n${tail()}`);
     const ok = await new Promise<boolean>((resolve) => {
