@@ -197,7 +197,8 @@ describe('end to end with TLS, SASL and least-privilege roles on every hop', () 
     await shop.connect();
     await shop.query("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'wrong_registry' AND NOT active").catch(() => {});
     await shop.end();
-    process.stderr.write(`[secure-e2e] wrong-credential runs: ${runs.map((r, i) => `${['kafka', 'pg-ca', 'pg-password', 'redis', 'registry', 'kafka-ca'][i]} ${(r.ms / 1000).toFixed(1)} s`).join(', ')}\n`);
+    const names = ['kafka', 'pg-ca', 'pg-password', 'redis', 'registry', 'kafka-ca'];
+    process.stderr.write(`[secure-e2e] wrong-credential runs:\n${runs.map((r, i) => `  ${names[i]} ${(r.ms / 1000).toFixed(1)} s, exit ${r.code}: ${lastLine(r)}`).join('\n')}\n`);
   }, 200_000);
 
   it('prints no secret in any process\'s output', () => {
