@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { kafkaClientConfig } from '../config/kafka.ts';
 import { redisClientOptions } from '../config/redis.ts';
 import { createRegistry } from '../consumer/avro.ts';
-import { loadWarehouseConsumerConfig } from '../consumer/config.ts';
+import { loadWarehouseConsumerConfig } from '../../consumers/warehouse/config.ts';
 import { kafkaLogCreator } from '../consumer/kafka-log.ts';
 import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
