@@ -3,6 +3,9 @@ import type { FastifyInstance } from 'fastify';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { redactUrl } from '../config/env.ts';
+import { redisClientOptions, type RedisConnection } from '../config/redis.ts';
+import { AuthFailedError } from '../errors.ts';
+import { connectRedis } from '../sinks/redis/connect.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
 import { sleep } from '../util/sleep.ts';
@@ -20,8 +23,9 @@ import { StatusSampler } from './status/sampler.ts';
  * bounds a stalled server, so each lookup falls back to Postgres within
  * `timeoutMs` whatever state Redis is in. Reconnects in the background.
  */
-export function createLookupRedis(redisUrl: string, timeoutMs: number, log: Logger): Redis {
-  const redis = new Redis(redisUrl, {
+export function createLookupRedis(conn: RedisConnection | string, timeoutMs: number, log: Logger): Redis {
+  const c: RedisConnection = typeof conn === 'string' ? { url: conn } : conn;
+  const redis = new Redis(c.url, redisClientOptions(c, {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -32,7 +36,7 @@ export function createLookupRedis(redisUrl: string, timeoutMs: number, log: Logg
     // measured more CPU per lookup than it saved; RedisClvStore batches the
     // socket writes of a loop turn itself (src/api/clv-store.ts).
     enableAutoPipelining: false,
-  });
+  }));
   // ioredis emits 'error' on every failed reconnect; ClvLookup logs the outage once, so this stays at debug.
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
   return redis;
@@ -72,16 +76,20 @@ export class ApiService implements Service {
     });
     // An idle client losing its connection must not crash the process; the next query reconnects.
     this.pool.on('error', (err) => log.warn({ err }, 'idle warehouse connection failed'));
-    this.redis = createLookupRedis(config.redisUrl, config.redisTimeoutMs, log);
+    this.redis = createLookupRedis(config.redis, config.redisTimeoutMs, log);
     // Waited for briefly, so the first lookups after start-up do not all miss
     // Redis, but not a condition of start-up: Postgres alone can serve, and
     // the client keeps reconnecting in the background.
-    const connected = this.redis.connect().then(() => true, (err: Error) => {
-      log.warn({ err: err.message, redis: redactUrl(config.redisUrl) }, 'Redis not reachable at start-up; serving from Postgres');
+    let refused: AuthFailedError | undefined;
+    const connected = connectRedis(this.redis).then(() => true, (err: Error) => {
+      if (err instanceof AuthFailedError) refused = err;
+      else log.warn({ err: err.message, redis: redactUrl(config.redisUrl) }, 'Redis not reachable at start-up; serving from Postgres');
       return false;
     });
     await Promise.race([connected, sleep(1_000, signal)]);
     if (signal.aborted) return;
+    // Postgres could serve alone, but credentials that are wrong now stay wrong: say so at start-up.
+    if (refused) throw refused;
 
     const clvPg = new ClvPostgres(this.pool, config.analyticsSchema);
     const metrics = new ApiMetrics();

@@ -1,11 +1,13 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { Redis } from 'ioredis';
+import { redisClientOptions } from '../config/redis.ts';
+import { connectRedis } from '../sinks/redis/connect.ts';
 import pg from 'pg';
 import { rebuildRedisClv, type RebuildProgress } from '../api/clv-rebuild.ts';
 import { CliProgress } from './progress.ts';
 import { loadClvStoreConfig } from '../api/config.ts';
 import { redactUrl } from '../config/env.ts';
-import { UnavailableError } from '../errors.ts';
+import { AuthFailedError, UnavailableError } from '../errors.ts';
 import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createLogger } from '../logger.ts';
@@ -40,7 +42,7 @@ export async function runRedisRebuild(opts: { pageSize: number }): Promise<void>
   const log = createLogger('redis-rebuild');
 
   const pool = new pg.Pool({ connectionString: cfg.warehouseUrl, max: 2, application_name: 'redis-rebuild' });
-  const redis = new Redis(cfg.redisUrl, { lazyConnect: true, connectTimeout: 5_000, maxRetriesPerRequest: 3 });
+  const redis = new Redis(cfg.redisUrl, redisClientOptions(cfg.redis, { lazyConnect: true, connectTimeout: 5_000, maxRetriesPerRequest: 3 }));
   redis.on('error', () => {}); // surfaced by connect() and the commands themselves
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
@@ -62,7 +64,8 @@ export async function runRedisRebuild(opts: { pageSize: number }): Promise<void>
   };
 
   try {
-    await redis.connect().catch((err: Error) => {
+    await connectRedis(redis).catch((err: Error) => {
+      if (err instanceof AuthFailedError) throw err;
       throw new UnavailableError('SINK_UNAVAILABLE', `Redis at ${redactUrl(cfg.redisUrl)} is not reachable: ${err.message}`, { cause: err });
     });
     log.info({ warehouse: redactUrl(cfg.warehouseUrl), redis: redactUrl(cfg.redisUrl), analyticsSchema: cfg.analyticsSchema, keyPrefix: cfg.redisKeyPrefix }, 'rebuilding Redis CLV');

@@ -63,11 +63,12 @@ export function statusTargets(env: Env, o: StatusTargetOptions): StatusTargets {
     readyUrl: `${base(n)}/readyz`,
     headers: n === 'api' && api.authToken ? { authorization: `Bearer ${api.authToken}` } : undefined,
     disabledBy: o.baseUrls?.[n] || env[statusUrlSetting(n)]?.trim() ? undefined : disabled[n],
+    ca: n === 'registry' ? capture.registry.ca : undefined,
   });
   return {
     processes: o.processes.map(target),
     groups: [{ group: wh.group, topics: wh.topics }, { group: click.group, topics: [click.topic] }],
-    sourceUrl: capture.sourceUrl, warehouseUrl: wh.stack.warehouseUrl, kafkaBrokers: capture.kafkaBrokers, topicPrefix: capture.topicPrefix,
+    sourceUrl: capture.sourceUrl, warehouseUrl: wh.stack.warehouseUrl, kafkaBrokers: capture.kafkaBrokers, kafka: capture.kafka, topicPrefix: capture.topicPrefix,
     schemas: wh.schemas, slot: capture.slot, walWarnBytes: o.walWarnBytes ?? BigInt(capture.walWarnBytes), redisKeyPrefix: wh.redisKeyPrefix, timeoutMs: o.timeoutMs,
   };
 }
