@@ -140,7 +140,7 @@ describe('docker-compose Prometheus and Grafana', () => {
       return j.static_configs.flatMap((s) => s.targets);
     });
     const pipeline = services.map((s) => ({ s, cmd: commandOf(s.body) })).filter((x) => x.cmd && listenOf(x.cmd));
-    expect(pipeline.map((x) => x.s.name).sort()).toEqual(['api', 'capture', 'clickstream', 'consumers', 'registry']);
+    expect(pipeline.map((x) => x.s.name).sort()).toEqual(['api', 'capture', 'clickstream', 'consumers']);
     expect(targets.length).toBe(pipeline.length);
     for (const target of targets) {
       const [host, port] = target.split(':');

@@ -1,6 +1,7 @@
-import { bool, int, type Env } from '../../config/env.ts';
+import { bool, int, list, type Env } from '../../config/env.ts';
+import { ConfigError } from '../../errors.ts';
 import type { StatusTargets } from '../../health/status-collect.ts';
-import { DEFAULT_PID_DIR, PROCESS_NAMES, statusTargets } from '../../health/status-targets.ts';
+import { DEFAULT_PID_DIR, PROCESS_NAMES, statusTargets, type ProcessName } from '../../health/status-targets.ts';
 
 export interface StatusPageConfig {
   /** How often the API samples the pipeline for the page (STATUS_SAMPLE_MS). */
@@ -18,6 +19,19 @@ export function loadStatusPageConfig(env: Env = process.env): StatusPageConfig |
   return {
     sampleMs: int(env, 'STATUS_SAMPLE_MS', 5_000, { min: 100 }),
     historySize: int(env, 'STATUS_HISTORY_SAMPLES', 120, { min: 2, max: 100_000 }),
-    targets: statusTargets(env, { pidDir: env.STATUS_PID_DIR?.trim() || DEFAULT_PID_DIR, processes: PROCESS_NAMES, timeoutMs }),
+    targets: statusTargets(env, { pidDir: env.STATUS_PID_DIR?.trim() || DEFAULT_PID_DIR, processes: statusProcesses(env), timeoutMs }),
   };
+}
+
+/**
+ * STATUS_PROCESSES: the processes the page shows (default all). A deployment
+ * whose registry is Confluent's (docker-compose) leaves `registry` out: it has
+ * no /readyz to probe.
+ */
+function statusProcesses(env: Env): readonly ProcessName[] {
+  const names = list(env, 'STATUS_PROCESSES', PROCESS_NAMES.join(','));
+  for (const n of names) {
+    if (!(PROCESS_NAMES as readonly string[]).includes(n)) throw new ConfigError(`STATUS_PROCESSES must list some of ${PROCESS_NAMES.join(', ')}, got "${n}"`);
+  }
+  return names as ProcessName[];
 }
