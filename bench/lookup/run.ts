@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import { rebuildRedisClv } from '../../src/api/clv-rebuild.ts';
 import { loadStackConfig } from '../../src/config/index.ts';
+import { redisClientOptions } from '../../src/config/redis.ts';
 import { migrate } from '../../src/migrations/runner.ts';
 import { medians, round3, runPhase, type Generator, type PhaseResult } from './load.ts';
 
@@ -161,7 +162,7 @@ async function phase(name: string, url: string, pid: number, o: { durationS: num
 async function main(): Promise<void> {
   const stack = loadStackConfig();
   const pool = new pg.Pool({ connectionString: stack.warehouseUrl, max: 2 });
-  const redis = new Redis(stack.redisUrl);
+  const redis = new Redis(stack.redisUrl, redisClientOptions(stack.redis));
   let api: ChildProcess | undefined;
   let trivial: ChildProcess | undefined;
   const loadBefore = round3(loadavg()[0]!);

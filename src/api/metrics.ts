@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * The API's Prometheus metrics, on a registry of its own rather than
@@ -35,6 +35,13 @@ export class ApiMetrics {
     name: 'api_clv_postgres_fallbacks_total',
     help: 'CLV lookups answered from Postgres because Redis missed the key or failed.',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly clvSegments = new Gauge({
+    name: 'api_clv_segment_customers',
+    help: 'Customers per CLV value and frequency segment (customer_lifetime_value), as the status page last sampled them.',
+    labelNames: ['value_segment', 'frequency_segment'] as const,
     registers: [this.registry],
   });
 

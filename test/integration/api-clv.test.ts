@@ -65,7 +65,7 @@ describe('GET /customers/:id/clv', () => {
 
     const ready = await get(c, '/readyz');
     expect(ready.status).toBe(200);
-    expect(ready.body).toEqual({ status: 'ready', postgres: 'up', redis: 'down' });
+    expect(ready.body).toEqual({ status: 'ready', postgres: 'up', redis: 'down', pid: process.pid });
 
     const metrics = (await get(c, '/metrics')).body as string;
     expect(metrics).toMatch(/api_clv_redis_lookups_total\{result="error"\} 1\b/);
@@ -93,7 +93,7 @@ describe('GET /customers/:id/clv', () => {
 
       const ready = await fetch(`${down.url}/readyz`);
       expect(ready.status).toBe(503);
-      expect(await ready.json()).toEqual({ status: 'unready', postgres: 'down', redis: 'up' });
+      expect(await ready.json()).toEqual({ status: 'unready', postgres: 'down', redis: 'up', pid: process.pid });
     } finally {
       await down.stop();
     }
@@ -237,7 +237,7 @@ describe('ops routes', () => {
     await c.redis.del(clvKey(`${c.id}:`, '22'));
 
     expect((await get(c, '/healthz')).body).toEqual({ status: 'ok' });
-    expect((await get(c, '/readyz')).body).toEqual({ status: 'ready', postgres: 'up', redis: 'up' });
+    expect((await get(c, '/readyz')).body).toEqual({ status: 'ready', postgres: 'up', redis: 'up', pid: process.pid });
     await get(c, '/customers/21/clv');
     await get(c, '/customers/21/clv');
     await get(c, '/customers/22/clv');
