@@ -76,37 +76,44 @@ const INTEGER = /^-?\d+$/;
 /** Thrown for a hash that does not hold a readable CLV row; the lookup then asks Postgres. */
 export class UnreadableEntryError extends Error {}
 
-/** A CLV entry from HMGET of CLV_FIELDS (null: the field is absent). */
+function need(customerId: string, values: readonly (string | null)[], field: ClvField, re?: RegExp): string {
+  const v = values[INDEX[field]] ?? undefined;
+  if (v === undefined || (re && !re.test(v))) {
+    throw new UnreadableEntryError(`Redis CLV entry of customer ${customerId}: field ${field} is ${v === undefined ? 'missing' : `"${v}"`}`);
+  }
+  return v;
+}
+
+function instant(customerId: string, values: readonly (string | null)[], field: ClvField): string {
+  const read = readInstant(need(customerId, values, field));
+  if (read === undefined) throw new UnreadableEntryError(`Redis CLV entry of customer ${customerId}: ${field} is not an instant`);
+  return read.text;
+}
+
+/**
+ * A CLV entry from HMGET of CLV_FIELDS (null: the field is absent). The
+ * helpers are module functions, not closures: a closure per field per
+ * lookup is an allocation the hot path does not need.
+ */
 export function parseClvFields(customerId: string, values: readonly (string | null)[]): ClvRecord {
-  const need = (field: ClvField, re?: RegExp): string => {
-    const v = values[INDEX[field]] ?? undefined;
-    if (v === undefined || (re && !re.test(v))) {
-      throw new UnreadableEntryError(`Redis CLV entry of customer ${customerId}: field ${field} is ${v === undefined ? 'missing' : `"${v}"`}`);
-    }
-    return v;
-  };
-  const instant = (field: ClvField): string => {
-    const read = readInstant(need(field));
-    if (read === undefined) throw new UnreadableEntryError(`Redis CLV entry of customer ${customerId}: ${field} is not an instant`);
-    return read.text;
-  };
   const storedId = values[INDEX.customer_id];
   if (storedId != null && storedId !== customerId) {
     throw new UnreadableEntryError(`Redis CLV entry under customer ${customerId} names customer ${storedId}`);
   }
+  const id = customerId;
   return {
     customerId,
     customerKey: values[INDEX.customer_key] ?? null,
     customerSegment: values[INDEX.customer_segment] ?? null,
-    totalOrders: Number(need('total_orders', INTEGER)),
-    totalItems: Number(need('total_items', INTEGER)),
-    totalRevenue: need('total_revenue', DECIMAL),
-    avgOrderValue: need('avg_order_value', DECIMAL),
-    firstOrderDate: instant('first_order_date'),
-    lastOrderDate: instant('last_order_date'),
-    customerLifetimeDays: Number(need('customer_lifetime_days', INTEGER)),
-    valueSegment: need('value_segment'),
-    frequencySegment: need('frequency_segment'),
-    version: need('version', INTEGER),
+    totalOrders: Number(need(id, values, 'total_orders', INTEGER)),
+    totalItems: Number(need(id, values, 'total_items', INTEGER)),
+    totalRevenue: need(id, values, 'total_revenue', DECIMAL),
+    avgOrderValue: need(id, values, 'avg_order_value', DECIMAL),
+    firstOrderDate: instant(id, values, 'first_order_date'),
+    lastOrderDate: instant(id, values, 'last_order_date'),
+    customerLifetimeDays: Number(need(id, values, 'customer_lifetime_days', INTEGER)),
+    valueSegment: need(id, values, 'value_segment'),
+    frequencySegment: need(id, values, 'frequency_segment'),
+    version: need(id, values, 'version', INTEGER),
   };
 }
