@@ -112,18 +112,29 @@ export interface TableDiff {
   samples: { missing: unknown[]; unexpected: unknown[] };
 }
 
-/** Row-for-row comparison (multiset) of every derived table with its batch recomputation. */
-export async function diffDerivedTables(client: pg.ClientBase, schemas: WarehouseSchemas, thresholds?: ClvThresholds): Promise<TableDiff[]> {
+/**
+ * Row-for-row comparison (multiset) of every derived table with its batch
+ * recomputation: one statement per table, computing the expected and the
+ * actual rows once each and both differences from them (counts and the
+ * first few rows of each).
+ */
+export async function diffDerivedTables(client: pg.ClientBase, schemas: WarehouseSchemas, thresholds?: ClvThresholds, sampleSize = 5): Promise<TableDiff[]> {
   const out: TableDiff[] = [];
   for (const c of batchChecks(schemas, thresholds)) {
-    const missing = await client.query(`SELECT * FROM ((${c.expected}) EXCEPT ALL (${c.actual})) d LIMIT 5`);
-    const unexpected = await client.query(`SELECT * FROM ((${c.actual}) EXCEPT ALL (${c.expected})) d LIMIT 5`);
-    const count = async (sql: string) => Number((await client.query<{ n: string }>(`SELECT count(*) AS n FROM (${sql}) d`)).rows[0]!.n);
+    const { rows } = await client.query<Record<string, unknown> & { _side: string; _n: string }>(`
+      WITH e AS MATERIALIZED (${c.expected}), a AS MATERIALIZED (${c.actual}),
+      m AS MATERIALIZED (SELECT * FROM e EXCEPT ALL SELECT * FROM a),
+      u AS MATERIALIZED (SELECT * FROM a EXCEPT ALL SELECT * FROM e)
+      (SELECT 'missing' AS _side, (SELECT count(*) FROM m) AS _n, m.* FROM m LIMIT ${sampleSize})
+      UNION ALL
+      (SELECT 'unexpected' AS _side, (SELECT count(*) FROM u) AS _n, u.* FROM u LIMIT ${sampleSize})`);
+    const side = (s: string) => rows.filter((r) => r._side === s).map(({ _side: _, _n: __, ...row }) => row);
+    const count = (s: string) => Number(rows.find((r) => r._side === s)?._n ?? 0);
     out.push({
       table: c.table,
-      missing: missing.rowCount ? await count(`(${c.expected}) EXCEPT ALL (${c.actual})`) : 0,
-      unexpected: unexpected.rowCount ? await count(`(${c.actual}) EXCEPT ALL (${c.expected})`) : 0,
-      samples: { missing: missing.rows, unexpected: unexpected.rows },
+      missing: count('missing'),
+      unexpected: count('unexpected'),
+      samples: { missing: side('missing'), unexpected: side('unexpected') },
     });
   }
   return out;

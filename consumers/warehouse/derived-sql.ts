@@ -30,34 +30,38 @@ export const LINE_TOTAL = 'round(i.quantity * i.unit_price * (1 - i.discount), 2
  * expression) or of all. customer_key: the latest version starting at or
  * before order_date (docs/contract.md: the version containing it; in a gap after a
  * delete, the last version before it); before the first version, the first
- * version. In the full refresh it is looked up once per order, not per
- * line (MATERIALIZED: inlined, the lookup ran on every line; for a few
- * orders inlining is faster, as it lets the join probe the lines' key),
- * and the orders are
- * reached through their keys (index probes), not by filtering every line
- * with `= ANY`, which the planner turned into sequential scans of staging.
+ * version. The lookup is set-based (one join of the orders with their
+ * customers' versions, the first by that order per order: DISTINCT ON), so
+ * it costs the same whether dim_customers is the indexed table (per key,
+ * full refresh) or verify's recomputation of it, which has no index: a
+ * correlated probe per order there scanned every version for every order
+ * (verify grew with the square of the data). The orders are reached through
+ * their keys (index probes), not by filtering every line with `= ANY`,
+ * which the planner turned into sequential scans of staging.
  */
 export function factOrdersSelectSql(stg: string, dimCustomers: string, orderIds: string | null = null): string {
   const orders = orderIds
     ? `(SELECT DISTINCT k FROM unnest(${orderIds}) AS k) ids(order_id) JOIN ${stg}.stg_orders o ON o.order_id = ids.order_id`
     : `${stg}.stg_orders o`;
   return `
-    WITH o AS ${orderIds ? '' : 'MATERIALIZED'} (
+    WITH o AS MATERIALIZED (
       SELECT o.order_id, o.customer_id, o.order_date, o.status,
-        to_char(o.order_date AT TIME ZONE 'UTC', 'YYYYMMDD')::int AS date_key,
-        (SELECT d.customer_key FROM ${dimCustomers} d WHERE d.customer_id = o.customer_id
-          ORDER BY (d.effective_date <= o.order_date) DESC,
-                   CASE WHEN d.effective_date <= o.order_date THEN d.effective_date END DESC NULLS LAST,
-                   d.effective_date ASC, d.expiration_date DESC
-          LIMIT 1) AS customer_key
+        to_char(o.order_date AT TIME ZONE 'UTC', 'YYYYMMDD')::int AS date_key
       FROM ${orders}
+    ),
+    ck AS (
+      SELECT DISTINCT ON (o.order_id) o.order_id, d.customer_key
+      FROM o JOIN ${dimCustomers} d ON d.customer_id = o.customer_id
+      ORDER BY o.order_id, (d.effective_date <= o.order_date) DESC,
+               CASE WHEN d.effective_date <= o.order_date THEN d.effective_date END DESC NULLS LAST,
+               d.effective_date ASC, d.expiration_date DESC
     )
     SELECT md5(i.order_id::text || '-' || i.product_id::text) AS order_item_key, i.order_id, i.product_id, o.customer_id,
-      o.customer_key, md5(i.product_id::text) AS product_key, o.date_key,
+      ck.customer_key, md5(i.product_id::text) AS product_key, o.date_key,
       o.order_date, o.status, i.quantity, i.unit_price, i.discount,
       ${LINE_TOTAL} AS line_total,
       sum(${LINE_TOTAL}) OVER (PARTITION BY i.order_id) AS order_total
-    FROM o JOIN ${stg}.stg_order_items i ON i.order_id = o.order_id`;
+    FROM o LEFT JOIN ck ON ck.order_id = o.order_id JOIN ${stg}.stg_order_items i ON i.order_id = o.order_id`;
 }
 
 /** customer_lifetime_value rows (without `version`) over qualifying fact lines. */
