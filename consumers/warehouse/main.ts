@@ -45,7 +45,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis unavailable at start; CLV waits in the outbox'));
   const consumer = new WarehouseConsumer({
     kafka, registry: createRegistry(cfg.stack.registryUrl), pool, redis, schemas: cfg.schemas, group: cfg.group,
-    topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently,
+    topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, txBudgetMs: cfg.txBudgetMs, backlogTxBudgetMs: cfg.backlogTxBudgetMs, partitionsConcurrently: cfg.partitionsConcurrently,
     sessionTimeoutMs: cfg.sessionTimeoutMs, onFatal: ctx.fatal, endpoints: ctx.endpoints,
     topicWaitMs: cfg.topicWaitMs,
     inputFormats: cfg.inputFormats,
