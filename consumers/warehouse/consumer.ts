@@ -170,7 +170,7 @@ export class WarehouseConsumer implements Service {
           if (await this.seeker.gapBeforeBatch(batch)) return;
           // More waiting behind this fetch: a backlog, drained in large transactions.
           const backlog = Number(batch.offsetLag()) > 0;
-          const slices = sliceMessages(batch.messages, this.sizer.limits(backlog, inHandler));
+          const slices = sliceMessages(batch.messages, this.sizer.limits(backlog));
           if (slices.length === 0) return;
           // The next slice is decoded while the current one's transaction runs. Its
           // offsets are acknowledged only after its own transaction commits, so a

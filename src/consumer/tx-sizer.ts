@@ -9,9 +9,12 @@ import type { KafkaMessage } from 'kafkajs';
  * its whole transaction. So the size follows a time budget, from the
  * measured apply time per message: `liveBudgetMs` when nothing more waits
  * behind the fetched batch, `backlogBudgetMs` when it does (well under the
- * session timeout: the member heartbeats between transactions), split
- * among the partitions being handled at once (they commit together), and
- * always within `maxMessages` / `maxBytes`.
+ * session timeout: the member heartbeats between transactions), always
+ * within `maxMessages` / `maxBytes`. With a backlog a slice never shrinks
+ * below `backlogMinMessages`: on a busy machine every message costs more
+ * time, and smaller transactions would only cost more per message (first
+ * measured: 200-message transactions at load 30, 3.0 CPU s per 10k
+ * messages against 2.3 with the fixed 2000).
  */
 export interface TxSizerOptions {
   maxMessages: number;
@@ -20,6 +23,8 @@ export interface TxSizerOptions {
   backlogBudgetMs: number;
   /** Never fewer than this per slice (unless the cap is lower): the fixed cost must stay amortised. */
   minMessages?: number;
+  /** The floor when a backlog waits. */
+  backlogMinMessages?: number;
   /** Apply time per message assumed before the first transaction is measured. */
   initialMsPerMessage?: number;
 }
@@ -46,10 +51,11 @@ export class TxSizer {
     return this.msPerMessage;
   }
 
-  limits(backlog: boolean, sharing = 1): SliceLimits {
+  limits(backlog: boolean): SliceLimits {
     const budget = backlog ? this.o.backlogBudgetMs : this.o.liveBudgetMs;
-    const byTime = Math.floor(budget / Math.max(this.msPerMessage, 1e-6) / Math.max(1, sharing));
-    const maxMessages = Math.max(1, Math.min(this.o.maxMessages, Math.max(this.o.minMessages ?? 200, byTime)));
+    const floor = backlog ? (this.o.backlogMinMessages ?? 2000) : (this.o.minMessages ?? 200);
+    const byTime = Math.floor(budget / Math.max(this.msPerMessage, 1e-6));
+    const maxMessages = Math.max(1, Math.min(this.o.maxMessages, Math.max(floor, byTime)));
     return { maxMessages, maxBytes: this.o.maxBytes };
   }
 }

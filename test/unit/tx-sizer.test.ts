@@ -5,7 +5,7 @@ import { sliceMessages, TxSizer } from '../../src/consumer/tx-sizer.ts';
 const msg = (offset: number, bytes = 100): KafkaMessage => ({ offset: String(offset), key: null, value: Buffer.alloc(bytes), timestamp: '0', attributes: 0, headers: {} } as KafkaMessage);
 
 describe('TxSizer', () => {
-  const o = { maxMessages: 20_000, maxBytes: 16 << 20, liveBudgetMs: 250, backlogBudgetMs: 2000, minMessages: 200, initialMsPerMessage: 0.25 };
+  const o = { maxMessages: 20_000, maxBytes: 16 << 20, liveBudgetMs: 250, backlogBudgetMs: 2000, minMessages: 200, backlogMinMessages: 2000, initialMsPerMessage: 0.25 };
 
   it('sizes transactions by the time budget: small when live, large with a backlog waiting', () => {
     const s = new TxSizer(o);
@@ -13,13 +13,15 @@ describe('TxSizer', () => {
     expect(s.limits(true).maxMessages).toBe(8000);
   });
 
-  it('follows the measured cost per message, split among the partitions committing together', () => {
+  it('follows the measured cost per message, within the floors', () => {
     const s = new TxSizer(o);
-    for (let i = 0; i < 30; i++) s.observe(1000, 1000); // 1 ms a message
-    expect(s.measuredMsPerMessage).toBeCloseTo(1, 2);
-    expect(s.limits(true).maxMessages).toBe(2000);
-    expect(s.limits(true, 4).maxMessages).toBe(500);
-    expect(s.limits(false, 4).maxMessages).toBe(200); // the floor
+    for (let i = 0; i < 30; i++) s.observe(1000, 500); // 0.5 ms a message
+    expect(s.measuredMsPerMessage).toBeCloseTo(0.5, 2);
+    expect(s.limits(true).maxMessages).toBe(4000);
+    expect(s.limits(false).maxMessages).toBe(500);
+    for (let i = 0; i < 30; i++) s.observe(100, 1000); // a busy machine: 10 ms a message
+    expect(s.limits(false).maxMessages).toBe(200);
+    expect(s.limits(true).maxMessages).toBe(2000); // a backlog never drains in smaller transactions
   });
 
   it('never exceeds the configured cap, and a cap below the floor wins', () => {
