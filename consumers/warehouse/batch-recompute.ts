@@ -63,22 +63,34 @@ export interface TableDiff {
  */
 export async function diffDerivedTables(client: pg.ClientBase, schemas: WarehouseSchemas, thresholds?: ClvThresholds, sampleSize = 5): Promise<TableDiff[]> {
   const out: TableDiff[] = [];
-  for (const c of batchChecks(schemas, thresholds)) {
-    const { rows } = await client.query<Record<string, unknown> & { _side: string; _n: string }>(`
-      WITH e AS MATERIALIZED (${c.expected}), a AS MATERIALIZED (${c.actual}),
-      m AS MATERIALIZED (SELECT * FROM e EXCEPT ALL SELECT * FROM a),
-      u AS MATERIALIZED (SELECT * FROM a EXCEPT ALL SELECT * FROM e)
-      (SELECT 'missing' AS _side, (SELECT count(*) FROM m) AS _n, m.* FROM m LIMIT ${sampleSize})
-      UNION ALL
-      (SELECT 'unexpected' AS _side, (SELECT count(*) FROM u) AS _n, u.* FROM u LIMIT ${sampleSize})`);
-    const side = (s: string) => rows.filter((r) => r._side === s).map(({ _side: _, _n: __, ...row }) => row);
-    const count = (s: string) => Number(rows.find((r) => r._side === s)?._n ?? 0);
-    out.push({
-      table: c.table,
-      missing: count('missing'),
-      unexpected: count('unexpected'),
-      samples: { missing: side('missing'), unexpected: side('unexpected') },
-    });
+  // Every comparison reads whole tables. The planner cannot estimate the
+  // recomputed relations (window functions, derived filters: `is_current`
+  // of the SCD2 rows came out as 1 row for 25,000), and a nested loop over
+  // them is quadratic: the CLV check ran for minutes at 100k orders.
+  await client.query('SET enable_nestloop = off');
+  try {
+    for (const c of batchChecks(schemas, thresholds)) out.push(await diffOne(client, c, sampleSize));
+  } finally {
+    // In a failed transaction this fails too; the caller's error is the one to see.
+    await client.query('RESET enable_nestloop').catch(() => {});
   }
   return out;
+}
+
+async function diffOne(client: pg.ClientBase, c: TableCheck, sampleSize: number): Promise<TableDiff> {
+  const { rows } = await client.query<Record<string, unknown> & { _side: string; _n: string }>(`
+    WITH e AS MATERIALIZED (${c.expected}), a AS MATERIALIZED (${c.actual}),
+    m AS MATERIALIZED (SELECT * FROM e EXCEPT ALL SELECT * FROM a),
+    u AS MATERIALIZED (SELECT * FROM a EXCEPT ALL SELECT * FROM e)
+    (SELECT 'missing' AS _side, (SELECT count(*) FROM m) AS _n, m.* FROM m LIMIT ${sampleSize})
+    UNION ALL
+    (SELECT 'unexpected' AS _side, (SELECT count(*) FROM u) AS _n, u.* FROM u LIMIT ${sampleSize})`);
+  const side = (s: string) => rows.filter((r) => r._side === s).map(({ _side: _, _n: __, ...row }) => row);
+  const count = (s: string) => Number(rows.find((r) => r._side === s)?._n ?? 0);
+  return {
+    table: c.table,
+    missing: count('missing'),
+    unexpected: count('unexpected'),
+    samples: { missing: side('missing'), unexpected: side('unexpected') },
+  };
 }
