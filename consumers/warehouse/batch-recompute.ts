@@ -59,9 +59,11 @@ export interface TableDiff {
  * Row-for-row comparison (multiset) of every derived table with its batch
  * recomputation: one statement per table, computing the expected and the
  * actual rows once each and both differences from them (counts and the
- * first few rows of each).
+ * first few rows of each). `onTable` is told of each table once compared.
  */
-export async function diffDerivedTables(client: pg.ClientBase, schemas: WarehouseSchemas, thresholds?: ClvThresholds, sampleSize = 5): Promise<TableDiff[]> {
+export async function diffDerivedTables(
+  client: pg.ClientBase, schemas: WarehouseSchemas, thresholds?: ClvThresholds, onTable?: (table: string) => void, sampleSize = 5,
+): Promise<TableDiff[]> {
   const out: TableDiff[] = [];
   // Every comparison reads whole tables. The planner cannot estimate the
   // recomputed relations (window functions, derived filters: `is_current`
@@ -69,7 +71,10 @@ export async function diffDerivedTables(client: pg.ClientBase, schemas: Warehous
   // them is quadratic: the CLV check ran for minutes at 100k orders.
   await client.query('SET enable_nestloop = off');
   try {
-    for (const c of batchChecks(schemas, thresholds)) out.push(await diffOne(client, c, sampleSize));
+    for (const c of batchChecks(schemas, thresholds)) {
+      out.push(await diffOne(client, c, sampleSize));
+      onTable?.(c.table);
+    }
   } finally {
     // In a failed transaction this fails too; the caller's error is the one to see.
     await client.query('RESET enable_nestloop').catch(() => {});

@@ -14,7 +14,7 @@ import { rewindGroup, type RewindTo } from '../rebuild/rewind.ts';
 import { namespaceLockSql } from '../sinks/postgres/batch-tx.ts';
 import type { ReplayFrom } from '../rebuild/start-offsets.ts';
 import { createWarehousePool } from '../sinks/postgres/pool.ts';
-import { Progress } from '../util/progress.ts';
+import { CliProgress } from './progress.ts';
 
 /**
  * Two commands (docs/operations.md, "Replay, rewind and rebuild"), with the
@@ -105,7 +105,7 @@ export async function runReplay(opts: ReplayCliOptions, program: Command): Promi
   process.once('SIGINT', () => controller.abort());
   process.once('SIGTERM', () => controller.abort());
 
-  let progress: Progress | undefined;
+  let progress: CliProgress | undefined;
   let phase = '';
   try {
     const result = await replayWarehouse({
@@ -116,7 +116,7 @@ export async function runReplay(opts: ReplayCliOptions, program: Command): Promi
         if (p.phase !== phase) {
           progress?.finish(p.phase === 'handover' ? 'caught up with the end offsets' : 'done');
           phase = p.phase;
-          progress = new Progress({ label: p.phase === 'replay' ? 'replay' : 'catching up with the live group', unit: 'messages', total: p.total, log });
+          progress = new CliProgress({ label: p.phase === 'replay' ? 'replay' : 'catching up with the live group', unit: 'messages', total: p.total });
         }
         progress!.update(p.done, p.total);
       },

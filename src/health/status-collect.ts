@@ -31,6 +31,8 @@ export interface ProcessTarget {
   pidFile?: string;
   readyUrl: string;
   headers?: Record<string, string>;
+  /** The setting that turned the process's health listener off (port -1): nothing to probe. */
+  disabledBy?: string;
 }
 
 export interface GroupTarget {
@@ -102,6 +104,10 @@ export async function probeProcess(t: ProcessTarget, timeoutMs: number): Promise
   const pid = await readPid(t.pidFile);
   const pidAlive = pid === null ? null : alive(pid);
   const base = { name: t.name, pid, pidAlive };
+  if (t.disabledBy) {
+    const running = pidAlive ? `pid ${pid} runs` : pid !== null ? `not running (stale pidfile, pid ${pid})` : 'no pidfile';
+    return { ...base, state: 'warn', http: null, detail: `no health endpoint (${t.disabledBy}=-1); ${running}` };
+  }
   let r: { status: number; body: unknown };
   try {
     r = await httpGet(t.readyUrl, t.headers, timeoutMs);
