@@ -53,7 +53,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   });
   const consumer = new WarehouseConsumer({
     kafka, registry: createRegistry(cfg.stack.registry), pool, redis, schemas: cfg.schemas, group: cfg.group,
-    topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently,
+    topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, txBudgetMs: cfg.txBudgetMs, backlogTxBudgetMs: cfg.backlogTxBudgetMs, partitionsConcurrently: cfg.partitionsConcurrently,
     sessionTimeoutMs: cfg.sessionTimeoutMs, onFatal: ctx.fatal, endpoints: ctx.endpoints,
     topicWaitMs: cfg.topicWaitMs,
     inputFormats: cfg.inputFormats,
