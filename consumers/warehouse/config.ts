@@ -17,6 +17,9 @@ export interface WarehouseConsumerConfig {
   redisKeyPrefix: string;
   thresholds: ClvThresholds;
   maxMessagesPerTx: number;
+  /** Time budgets of one transaction, live and with a backlog waiting (src/consumer/tx-sizer.ts). */
+  txBudgetMs: number;
+  backlogTxBudgetMs: number;
   /** Partition batches taken at once and applied in one transaction (group commit). */
   partitionsConcurrently: number;
   sessionTimeoutMs: number;
@@ -78,7 +81,10 @@ export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseCo
       frequencyRepeat: int(env, 'CLV_FREQUENCY_REPEAT', 2, { min: 1 }),
       frequencyLoyal: int(env, 'CLV_FREQUENCY_LOYAL', 5, { min: 1 }),
     },
-    maxMessagesPerTx: int(env, 'CONSUMER_MAX_MESSAGES_PER_TX', 2000, { min: 1 }),
+    maxMessagesPerTx: int(env, 'CONSUMER_MAX_MESSAGES_PER_TX', 20_000, { min: 1 }),
+    txBudgetMs: int(env, 'CONSUMER_TX_BUDGET_MS', 250, { min: 1 }),
+    // Under the session timeout with room to spare: the member heartbeats between transactions.
+    backlogTxBudgetMs: int(env, 'CONSUMER_BACKLOG_TX_BUDGET_MS', 2000, { min: 1, max: 5000 }),
     partitionsConcurrently: int(env, 'CONSUMER_PARTITIONS_CONCURRENTLY', 8, { min: 1, max: 64 }),
     // Brokers refuse less than group.min.session.timeout.ms (6 s by default). 10 s bounds
     // the wait for a SIGKILLed member's partitions (docs/consumers.md, "Restarts").

@@ -22,6 +22,7 @@ import { GroupCommit } from '../../src/consumer/group-commit.ts';
 import { validateEnvelope } from '../../src/consumer/envelope.ts';
 import { decodeSlice } from '../../src/consumer/slice-decode.ts';
 import { StageTimer } from '../../src/consumer/stage-timer.ts';
+import { sliceMessages, TxSizer } from '../../src/consumer/tx-sizer.ts';
 import { StoredOffsetSeeker, type RetentionGap, type RetentionGapPolicy } from '../../src/consumer/stored-offsets.ts';
 import type { BatchObserver } from '../../src/health/consumer-metrics.ts';
 
@@ -47,9 +48,12 @@ export interface WarehouseConsumerOptions {
   /** Backpressure: bytes fetched per partition and per fetch. */
   maxBytesPerPartition?: number;
   maxBytes?: number;
-  /** Largest slice of a fetched batch applied in one Postgres transaction. */
+  /** Largest slice of a fetched batch applied in one Postgres transaction (a cap: the size follows the budgets below). */
   maxMessagesPerTx?: number;
   maxBytesPerTx?: number;
+  /** Time budget of one transaction when nothing waits behind the fetched batch (latency), and when a backlog waits (throughput); see TxSizer. */
+  txBudgetMs?: number;
+  backlogTxBudgetMs?: number;
   /** How often a pending outbox is retried when no batch arrives (Redis was down). */
   redisRetryMs?: number;
   /** Kafka group session timeout: how long a crashed member holds its partitions. */
@@ -93,12 +97,17 @@ export class WarehouseConsumer implements Service {
   private acker: BatchAcker | undefined;
   private readonly decoder: MessageDecoder;
   private readonly columns: ExtraColumnResolver;
+  private readonly sizer: TxSizer;
 
   constructor(private readonly o: WarehouseConsumerOptions) {
     this.sink = new ClvRedisSink(o.redis, o.pool, o.schemas, o.redisKeyPrefix, o.log);
     this.stages = new StageTimer(o.log, 'warehouse-consumer');
     this.decoder = new MessageDecoder(o.registry, o.inputFormats ?? AUTO_FORMATS);
     this.columns = new ExtraColumnResolver(o.registry);
+    this.sizer = new TxSizer({
+      maxMessages: o.maxMessagesPerTx ?? 20_000, maxBytes: o.maxBytesPerTx ?? 16 << 20,
+      liveBudgetMs: o.txBudgetMs ?? 250, backlogBudgetMs: o.backlogTxBudgetMs ?? 2000,
+    });
     this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, admin: () => this.admin, onRetentionGap: o.onRetentionGap, warnOnSeekBack: true });
   }
 
@@ -119,8 +128,9 @@ export class WarehouseConsumer implements Service {
     const consumer = kafka.consumer({
       groupId: group,
       allowAutoTopicCreation: false,
-      maxBytesPerPartition: this.o.maxBytesPerPartition ?? 1 << 20,
-      maxBytes: this.o.maxBytes ?? 8 << 20,
+      // Large enough that a waiting backlog fills the backlog budget's transactions.
+      maxBytesPerPartition: this.o.maxBytesPerPartition ?? 4 << 20,
+      maxBytes: this.o.maxBytes ?? 32 << 20,
       maxWaitTimeInMs: 100,
       sessionTimeout: this.o.sessionTimeoutMs ?? 10_000,
       heartbeatInterval: Math.min(3000, Math.floor((this.o.sessionTimeoutMs ?? 10_000) / 5)),
@@ -137,6 +147,7 @@ export class WarehouseConsumer implements Service {
     const commit = new GroupCommit<DecodedPart, BatchOutcome>(async (parts) => {
       const t0 = performance.now();
       const out = await this.applyParts(parts, dlq);
+      this.sizer.observe(parts.reduce((n, p) => n + p.messages.length, 0), performance.now() - t0);
       this.o.observer?.batchApplied(parts.map((p) => ({ topic: p.topic, messages: p.messages.length, sourceMs: newestCommitMs(p.messages) })), (performance.now() - t0) / 1000);
       acker.durable(out.outbox);
       this.stages.batchDone(parts.reduce((n, p) => n + p.messages.length, 0));
@@ -157,10 +168,30 @@ export class WarehouseConsumer implements Service {
         if (inHandler++ === 0) this.stages.add('fetch', performance.now() - idleSince);
         try {
           if (await this.seeker.gapBeforeBatch(batch)) return;
-          for (const slice of this.slices(batch.messages)) {
-            if (!isRunning() || isStale() || signal.aborted) return;
-            const part = await this.decodePart(batch.topic, batch.partition, slice, dlq);
-            await commit.submit(part);
+          // More waiting behind this fetch: a backlog, drained in large transactions.
+          const backlog = Number(batch.offsetLag()) > 0;
+          const slices = sliceMessages(batch.messages, this.sizer.limits(backlog));
+          if (slices.length === 0) return;
+          // The next slice is decoded while the current one's transaction runs. Its
+          // offsets are acknowledged only after its own transaction commits, so a
+          // failed transaction stores and acknowledges nothing past itself: the
+          // batch is fetched again from the last committed slice.
+          let next: Promise<DecodedPart> | undefined = this.decodePart(batch.topic, batch.partition, slices[0]!, dlq);
+          for (let i = 0; i < slices.length; i++) {
+            const slice = slices[i]!;
+            if (!isRunning() || isStale() || signal.aborted) {
+              next?.catch(() => {});
+              return;
+            }
+            const part: DecodedPart = await next!;
+            const applied = commit.submit(part);
+            next = i + 1 < slices.length ? this.decodePart(batch.topic, batch.partition, slices[i + 1]!, dlq) : undefined;
+            try {
+              await applied;
+            } catch (err) {
+              next?.catch(() => {});
+              throw err;
+            }
             const last = slice[slice.length - 1]!;
             acker.ack(batch.topic, batch.partition, last.offset, (BigInt(last.offset) + 1n).toString(), resolveOffset);
             await heartbeat();
@@ -197,24 +228,6 @@ export class WarehouseConsumer implements Service {
       if (attempt % 10 === 0) this.o.log.info({ missing }, 'waiting for the capture to create topics');
       await sleep(1000, signal);
     }
-  }
-
-  private *slices(messages: KafkaMessage[]): Generator<KafkaMessage[]> {
-    const maxN = this.o.maxMessagesPerTx ?? 2000;
-    const maxB = this.o.maxBytesPerTx ?? 4 << 20;
-    let cur: KafkaMessage[] = [];
-    let bytes = 0;
-    for (const m of messages) {
-      const size = (m.value?.length ?? 0) + (m.key?.length ?? 0);
-      if (cur.length > 0 && (cur.length >= maxN || bytes + size > maxB)) {
-        yield cur;
-        cur = [];
-        bytes = 0;
-      }
-      cur.push(m);
-      bytes += size;
-    }
-    if (cur.length > 0) yield cur;
   }
 
   private async decodePart(topic: string, partition: number, slice: KafkaMessage[], dlq: DeadLetterWriter): Promise<DecodedPart> {

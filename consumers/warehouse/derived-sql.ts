@@ -1,9 +1,12 @@
+import { renderModel } from './models.ts';
+
 /**
- * SELECTs defining derived rows from staging, shared by the per-key
- * recomputation (a WHERE on the affected keys) and the batch recomputation
- * (no WHERE). Sharing them keeps one definition of each column; what the
- * batch check then verifies is the incremental bookkeeping (which keys are
- * affected, in which order), which is where streaming goes wrong.
+ * The SELECTs defining derived rows from staging, rendered from the model
+ * files (models/<table>.sql, see models.ts) for the per-key recomputation
+ * (filtered on the affected keys), the full refresh and verify (no
+ * filter). One definition of each table; what verify then checks is the
+ * incremental bookkeeping (which keys are affected, in which order), which
+ * is where streaming goes wrong.
  */
 export interface ClvThresholds {
   valueHigh: string;
@@ -20,91 +23,49 @@ function checkThresholds(t: ClvThresholds): void {
   if (!Number.isInteger(t.frequencyRepeat) || !Number.isInteger(t.frequencyLoyal)) throw new Error('CLV frequency thresholds must be integers');
 }
 
-/** docs/contract.md §3 price tiers; an unknown price has no tier. */
-export const PRICE_TIER = "CASE WHEN price IS NULL THEN NULL WHEN price < 25 THEN 'budget' WHEN price < 100 THEN 'mid' ELSE 'premium' END";
+/** dim_products rows, of the products in `productIds` (an SQL bigint[] expression) or of all. */
+export function dimProductsSelectSql(stg: string, productIds: string | null = null): string {
+  return renderModel('dim_products', { stg, filters: productIds ? { products: productIds } : {} });
+}
 
-export const LINE_TOTAL = 'round(i.quantity * i.unit_price * (1 - i.discount), 2)';
+/** dim_customers versions of every customer, set-based (the per-key form is the TypeScript walk of the same rules). */
+export function dimCustomersSelectSql(stg: string): string {
+  return renderModel('dim_customers', { stg });
+}
 
 /**
  * fact_orders rows, of the orders in `orderIds` (an SQL bigint[]
- * expression) or of all. customer_key: the latest version starting at or
- * before order_date (docs/contract.md: the version containing it; in a gap after a
- * delete, the last version before it); before the first version, the first
- * version. In the full refresh it is looked up once per order, not per
- * line (MATERIALIZED: inlined, the lookup ran on every line; for a few
- * orders inlining is faster, as it lets the join probe the lines' key),
- * and the orders are
- * reached through their keys (index probes), not by filtering every line
- * with `= ANY`, which the planner turned into sequential scans of staging.
+ * expression) or of all, with customer_key looked up in `dimCustomers`
+ * (the table, or verify's recomputation of it).
  */
 export function factOrdersSelectSql(stg: string, dimCustomers: string, orderIds: string | null = null): string {
-  const orders = orderIds
-    ? `(SELECT DISTINCT k FROM unnest(${orderIds}) AS k) ids(order_id) JOIN ${stg}.stg_orders o ON o.order_id = ids.order_id`
-    : `${stg}.stg_orders o`;
-  return `
-    WITH o AS ${orderIds ? '' : 'MATERIALIZED'} (
-      SELECT o.order_id, o.customer_id, o.order_date, o.status,
-        to_char(o.order_date AT TIME ZONE 'UTC', 'YYYYMMDD')::int AS date_key,
-        (SELECT d.customer_key FROM ${dimCustomers} d WHERE d.customer_id = o.customer_id
-          ORDER BY (d.effective_date <= o.order_date) DESC,
-                   CASE WHEN d.effective_date <= o.order_date THEN d.effective_date END DESC NULLS LAST,
-                   d.effective_date ASC, d.expiration_date DESC
-          LIMIT 1) AS customer_key
-      FROM ${orders}
-    )
-    SELECT md5(i.order_id::text || '-' || i.product_id::text) AS order_item_key, i.order_id, i.product_id, o.customer_id,
-      o.customer_key, md5(i.product_id::text) AS product_key, o.date_key,
-      o.order_date, o.status, i.quantity, i.unit_price, i.discount,
-      ${LINE_TOTAL} AS line_total,
-      sum(${LINE_TOTAL}) OVER (PARTITION BY i.order_id) AS order_total
-    FROM o JOIN ${stg}.stg_order_items i ON i.order_id = o.order_id`;
+  return renderModel('fact_orders', { stg, refs: { dim_customers: dimCustomers }, filters: orderIds ? { orders: orderIds } : {} });
 }
 
-/** customer_lifetime_value rows (without `version`) over qualifying fact lines. */
-export function clvSelectSql(fact: string, dimCustomers: string, t: ClvThresholds, where = 'true'): string {
+/** customer_lifetime_value rows (without `version`) over qualifying fact lines, of the customers in `customerIds` or of all. */
+export function clvSelectSql(fact: string, dimCustomers: string, t: ClvThresholds, customerIds: string | null = null): string {
   checkThresholds(t);
-  // Aggregated first, then joined to the current version. For a few
-  // customers the join is a LATERAL probe per customer: the planner
-  // overestimates `= ANY` groups and would hash all of dim_customers per batch
-  // (OFFSET 0 keeps it from flattening the LATERAL back into that join).
-  const current = where === 'true'
-    ? `LEFT JOIN ${dimCustomers} d ON d.customer_id = a.customer_id AND d.is_current`
-    : `LEFT JOIN LATERAL (SELECT d.customer_key, d.customer_segment FROM ${dimCustomers} d WHERE d.customer_id = a.customer_id AND d.is_current OFFSET 0) d ON true`;
-  return `
-    SELECT a.customer_id, d.customer_key, d.customer_segment, a.total_orders, a.total_items, a.total_revenue,
-      round(a.total_revenue / a.total_orders, 2) AS avg_order_value,
-      a.first_order_date, a.last_order_date,
-      floor(extract(epoch FROM a.last_order_date - a.first_order_date) / 86400)::int AS customer_lifetime_days,
-      CASE WHEN a.total_revenue >= ${t.valueHigh} THEN 'high' WHEN a.total_revenue >= ${t.valueMedium} THEN 'medium' ELSE 'low' END AS value_segment,
-      CASE WHEN a.total_orders >= ${t.frequencyLoyal} THEN 'loyal' WHEN a.total_orders >= ${t.frequencyRepeat} THEN 'repeat' ELSE 'one_time' END AS frequency_segment
-    FROM (
-      SELECT f.customer_id, count(DISTINCT f.order_id)::int AS total_orders, sum(f.quantity)::bigint AS total_items,
-        sum(f.line_total) AS total_revenue, min(f.order_date) AS first_order_date, max(f.order_date) AS last_order_date
-      FROM ${fact} f
-      WHERE f.status NOT IN ('cancelled', 'returned') AND f.customer_id IS NOT NULL AND (${where})
-      GROUP BY f.customer_id
-    ) a ${current}`;
+  return renderModel('customer_lifetime_value', {
+    stg: '', refs: { fact_orders: fact, dim_customers: dimCustomers }, filters: customerIds ? { customers: customerIds } : {},
+    vars: { value_high: t.valueHigh, value_medium: t.valueMedium, frequency_loyal: t.frequencyLoyal, frequency_repeat: t.frequencyRepeat },
+  });
 }
 
 /**
- * order_fulfillment rows: each status's first setting time from the order
- * history; hours from placed_at. `orderIds` is an SQL bigint[] expression
- * restricting the orders (one grouped pass over their history), or null for all.
+ * mart_sales cells over `fact` and `dimProducts`: all of them, what the
+ * orders in `orders.orderIds` contribute to each cell, or the whole cells
+ * named by `cells` (an SQL predicate over f.date_key and p.category).
  */
+export function martSalesSelectSql(fact: string, dimProducts: string, only: { orderIds?: string; cells?: string } = {}): string {
+  const filters: Record<string, string> = {};
+  if (only.orderIds) filters.orders = only.orderIds;
+  if (only.cells) filters.cells = only.cells;
+  return renderModel('mart_sales', { stg: '', refs: { fact_orders: fact, dim_products: dimProducts }, filters });
+}
+
+/** order_fulfillment rows, of the orders in `orderIds` (an SQL bigint[] expression) or of all. */
 export function fulfillmentSelectSql(stg: string, orderIds: string | null = null): string {
-  const first = (s: string) => `min(h.updated_at) FILTER (WHERE h.status = '${s}') AS ${s}_at`;
-  const only = (col: string) => (orderIds ? `AND ${col} = ANY(${orderIds})` : '');
-  return `
-    SELECT o.order_id, o.status, h.placed_at, h.shipped_at, h.delivered_at, h.cancelled_at, h.returned_at,
-           round(extract(epoch FROM h.shipped_at - h.placed_at) / 3600, 2) AS hours_to_ship,
-           round(extract(epoch FROM h.delivered_at - h.placed_at) / 3600, 2) AS hours_to_deliver
-    FROM ${stg}.stg_orders o
-    LEFT JOIN (
-      SELECT h.order_id, ${['placed', 'shipped', 'delivered', 'cancelled', 'returned'].map(first).join(', ')}
-      FROM ${stg}.order_status_changes h WHERE h.op <> 'd' ${only('h.order_id')}
-      GROUP BY h.order_id
-    ) h ON h.order_id = o.order_id
-    WHERE true ${only('o.order_id')}`;
+  return renderModel('order_fulfillment', { stg, filters: orderIds ? { orders: orderIds } : {} });
 }
 
 /** The Redis payload of every CLV row: the same fields the outbox carries. */

@@ -1,6 +1,8 @@
 import type pg from 'pg';
-import { PRICE_TIER, clvPayloadSql, clvSelectSql, DEFAULT_CLV_THRESHOLDS, factOrdersSelectSql, fulfillmentSelectSql, type ClvThresholds } from './derived-sql.ts';
-import { dimCustomersBatchSql } from './batch-recompute.ts';
+import {
+  clvPayloadSql, clvSelectSql, DEFAULT_CLV_THRESHOLDS, dimCustomersSelectSql, dimProductsSelectSql, factOrdersSelectSql, fulfillmentSelectSql, martSalesSelectSql,
+  type ClvThresholds,
+} from './derived-sql.ts';
 import { namespaceLockSql } from '../../src/sinks/postgres/batch-tx.ts';
 import { withIndexesRebuiltAfter } from '../../src/sinks/postgres/bulk-indexes.ts';
 import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
@@ -36,12 +38,8 @@ export async function fullRefresh(
     // dim_customers keeps its indexes: the fact_orders load probes it per order.
     const bulk = ['fact_orders', 'customer_lifetime_value', 'mart_sales', 'order_fulfillment'].map((t) => `${an}.${t}`);
     const { fact, clv } = await withIndexesRebuiltAfter(client, bulk, async () => {
-      await client.query(
-        `INSERT INTO ${an}.dim_products (product_key, product_id, product_name, category, price, rating, price_tier)
-         SELECT md5(product_id::text), product_id, product_name, category, price, rating,
-                ${PRICE_TIER}
-         FROM ${stg}.stg_products`);
-      await client.query(`INSERT INTO ${an}.dim_customers SELECT * FROM (${dimCustomersBatchSql(stg)}) d`);
+      await client.query(`INSERT INTO ${an}.dim_products (product_key, product_id, product_name, category, price, rating, price_tier) ${dimProductsSelectSql(stg)}`);
+      await client.query(`INSERT INTO ${an}.dim_customers SELECT * FROM (${dimCustomersSelectSql(stg)}) d`);
       await client.query(
         `INSERT INTO ${an}.dim_date
          SELECT * FROM ${an}.dim_date_rows(
@@ -49,12 +47,7 @@ export async function fullRefresh(
            GREATEST('2030-12-31'::date, (SELECT max((order_date AT TIME ZONE 'UTC')::date) FROM ${stg}.order_status_changes)))
          ON CONFLICT DO NOTHING`);
       const fact = await client.query(`INSERT INTO ${an}.fact_orders ${factOrdersSelectSql(stg, `${an}.dim_customers`)}`);
-      await client.query(
-        `INSERT INTO ${an}.mart_sales (date_key, category, orders, units, revenue)
-         SELECT f.date_key, p.category, count(DISTINCT f.order_id), sum(f.quantity), sum(f.line_total)
-         FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
-         WHERE f.status NOT IN ('cancelled', 'returned') AND f.date_key IS NOT NULL
-         GROUP BY f.date_key, p.category`);
+      await client.query(`INSERT INTO ${an}.mart_sales (date_key, category, orders, units, revenue) ${martSalesSelectSql(`${an}.fact_orders`, `${an}.dim_products`)}`);
       const clv = await client.query(
         `INSERT INTO ${an}.customer_lifetime_value
          SELECT c.*, nextval('${meta}.clv_version_seq') FROM (${clvSelectSql(`${an}.fact_orders`, `${an}.dim_customers`, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS)}) c`);

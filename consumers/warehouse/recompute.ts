@@ -2,7 +2,9 @@ import type pg from 'pg';
 import type { RowChange } from '../../src/consumer/envelope.ts';
 import { scd2Versions, type CustomerChange } from '../../src/transforms/scd2.ts';
 import { formatInstantUs } from '../../src/transforms/time.ts';
-import { PRICE_TIER, clvPayloadFromSql, clvSelectSql, factOrdersSelectSql, fulfillmentSelectSql, DEFAULT_CLV_THRESHOLDS, type ClvThresholds } from './derived-sql.ts';
+import {
+  clvPayloadFromSql, clvSelectSql, dimProductsSelectSql, factOrdersSelectSql, fulfillmentSelectSql, martSalesSelectSql, DEFAULT_CLV_THRESHOLDS, type ClvThresholds,
+} from './derived-sql.ts';
 import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import type { OutboxRow } from '../../src/sinks/redis/clv-redis.ts';
 
@@ -80,19 +82,16 @@ export interface PreState {
 }
 
 /**
- * The affected orders' ($1) contribution to mart_sales, with the same
- * filters and aggregates as the full refresh. Orders are disjoint, so a
- * cell's distinct-order count, units and revenue are sums over orders and
- * the change of a cell is exactly contribution-after minus
+ * The affected orders' ($1) contribution to mart_sales: the mart_sales
+ * model restricted to their lines. Orders are disjoint, so a cell's
+ * distinct-order count, units and revenue are sums over orders and the
+ * change of a cell is exactly contribution-after minus
  * contribution-before: a batch touches its own orders' lines instead of
  * re-aggregating every line of the day (which grew the cost of each batch
  * through the day under steady traffic).
  */
 function martContributionSql(an: string): string {
-  return `SELECT f.date_key, p.category, count(DISTINCT f.order_id)::int AS orders, sum(f.quantity)::bigint AS units, sum(f.line_total) AS revenue
-     FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
-     WHERE f.order_id = ANY($1::bigint[]) AND f.status NOT IN ('cancelled', 'returned') AND f.date_key IS NOT NULL
-     GROUP BY f.date_key, p.category`;
+  return martSalesSelectSql(`${an}.fact_orders`, `${an}.dim_products`, { orderIds: '$1::bigint[]' });
 }
 
 const arr = (s: Iterable<string>) => [...s];
@@ -208,9 +207,7 @@ export async function recomputeAffected(
     await client.query(`DELETE FROM ${an}.dim_products WHERE product_id = ANY($1::bigint[])`, [products]);
     const { rows: now } = await client.query<{ product_id: string; category: string | null }>(
       `INSERT INTO ${an}.dim_products (product_key, product_id, product_name, category, price, rating, price_tier)
-       SELECT md5(product_id::text), product_id, product_name, category, price, rating,
-              ${PRICE_TIER}
-       FROM ${stg}.stg_products WHERE product_id = ANY($1::bigint[])
+       ${dimProductsSelectSql(stg, '$1::bigint[]')}
        RETURNING product_id, category`, [products]);
     const after = new Map(now.map((r) => [r.product_id, r.category]));
     for (const id of products) {
@@ -271,11 +268,9 @@ export async function recomputeAffected(
        WHERE m.date_key = c.date_key AND m.category IS NOT DISTINCT FROM c.category`, [dks, cats]);
     await client.query(
       `INSERT INTO ${an}.mart_sales (date_key, category, orders, units, revenue)
-       SELECT f.date_key, p.category, count(DISTINCT f.order_id), sum(f.quantity), sum(f.line_total)
-       FROM ${an}.fact_orders f JOIN ${an}.dim_products p ON p.product_id = f.product_id
-       JOIN unnest($1::int[], $2::text[]) AS c(date_key, category) ON c.date_key = f.date_key AND c.category IS NOT DISTINCT FROM p.category
-       WHERE f.status NOT IN ('cancelled', 'returned')
-       GROUP BY f.date_key, p.category`, [dks, cats]);
+       ${martSalesSelectSql(`${an}.fact_orders`, `${an}.dim_products`, {
+         cells: 'EXISTS (SELECT 1 FROM unnest($1::int[], $2::text[]) AS c(date_key, category) WHERE c.date_key = f.date_key AND c.category IS NOT DISTINCT FROM p.category)',
+       })}`, [dks, cats]);
   }
 
   lap('tx.martSales');
@@ -287,7 +282,7 @@ export async function recomputeAffected(
     // Only customers whose figures changed get a new version and an outbox entry.
     const rest = CLV_COLUMNS.slice(1);
     ({ rows: outbox } = await client.query<OutboxRow>(
-      `WITH n AS MATERIALIZED (${clvSelectSql(`${an}.fact_orders`, `${an}.dim_customers`, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS, 'f.customer_id = ANY($1::bigint[])')}),
+      `WITH n AS MATERIALIZED (${clvSelectSql(`${an}.fact_orders`, `${an}.dim_customers`, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS, '$1::bigint[]')}),
        gone AS (
          DELETE FROM ${an}.customer_lifetime_value t WHERE t.customer_id = ANY($1::bigint[])
            AND NOT EXISTS (SELECT 1 FROM n WHERE n.customer_id = t.customer_id)

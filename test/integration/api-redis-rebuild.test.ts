@@ -165,7 +165,9 @@ describe('redis:rebuild', () => {
     });
     expect(code, stderr).toBe(0);
     expect(stdout).toMatch(/redis:rebuild done in [\d.]+ s: rows 1200\/1200 \(100%\), written 1200, unchanged or newer in Redis 0; keys checked 1200, removed 0/);
-    expect(stderr).toContain('redis:rebuild: rows 500/1200 (41%)');
+    // Not a terminal: plain progress lines (src/cli/progress.ts), the first after the first page, the last with the totals.
+    expect(stderr).toMatch(/^redis rebuild: refill: 500\/1200 rows \(41%\)/m);
+    expect(stderr).toMatch(/^redis rebuild: refill: 1200 written, 0 unchanged or newer in Redis: 1200\/1200 rows in /m);
     expect(await c.redis.hget(clvKey(c.prefix, '1209'), 'total_revenue')).toBe('1209.01');
   });
 });
