@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import pg from 'pg';
 import { parseLsn } from '../../src/source/lsn.ts';
 import { sleep } from '../../src/util/sleep.ts';
@@ -24,6 +25,10 @@ const TOTAL = Number(process.env.BENCH_CHANGES ?? 1_001_000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const RATE = Number(process.env.BENCH_RATE ?? 10_000);
 const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 20);
+/** BENCH_PHASES=latency skips the backlog runs (a small backlog still provides the rows the writer references). */
+const PHASES = new Set((process.env.BENCH_PHASES ?? 'backlog,latency').split(','));
+/** Extra capture settings for both phases, as JSON (e.g. '{"CAPTURE_PRODUCER":"rdkafka"}'). */
+const benchEnv: Record<string, string> = JSON.parse(process.env.BENCH_ENV ?? '{}');
 const log = (m: string) => process.stderr.write(`[bench:capture] ${m}\n`);
 
 function procStat(pid: number): { rssPeakMiB: number; cpuSeconds: number } {
@@ -57,7 +62,7 @@ async function backlogRuns(h: Harness) {
   const runs = [];
   for (const slot of slots) {
     const started = Date.now();
-    const child = spawnCapture({ ...h.env, CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never', CAPTURE_HEARTBEAT_MS: '0' });
+    const child = spawnCapture({ ...h.env, CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never', CAPTURE_HEARTBEAT_MS: '0', ...benchEnv });
     let stat = { rssPeakMiB: 0, cpuSeconds: 0 };
     for (;;) {
       await sleep(100);
@@ -83,10 +88,10 @@ async function backlogRuns(h: Harness) {
 
 async function latencyRun(h: Harness) {
   const slot = `${h.id}_lat`;
-  const cap = await startInProcess(h.config({ CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never' }));
+  const cap = await startInProcess(h.config({ CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never', ...benchEnv }));
   const { rows } = await h.pool.query<{ m: string }>(`SELECT coalesce(max(order_id), 0)::text AS m FROM ${h.id}.orders`);
   const first = Number(rows[0]!.m);
-  const runWriter = (rate: number, seconds: number, from: number) => new Promise<{ written: number; seconds: number; lastOrderId: number }>((resolve, reject) => {
+  const runWriter = (rate: number, seconds: number, from: number) => new Promise<{ written: number; seconds: number; lastOrderId: number; commitRoundTrip: unknown }>((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'bench/capture/writer.ts', h.config().sourceUrl, h.id, String(rate), String(seconds), String(from)], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
@@ -95,22 +100,58 @@ async function latencyRun(h: Harness) {
   // Warm-up: the first transactions register schemas and create topics; not part of the steady state.
   const warm = await runWriter(1000, 2, first);
   await sleep(1000);
-  cap.metrics.latencySamples.length = 0;
+  const m = cap.metrics;
+  m.latencySamples.length = 0;
+  m.latencyAt.length = 0;
+  m.receiveSamples.length = 0;
+  // The capture runs in this process: its event loop is this one.
+  const loop = monitorEventLoopDelay({ resolution: 1 });
+  const gcs: { at: number; ms: number; kind: number }[] = [];
+  const gcObs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) gcs.push({ at: performance.timeOrigin + e.startTime, ms: e.duration, kind: (e as unknown as { detail?: { kind?: number } }).detail?.kind ?? 0 });
+  });
+  gcObs.observe({ entryTypes: ['gc'] });
+  loop.enable();
+  const cpu0 = process.cpuUsage();
+  const load0 = readFileSync('/proc/loadavg', 'utf8').trim();
+  const t0 = Date.now();
   const steady = await runWriter(RATE, LATENCY_SECONDS, warm.lastOrderId);
   const written = steady.written;
   const seconds = steady.seconds;
   await sleep(2000);
-  const samples = cap.metrics.latencySamples.slice();
+  loop.disable();
+  gcObs.disconnect();
+  const cpu = process.cpuUsage(cpu0);
+  const samples = m.latencySamples.slice();
+  const at = m.latencyAt.slice();
+  const recv = m.receiveSamples.slice();
   await cap.stop();
   await h.pool.query('SELECT pg_drop_replication_slot($1)', [slot]).catch(() => {});
-  return { targetRate: RATE, achievedRate: Math.round(written / seconds), transactions: samples.length, p50Ms: pct(samples, 50), p99Ms: pct(samples, 99), maxMs: Math.max(...samples) };
+  const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+  // The slowest transactions, each with the longest GC pause in the 300 ms before its ack: do stalls line up with spikes?
+  const worst = samples.map((v, i) => ({ v, at: at[i]! })).sort((a, b) => b.v - a.v).slice(0, 10).map(({ v, at: t }) => ({
+    ms: Math.round(v * 10) / 10, atS: Math.round((t - t0) / 100) / 10,
+    gcMsBefore: Math.round(Math.max(0, ...gcs.filter((g) => g.at <= t && g.at > t - 300).map((g) => g.ms)) * 10) / 10,
+  }));
+  const gcMs = gcs.reduce((a, g) => a + g.ms, 0);
+  return {
+    targetRate: RATE, achievedRate: Math.round(written / seconds), transactions: samples.length,
+    p50Ms: pct(samples, 50), p99Ms: pct(samples, 99), maxMs: Math.max(...samples),
+    writerCommitRoundTrip: steady.commitRoundTrip,
+    commitToReceive: { p50Ms: pct(recv, 50), p99Ms: pct(recv, 99), maxMs: Math.max(...recv) },
+    eventLoopDelay: { p50Ms: ms(loop.percentile(50)), p99Ms: ms(loop.percentile(99)), maxMs: ms(loop.max), meanMs: ms(loop.mean) },
+    gc: { count: gcs.length, totalMs: Math.round(gcMs), maxMs: Math.round(Math.max(0, ...gcs.map((g) => g.ms)) * 10) / 10, majorCount: gcs.filter((g) => g.kind === 4).length },
+    cpuSecondsPer100k: Math.round(((cpu.user + cpu.system) / 1e6 / written) * 1e5 * 100) / 100,
+    loadavgBefore: load0, loadavgAfter: readFileSync('/proc/loadavg', 'utf8').trim(),
+    worst,
+  };
 }
 
 const h = await createHarness(`bench_cap_${Date.now().toString(36)}`);
 try {
   // the backlog also provides the customers and products the latency writer references
-  const backlog = await backlogRuns(h);
-  const latency = await latencyRun(h);
+  const backlog = PHASES.has('backlog') ? await backlogRuns(h) : (await writeBacklog(h.pool, h.id, 2000), null);
+  const latency = PHASES.has('latency') ? await latencyRun(h) : null;
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), loadavg: readFileSync('/proc/loadavg', 'utf8').trim() },
@@ -118,12 +159,12 @@ try {
     latency,
   };
   mkdirSync(`${REPO}/bench-results`, { recursive: true });
-  const path = `${REPO}/bench-results/capture.json`;
+  const path = process.env.BENCH_OUT ?? `${REPO}/bench-results/capture.json`;
   // keep the Debezium comparison written by bench/capture/debezium.ts
   const prior = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : {};
   writeFileSync(path, `${JSON.stringify({ ...result, ...(prior.debezium ? { debezium: prior.debezium } : {}) }, null, 2)}\n`);
-  log(`backlog median: ${backlog.median.changesPerSec} changes/s (${backlog.median.seconds.toFixed(1)} s for ${backlog.changes}), peak RSS ${backlog.median.rssPeakMiB} MiB, CPU ${backlog.median.cpuSeconds} s`);
-  log(`latency at ${latency.achievedRate}/s: p50 ${latency.p50Ms} ms, p99 ${latency.p99Ms} ms over ${latency.transactions} transactions`);
+  if (backlog) log(`backlog median: ${backlog.median.changesPerSec} changes/s (${backlog.median.seconds.toFixed(1)} s for ${backlog.changes}), peak RSS ${backlog.median.rssPeakMiB} MiB, CPU ${backlog.median.cpuSeconds} s`);
+  if (latency) log(`latency: ${JSON.stringify(latency)}`);
 } finally {
   for (let i = 0; i < RUNS; i++) await h.pool.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [`${h.id}_r${i}`]).catch(() => {});
   await h.cleanup();
