@@ -150,6 +150,10 @@ export class KafkaPublisher {
     await createTopicsReady(this.admin, [{
       topic, numPartitions: this.opts.partitions, replicationFactor: this.opts.replicationFactor, configEntries,
     }], { log: this.log, signal, via: this.via });
+    if (this.transport.topicReady) {
+      const md = await this.admin.fetchTopicMetadata({ topics: [topic] });
+      this.transport.topicReady(topic, md.topics[0]?.partitions.length ?? this.opts.partitions);
+    }
     this.readyTopics.add(topic);
     if (existed) await this.checkCleanup(topic);
     this.log.info({ topic, cleanupPolicy: kind === 'table' ? this.opts.cleanupPolicy : 'delete' }, 'topic ready');

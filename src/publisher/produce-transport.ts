@@ -2,7 +2,7 @@ import type { Kafka as KafkaClient } from 'kafkajs';
 import { KafkaRefusedError, UnavailableError } from '../errors.ts';
 import { classify } from '../lifecycle/classify.ts';
 import type { Endpoint } from '../lifecycle/endpoints.ts';
-import { CompressionTypes, type Message, type Producer } from './kafkajs.ts';
+import { CompressionTypes, Partitioners, type Message, type Producer } from './kafkajs.ts';
 import type { OutMessage } from './kafka-publisher.ts';
 
 /**
@@ -16,6 +16,8 @@ export interface ProduceTransport {
   /** Batches the publisher may have in flight at once. */
   readonly maxInFlight: number;
   connect(): Promise<void>;
+  /** The publisher made `topic` ready and it has this many partitions (kafkajs partitions by itself). */
+  topicReady?(topic: string, partitions: number): void;
   /** Resolves once every record of `batch` is acknowledged by Kafka; rejects with a CdcError when it cannot be. */
   send(batch: OutMessage[]): Promise<void>;
   close(): Promise<void>;
@@ -42,7 +44,8 @@ export class KafkajsTransport implements ProduceTransport {
   private readonly producer: Producer;
 
   constructor(kafka: KafkaClient, private readonly via?: Endpoint) {
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    // kafkajs 2's default, named: RdkafkaTransport computes keyed partitions with the same function.
+    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   }
 
   async connect(): Promise<void> {

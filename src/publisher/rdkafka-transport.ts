@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { ConfigError, KafkaRefusedError, UnavailableError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { OutMessage, PublisherOptions } from './kafka-publisher.ts';
+import { Partitioners } from './kafkajs.ts';
 import type { ProduceTransport } from './produce-transport.ts';
 
 /**
@@ -12,9 +13,11 @@ import type { ProduceTransport } from './produce-transport.ts';
  * The guarantees are the kafkajs path's: enable.idempotence (acks=all, no
  * duplicates or reordering from its internal retries, at most 5 requests in
  * flight per broker), enable.gapless.guarantee (a failed batch stops the
- * producer rather than letting later records of its partition through), the
- * Java client's murmur2 partitioner (a key lands on the partition kafkajs
- * would pick), and a batch counts as sent only when every record's delivery
+ * producer rather than letting later records of its partition through),
+ * keyed records on the partition kafkajs' default partitioner picks (computed
+ * here and passed explicitly: librdkafka's own murmur2 partitioner put 26 of
+ * 50 test keys elsewhere, so switching producers would have moved keys and
+ * broken their order), and a batch counts as sent only when every record's delivery
  * report says the broker has it. A record that cannot be delivered fails the
  * batch and with it the capture, which resumes from the slot.
  */
@@ -45,6 +48,8 @@ const REFUSED = new Set([
   -188, // _UNKNOWN_TOPIC (auto-creation is off; the capture creates every topic before producing to it)
 ]);
 const QUEUE_FULL = -184;
+/** Stands in for a produced record's value (non-null: the ack path tells tombstones by a null value). */
+const SENT = Buffer.alloc(0);
 
 let loaded: RdkModule | null = null;
 /** node-rdkafka is an optional dependency (a native build): asking for it without it is a configuration error. */
@@ -75,6 +80,9 @@ export class RdkafkaTransport implements ProduceTransport {
   private idleTimer: NodeJS.Timeout | null = null;
   private fatal: Error | null = null;
   private readonly batches = new Set<BatchState>();
+  /** Partition metadata per topic the publisher made ready, for kafkajs' partitioner. */
+  private readonly partitions = new Map<string, { partitionId: number; leader: number; replicas: number[]; isr: number[]; partitionErrorCode: number }[]>();
+  private readonly partitioner = Partitioners.DefaultPartitioner();
 
   constructor(brokers: string[], opts: PublisherOptions, private readonly log: Logger) {
     const rdk = loadRdkafka();
@@ -94,6 +102,7 @@ export class RdkafkaTransport implements ProduceTransport {
       'message.timeout.ms': 60_000,
       'compression.codec': 'none',
       'socket.nagle.disable': true,
+      // Only for keyless records (dead letters, keyless truncates); keyed ones get an explicit partition.
       partitioner: 'murmur2_random',
       'allow.auto.create.topics': false,
       dr_cb: true,
@@ -118,6 +127,17 @@ export class RdkafkaTransport implements ProduceTransport {
     });
   }
 
+  topicReady(topic: string, partitionCount: number): void {
+    this.partitions.set(topic, Array.from({ length: partitionCount }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 })));
+  }
+
+  private partitionOf(m: OutMessage): number | null {
+    if (!m.key) return null;
+    const partitionMetadata = this.partitions.get(m.topic);
+    if (!partitionMetadata) return null;
+    return partitionMetadata.length === 1 ? 0 : this.partitioner({ topic: m.topic, partitionMetadata, message: { key: m.key, value: m.value } });
+  }
+
   private poll(): void {
     try {
       this.producer.poll();
@@ -136,7 +156,10 @@ export class RdkafkaTransport implements ProduceTransport {
         const m = batch[i]!;
         const headers = m.headers ? Object.entries(m.headers).map(([k, v]) => ({ [k]: v })) : undefined;
         try {
-          this.producer.produce(m.topic, null, m.value, m.key, null, st, headers);
+          this.producer.produce(m.topic, this.partitionOf(m), m.value, m.key, null, st, headers);
+          // librdkafka holds its own copy now: let ours go rather than keep every record twice until its ack.
+          m.key = null;
+          if (m.value) m.value = SENT;
         } catch (err) {
           const e = err as RdkError;
           // The publisher's water marks keep librdkafka's queue below its bound; reaching it means they are misconfigured.
