@@ -1,9 +1,13 @@
 import kafkajs from 'kafkajs';
 import { Redis } from 'ioredis';
+import { kafkaClientConfig } from '../../src/config/kafka.ts';
+import { redisClientOptions } from '../../src/config/redis.ts';
+import { AuthFailedError } from '../../src/errors.ts';
+import { connectRedis } from '../../src/sinks/redis/connect.ts';
 import { createRegistry } from '../../src/consumer/avro.ts';
-import { loadWarehouseConsumerConfig } from '../../src/consumer/config.ts';
+import { loadWarehouseConsumerConfig } from './config.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
-import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { WarehouseConsumer } from './consumer.ts';
 import { HEALTH_PORTS } from '../../src/health/config.ts';
 import { consumerHealth, loadConsumerHealthConfig } from '../../src/health/process-health.ts';
 import { isMain } from '../../src/lifecycle/is-main.ts';
@@ -24,7 +28,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   const cfg = loadWarehouseConsumerConfig();
   const healthCfg = loadConsumerHealthConfig(process.env, 'CONSUMER', HEALTH_PORTS.warehouse);
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
-  const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });
+  const kafka = new kafkajs.Kafka(kafkaClientConfig(cfg.stack.kafka, { clientId: `consumer-${cfg.group}`, logCreator: kafkaLogCreator(log) }));
   const h = consumerHealth({
     process: 'consumer-warehouse', ...healthCfg, kafka, pool, schemas: cfg.schemas, group: cfg.group, topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log,
   });
@@ -40,11 +44,15 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   });
   // Fail fast on a Redis command while disconnected (the outbox keeps the
   // work); reconnect forever in the background.
-  const redis = new Redis(cfg.stack.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+  const redis = new Redis(cfg.stack.redisUrl, redisClientOptions(cfg.stack.redis, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true }));
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
-  await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis unavailable at start; CLV waits in the outbox'));
+  // An outage is waited out (the outbox keeps the CLV updates); refused credentials are not.
+  await connectRedis(redis).catch((err: Error) => {
+    if (err instanceof AuthFailedError) throw err;
+    log.warn({ err: err.message }, 'redis unavailable at start; CLV waits in the outbox');
+  });
   const consumer = new WarehouseConsumer({
-    kafka, registry: createRegistry(cfg.stack.registryUrl), pool, redis, schemas: cfg.schemas, group: cfg.group,
+    kafka, registry: createRegistry(cfg.stack.registry), pool, redis, schemas: cfg.schemas, group: cfg.group,
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently,
     sessionTimeoutMs: cfg.sessionTimeoutMs, onFatal: ctx.fatal, endpoints: ctx.endpoints,
     topicWaitMs: cfg.topicWaitMs,

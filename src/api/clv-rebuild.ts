@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
 import type pg from 'pg';
-import { clvPayloadSql } from '../sinks/postgres/derived-sql.ts';
+import { clvPayloadSql } from '../../consumers/warehouse/derived-sql.ts';
 import { clvDeletedKey, clvKey } from '../sinks/redis/clv-redis.ts';
 import { ClvPostgres } from './clv-pg.ts';
 

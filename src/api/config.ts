@@ -1,5 +1,6 @@
 import { DEFAULT_PORTS, loadStackConfig } from '../config/index.ts';
 import { int, listenHost, optionalStr, str, type Env } from '../config/env.ts';
+import type { RedisConnection } from '../config/redis.ts';
 import { ConfigError } from '../errors.ts';
 import { DEFAULT_RECENCY_THRESHOLDS, type RecencyThresholds } from './recency.ts';
 
@@ -27,6 +28,8 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 export interface ClvStoreConfig {
   warehouseUrl: string;
   redisUrl: string;
+  /** The Redis URL plus ACL user and TLS files. */
+  redis: RedisConnection;
   /** Schema holding customer_lifetime_value; tests use their own. */
   analyticsSchema: string;
   /** Prefix of every Redis key the consumers write (must be theirs). */
@@ -39,12 +42,13 @@ export function loadClvStoreConfig(env: Env = process.env): ClvStoreConfig {
   if (!SCHEMA_NAME.test(analyticsSchema)) {
     throw new ConfigError(`ANALYTICS_SCHEMA must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, max 63), got "${analyticsSchema}"`);
   }
-  // Read exactly as the consumers read it (src/consumer/config.ts), or the two would look at different keys.
+  // Read exactly as the consumers read it (consumers/warehouse/config.ts), or the two would look at different keys.
   const redisKeyPrefix = optionalStr(env, 'REDIS_KEY_PREFIX') ?? DEFAULT_REDIS_KEY_PREFIX;
   if (/\s/.test(redisKeyPrefix)) throw new ConfigError('REDIS_KEY_PREFIX must not contain whitespace');
   return {
     warehouseUrl: stack.warehouseUrl,
     redisUrl: stack.redisUrl,
+    redis: stack.redis,
     analyticsSchema,
     redisKeyPrefix,
   };

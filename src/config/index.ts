@@ -1,4 +1,7 @@
-import { brokerList, int, str, url, type Env } from './env.ts';
+import { int, str, url, type Env } from './env.ts';
+import { loadKafkaConnection, type KafkaConnection } from './kafka.ts';
+import { loadRedisConnection, type RedisConnection } from './redis.ts';
+import { loadRegistryConnection, type RegistryConnection } from './registry.ts';
 
 /**
  * Connection settings shared by every process. Defaults point at the local
@@ -17,6 +20,12 @@ export interface StackConfig {
   registryUrl: string;
   redisUrl: string;
   topicPrefix: string;
+  /** Brokers plus TLS and SASL: every kafkajs client is built from it (src/config/kafka.ts). */
+  kafka: KafkaConnection;
+  /** The registry URL plus auth and CA (src/config/registry.ts). */
+  registry: RegistryConnection;
+  /** The Redis URL plus ACL user and TLS files (src/config/redis.ts). */
+  redis: RedisConnection;
 }
 
 export const DEFAULT_PORTS = {
@@ -31,13 +40,19 @@ export const DEFAULT_PORTS = {
 export function loadStackConfig(env: Env = process.env): StackConfig {
   const port = (name: string, fallback: number) => int(env, name, fallback, { min: 1, max: 65535 });
   const pg = port('STACK_PG_PORT', DEFAULT_PORTS.postgres);
+  const kafka = loadKafkaConnection(env, `127.0.0.1:${port('STACK_KAFKA_PORT', DEFAULT_PORTS.kafka)}`);
+  const registryUrl = url(env, 'SCHEMA_REGISTRY_URL', `http://127.0.0.1:${port('STACK_REGISTRY_PORT', DEFAULT_PORTS.registry)}`, ['http:', 'https:']);
+  const redisUrl = url(env, 'REDIS_URL', `redis://127.0.0.1:${port('STACK_REDIS_PORT', DEFAULT_PORTS.redis)}`, ['redis:', 'rediss:']);
   return {
     sourceUrl: url(env, 'SOURCE_DATABASE_URL', `postgres://postgres@127.0.0.1:${pg}/shop`, ['postgres:', 'postgresql:']),
     warehouseUrl: url(env, 'WAREHOUSE_DATABASE_URL', `postgres://postgres@127.0.0.1:${pg}/warehouse`, ['postgres:', 'postgresql:']),
-    kafkaBrokers: brokerList(env, 'KAFKA_BROKERS', `127.0.0.1:${port('STACK_KAFKA_PORT', DEFAULT_PORTS.kafka)}`),
-    registryUrl: url(env, 'SCHEMA_REGISTRY_URL', `http://127.0.0.1:${port('STACK_REGISTRY_PORT', DEFAULT_PORTS.registry)}`, ['http:', 'https:']),
-    redisUrl: url(env, 'REDIS_URL', `redis://127.0.0.1:${port('STACK_REDIS_PORT', DEFAULT_PORTS.redis)}`, ['redis:', 'rediss:']),
+    kafkaBrokers: kafka.brokers,
+    registryUrl,
+    redisUrl,
     topicPrefix: str(env, 'TOPIC_PREFIX', 'shop'),
+    kafka,
+    registry: loadRegistryConnection(env, registryUrl),
+    redis: loadRedisConnection(env, redisUrl),
   };
 }
 

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from '../../logger.ts';
-import { clvPayloadSql } from '../postgres/derived-sql.ts';
+import { clvPayloadSql } from '../../../consumers/warehouse/derived-sql.ts';
 import { quoted, type WarehouseSchemas } from '../postgres/pool.ts';
 
 /**

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
-import { clvPayloadSql } from '../postgres/derived-sql.ts';
+import { clvPayloadSql } from '../../../consumers/warehouse/derived-sql.ts';
 import { quoted, type WarehouseSchemas } from '../postgres/pool.ts';
 import { clvKey } from './clv-redis.ts';
 
