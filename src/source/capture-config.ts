@@ -82,7 +82,11 @@ export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
   if (low >= high) throw new ConfigError('CAPTURE_LOW_WATER_MB must be below CAPTURE_HIGH_WATER_MB');
   const producer = oneOf(env, 'CAPTURE_PRODUCER', ['kafkajs', 'rdkafka'] as const, DEFAULT_PUBLISHER_OPTIONS.producer);
   // A native module that did not build is a start-up error naming the setting, not a failure at the first send.
-  if (producer === 'rdkafka') loadRdkafka();
+  if (producer === 'rdkafka') {
+    // The librdkafka transport is wired for plaintext brokers only: refuse rather than connect without the TLS/SASL asked for.
+    if (stack.kafka.protocol !== 'PLAINTEXT') throw new ConfigError(`CAPTURE_PRODUCER=rdkafka supports PLAINTEXT brokers only, but KAFKA_SECURITY_PROTOCOL is ${stack.kafka.protocol}; use CAPTURE_PRODUCER=kafkajs`);
+    loadRdkafka();
+  }
   return {
     sourceUrl: stack.sourceUrl,
     kafkaBrokers: stack.kafkaBrokers,

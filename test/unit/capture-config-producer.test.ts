@@ -11,6 +11,12 @@ describe('CAPTURE_PRODUCER / CAPTURE_LINGER_MS', () => {
     expect(() => loadCaptureConfig({ CAPTURE_LINGER_MS: '-1' })).toThrow(/^CAPTURE_LINGER_MS /);
   });
 
+  it('rdkafka refuses TLS/SASL brokers rather than connecting without them', () => {
+    const env = { CAPTURE_PRODUCER: 'rdkafka', KAFKA_SECURITY_PROTOCOL: 'SASL_PLAINTEXT', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'p' };
+    expect(() => loadCaptureConfig(env)).toThrow(/^CAPTURE_PRODUCER=rdkafka supports PLAINTEXT brokers only, but KAFKA_SECURITY_PROTOCOL is SASL_PLAINTEXT/);
+    expect(loadCaptureConfig({ ...env, CAPTURE_PRODUCER: 'kafkajs' }).publisher.producer).toBe('kafkajs');
+  });
+
   it('rdkafka either loads node-rdkafka at start-up or stops with a ConfigError naming the setting', () => {
     let cfg: ReturnType<typeof loadCaptureConfig> | null = null;
     let err: unknown = null;
