@@ -23,6 +23,7 @@ const STATE = `${REPO}/.stack/debezium`;
 const log = (m: string) => process.stderr.write(`[bench:debezium] ${m}\n`);
 
 const classpath = debeziumClasspath(STATE);
+let loadavgBefore = '';
 
 const h = await createHarness(`bench_dbz_${Date.now().toString(36)}`);
 const kafka = new Kafka(kafkaClientConfig(h.config().kafka, { logLevel: logLevel.NOTHING }));
@@ -63,6 +64,7 @@ try {
     for (const side of ['dbz', 'ours']) await h.pool.query("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", [`${h.id}_${side}${i}`]);
   }
   log(`writing a backlog of ${TOTAL} changes`);
+  loadavgBefore = readFileSync('/proc/loadavg', 'utf8').trim();
   const { changes } = await writeBacklog(h.pool, h.id, TOTAL, log);
   const results: { side: string; run: number; seconds: number; changesPerSec: number; rssPeakMiB: number }[] = [];
   for (const i of runs) {
@@ -93,7 +95,8 @@ try {
     return xs[Math.floor(xs.length / 2)]!;
   };
   const summary = {
-    date: new Date().toISOString(), changes, loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), runs: results,
+    date: new Date().toISOString(), changes, loadavgBefore, loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), runs: results,
+    oursProducer: process.env.CAPTURE_PRODUCER ?? 'kafkajs',
     medianSeconds: { debezium: med('debezium-json-schemaless'), ours: med('ours-avro') },
     ratio: Number((med('debezium-json-schemaless') / med('ours-avro')).toFixed(2)),
   };

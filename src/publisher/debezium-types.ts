@@ -107,7 +107,7 @@ function scalarCodec(col: string, t: ColumnType): ColumnCodec {
             'connect.parameters': { scale: String(scale), 'connect.decimal.precision': String(t.precision) },
             'connect.name': 'org.apache.kafka.connect.data.Decimal', logicalType: 'decimal',
           },
-          write: placeholderOr((w, v) => w.bytes(twosComplement(unscaled(v as string, scale))), true),
+          write: placeholderOr((w, v) => { if (!w.decimal(v as string, scale)) w.bytes(twosComplement(unscaled(v as string, scale))); }, true),
         };
       }
       return {
@@ -120,7 +120,7 @@ function scalarCodec(col: string, t: ColumnType): ColumnCodec {
           const s = v as string;
           const scale = s.includes('.') ? s.length - s.indexOf('.') - 1 : 0;
           w.long(scale);
-          w.bytes(twosComplement(unscaled(s, scale)));
+          if (!w.decimal(s, scale)) w.bytes(twosComplement(unscaled(s, scale)));
         }),
       };
     }

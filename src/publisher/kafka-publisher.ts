@@ -1,22 +1,22 @@
 import type { Kafka as KafkaClient } from 'kafkajs';
-import { CompressionTypes, linearGrouping, type Admin, type Message, type Producer } from './kafkajs.ts';
-import { KafkaRefusedError, UnavailableError } from '../errors.ts';
-import { classify } from '../lifecycle/classify.ts';
+import { linearGrouping, type Admin } from './kafkajs.ts';
+import { CdcError, UnavailableError } from '../errors.ts';
 import type { Endpoint } from '../lifecycle/endpoints.ts';
 import type { Logger } from '../logger.ts';
+import { KafkajsTransport, sendFailure, type ProduceTransport } from './produce-transport.ts';
+import { RdkafkaTransport } from './rdkafka-transport.ts';
 import { createTopicsReady } from './topic-ready.ts';
 import type { TxTicket } from '../source/acker.ts';
 
 /**
- * Produces captured events with one idempotent producer (acks=all).
+ * Produces captured events with one idempotent producer (acks=all), kafkajs
+ * or librdkafka (`producer`, src/publisher/produce-transport.ts).
  *
- * Sends are strictly one at a time. kafkajs serialises idempotent requests
- * per broker anyway, and on a retriable error it hands the failed batch's
- * sequence numbers back before retrying; a second send queued behind it
- * would take them and overtake the failed batch, reordering a key. Throughput
- * comes from batch size instead: while one send is in flight, everything
- * captured meanwhile accumulates into the next one (group commit), so batches
- * grow with load and latency stays one round trip at low load.
+ * With kafkajs sends are strictly one at a time (see KafkajsTransport):
+ * while one send is in flight, everything captured meanwhile accumulates
+ * into the next one (group commit), so batches grow with load and latency
+ * stays one round trip at low load. librdkafka keeps per-partition order
+ * with idempotence itself, so batches go to it as they come.
  *
  * Memory is bounded by bytes buffered + in flight: above `highWaterBytes`
  * the capture pauses the replication socket, below `lowWaterBytes` it
@@ -47,6 +47,10 @@ export interface PublisherOptions {
   cleanupPolicy: 'compact' | 'delete' | 'compact,delete';
   /** `delete.retention.ms` of compacted table topics: how long a tombstone outlives compaction. */
   deleteRetentionMs: number;
+  /** Kafka client that produces the records (CAPTURE_PRODUCER); topics are created through kafkajs' admin either way. */
+  producer: 'kafkajs' | 'rdkafka';
+  /** librdkafka's linger.ms (CAPTURE_LINGER_MS): how long it waits to fill a batch. */
+  lingerMs: number;
 }
 
 export const DEFAULT_PUBLISHER_OPTIONS: PublisherOptions = {
@@ -62,6 +66,8 @@ export const DEFAULT_PUBLISHER_OPTIONS: PublisherOptions = {
   // A consumer (or a rebuild) that is further behind than this may miss a
   // delete's tombstone and keep the row: 7 days, Kafka's default is 1.
   deleteRetentionMs: 7 * 24 * 3600 * 1000,
+  producer: 'kafkajs',
+  lingerMs: 2,
 };
 
 export interface PublisherEvents {
@@ -79,14 +85,15 @@ const TOPIC_RESOURCE = 2;
 const sizeOf = (m: OutMessage) => (m.key?.length ?? 0) + (m.value?.length ?? 0) + 64;
 
 export class KafkaPublisher {
-  private producer: Producer;
+  private readonly transport: ProduceTransport;
   private admin: Admin;
   /** Topics created or checked by this process and served by their leaders. */
   private readonly readyTopics = new Set<string>();
   private pending: OutMessage[] = [];
   private pendingBytes = 0;
   private inFlightBytes = 0;
-  private sending = false;
+  private inFlight = 0;
+  private kickQueued = false;
   private failed: Error | null = null;
   private idleWaiters: (() => void)[] = [];
   /** Ends topic waits when the publisher closes (a capture torn down for an in-process restart). */
@@ -100,9 +107,13 @@ export class KafkaPublisher {
     private readonly events: PublisherEvents,
     private readonly log: Logger,
     private readonly via?: Endpoint,
+    /** Brokers for librdkafka (`producer: 'rdkafka'`); kafkajs takes them from `kafka`. */
+    brokers: string[] = [],
   ) {
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
-    if (!linearGrouping) {
+    this.transport = opts.producer === 'rdkafka'
+      ? new RdkafkaTransport(brokers, opts, log)
+      : new KafkajsTransport(kafka, via);
+    if (!linearGrouping && opts.producer === 'kafkajs') {
       // kafkajs' quadratic per-partition grouping is still in place: keep sends small.
       this.opts = { ...opts, maxBatchMessages: Math.min(opts.maxBatchMessages, 1000) };
       log.warn('kafkajs was loaded before src/publisher/kafkajs.ts; batches capped at 1000 messages');
@@ -112,9 +123,10 @@ export class KafkaPublisher {
 
   async connect(): Promise<void> {
     try {
-      await this.producer.connect();
+      await this.transport.connect();
       await this.admin.connect();
     } catch (err) {
+      if (err instanceof CdcError) throw err;
       throw new UnavailableError('KAFKA_UNAVAILABLE', `cannot connect to Kafka: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -138,6 +150,10 @@ export class KafkaPublisher {
     await createTopicsReady(this.admin, [{
       topic, numPartitions: this.opts.partitions, replicationFactor: this.opts.replicationFactor, configEntries,
     }], { log: this.log, signal, via: this.via });
+    if (this.transport.topicReady) {
+      const md = await this.admin.fetchTopicMetadata({ topics: [topic] });
+      this.transport.topicReady(topic, md.topics[0]?.partitions.length ?? this.opts.partitions);
+    }
     this.readyTopics.add(topic);
     if (existed) await this.checkCleanup(topic);
     this.log.info({ topic, cleanupPolicy: kind === 'table' ? this.opts.cleanupPolicy : 'delete' }, 'topic ready');
@@ -165,63 +181,62 @@ export class KafkaPublisher {
   }
 
   get idle(): boolean {
-    return !this.sending && this.pending.length === 0;
+    return this.inFlight === 0 && this.pending.length === 0;
+  }
+
+  /** Which client produces (for the progress log and the benchmark). */
+  get producerName(): string {
+    return this.transport.name;
   }
 
   add(m: OutMessage): void {
     if (this.failed) throw this.failed;
     this.pending.push(m);
     this.pendingBytes += sizeOf(m);
-    if (!this.sending) queueMicrotask(() => this.kick());
+    // One kick per turn of the event loop: everything decoded from one socket read goes out together.
+    if (!this.kickQueued && this.inFlight < this.transport.maxInFlight) {
+      this.kickQueued = true;
+      queueMicrotask(() => { this.kickQueued = false; this.kick(); });
+    }
   }
 
   private kick(): void {
-    if (this.sending || this.failed || this.pending.length === 0) return;
-    let n = 0;
-    let bytes = 0;
-    while (n < this.pending.length && n < this.opts.maxBatchMessages && bytes < this.opts.maxBatchBytes) bytes += sizeOf(this.pending[n++]!);
-    const batch = n === this.pending.length ? this.pending : this.pending.slice(0, n);
-    this.pending = n === this.pending.length ? [] : this.pending.slice(n);
-    this.pendingBytes -= bytes;
-    this.inFlightBytes += bytes;
-    this.sending = true;
-    void this.send(batch, bytes);
+    while (!this.failed && this.pending.length > 0 && this.inFlight < this.transport.maxInFlight) {
+      let n = 0;
+      let bytes = 0;
+      while (n < this.pending.length && n < this.opts.maxBatchMessages && bytes < this.opts.maxBatchBytes) bytes += sizeOf(this.pending[n++]!);
+      const batch = n === this.pending.length ? this.pending : this.pending.slice(0, n);
+      this.pending = n === this.pending.length ? [] : this.pending.slice(n);
+      this.pendingBytes -= bytes;
+      this.inFlightBytes += bytes;
+      this.inFlight += 1;
+      void this.send(batch, bytes);
+    }
   }
 
   private async send(batch: OutMessage[], bytes: number): Promise<void> {
-    const byTopic = new Map<string, Message[]>();
-    for (const m of batch) {
-      let list = byTopic.get(m.topic);
-      if (!list) byTopic.set(m.topic, (list = []));
-      list.push({ key: m.key, value: m.value, headers: m.headers });
-    }
     const t0 = performance.now();
     try {
-      await this.producer.sendBatch({
-        acks: -1, compression: CompressionTypes.None,
-        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-      });
+      await this.transport.send(batch);
     } catch (err) {
-      // A refusal on the merits (a record too large) is fatal; anything else is the broker being away.
-      const c = classify(err, { via: this.via });
-      this.failed = c.retriable
-        ? new UnavailableError('KAFKA_UNAVAILABLE', `Kafka send failed after retries: ${c.error.message}`, { cause: err })
-        : new KafkaRefusedError(`Kafka refused a send: ${c.error.message}`, { cause: err });
-      this.sending = false;
+      this.inFlight -= 1;
+      if (this.failed) return;
+      this.failed = err instanceof CdcError ? err : sendFailure(err, this.via);
       this.events.fatal(this.failed);
       this.notifyIdle();
       return;
     }
+    if (this.failed) return;
     this.stats.sends += 1;
     this.stats.messages += batch.length;
     this.stats.sendMs += performance.now() - t0;
     const wasHigh = this.bufferedBytes > this.opts.lowWaterBytes;
     this.inFlightBytes -= bytes;
-    this.sending = false;
+    this.inFlight -= 1;
     this.events.acked(batch);
     if (wasHigh && this.bufferedBytes <= this.opts.lowWaterBytes) this.events.drained();
     if (this.pending.length > 0) this.kick();
-    else this.notifyIdle();
+    else if (this.inFlight === 0) this.notifyIdle();
   }
 
   private notifyIdle(): void {
@@ -243,7 +258,7 @@ export class KafkaPublisher {
 
   async close(): Promise<void> {
     this.closed.abort();
-    await this.producer.disconnect().catch(() => {});
+    await this.transport.close().catch(() => {});
     await this.admin.disconnect().catch(() => {});
   }
 }

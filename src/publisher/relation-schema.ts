@@ -152,7 +152,9 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
       w.long(1); w.string(`["${ev.lastCommitLsn}","${ev.lsn}"]`);
       // pgoutput's commit time is µs; Debezium's ts_ns is the same instant × 1000.
       w.long(1); w.long(ev.commitTimeUs);
-      w.long(1); w.long(ev.commitTimeUs * 1000n);
+      w.long(1);
+      if (ev.commitTimeUs >= 0n) w.scaledLong(Number(ev.commitTimeUs), 1000);
+      else w.long(ev.commitTimeUs * 1000n);
       w.string(relation.schema); w.string(relation.table);
       w.long(1); w.long(ev.txId);
       w.long(1); w.long(ev.lsn);
@@ -162,8 +164,9 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
       else { w.long(1); w.string(`${ev.txId}:${ev.commitLsn}`); w.long(ev.totalOrder); w.long(ev.tableOrder); }
       w.string(OP_CODE[ev.kind]);
       const nowNs = now ?? BigInt(Date.now()) * 1_000_000n;
-      w.long(1); w.long(nowNs / 1_000_000n);
-      w.long(1); w.long(nowNs / 1000n);
+      const nowUs = Number(nowNs / 1000n);
+      w.long(1); w.long(Math.floor(nowUs / 1000));
+      w.long(1); w.long(nowUs);
       w.long(1); w.long(nowNs);
     },
   };

@@ -5,6 +5,7 @@ import type { RegistryConnection } from '../config/registry.ts';
 import { ConfigError } from '../errors.ts';
 import { HEALTH_PORTS, loadWatchdogConfig, type WatchdogConfig } from '../health/config.ts';
 import { DEFAULT_PUBLISHER_OPTIONS, type PublisherOptions } from '../publisher/kafka-publisher.ts';
+import { loadRdkafka } from '../publisher/rdkafka-transport.ts';
 
 export type SnapshotMode = 'initial' | 'never' | 'always';
 
@@ -79,6 +80,13 @@ export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
   const high = int(env, 'CAPTURE_HIGH_WATER_MB', DEFAULT_PUBLISHER_OPTIONS.highWaterBytes / 2 ** 20, { min: 1 }) * 2 ** 20;
   const low = int(env, 'CAPTURE_LOW_WATER_MB', DEFAULT_PUBLISHER_OPTIONS.lowWaterBytes / 2 ** 20, { min: 0 }) * 2 ** 20;
   if (low >= high) throw new ConfigError('CAPTURE_LOW_WATER_MB must be below CAPTURE_HIGH_WATER_MB');
+  const producer = oneOf(env, 'CAPTURE_PRODUCER', ['kafkajs', 'rdkafka'] as const, DEFAULT_PUBLISHER_OPTIONS.producer);
+  // A native module that did not build is a start-up error naming the setting, not a failure at the first send.
+  if (producer === 'rdkafka') {
+    // The librdkafka transport is wired for plaintext brokers only: refuse rather than connect without the TLS/SASL asked for.
+    if (stack.kafka.protocol !== 'PLAINTEXT') throw new ConfigError(`CAPTURE_PRODUCER=rdkafka supports PLAINTEXT brokers only, but KAFKA_SECURITY_PROTOCOL is ${stack.kafka.protocol}; use CAPTURE_PRODUCER=kafkajs`);
+    loadRdkafka();
+  }
   return {
     sourceUrl: stack.sourceUrl,
     kafkaBrokers: stack.kafkaBrokers,
@@ -109,6 +117,8 @@ export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
       replicationFactor: int(env, 'CAPTURE_TOPIC_REPLICATION', 1, { min: 1 }),
       cleanupPolicy: oneOf(env, 'CAPTURE_TOPIC_CLEANUP_POLICY', ['compact', 'delete', 'compact,delete'] as const, DEFAULT_PUBLISHER_OPTIONS.cleanupPolicy),
       deleteRetentionMs: int(env, 'CAPTURE_TOPIC_DELETE_RETENTION_MS', DEFAULT_PUBLISHER_OPTIONS.deleteRetentionMs, { min: 0 }),
+      producer,
+      lingerMs: int(env, 'CAPTURE_LINGER_MS', DEFAULT_PUBLISHER_OPTIONS.lingerMs, { min: 0, max: 1000 }),
     },
     slotBusyTimeoutMs: int(env, 'CAPTURE_SLOT_BUSY_TIMEOUT_MS', 60_000, { min: 0 }),
     progressLogMs: int(env, 'CAPTURE_PROGRESS_LOG_MS', 10_000, { min: 100 }),

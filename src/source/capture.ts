@@ -73,6 +73,7 @@ export class CaptureService implements Service {
     this.decoder = new PgoutputDecoder({
       begin: (b) => {
         this.acker!.begin();
+        this.metrics.observeReceive(Date.now() - Number(b.commitTimeUs / 1000n));
         if (this.txMeta) this.txState = { id: `${b.txId}:${b.finalLsn}`, commitMs: Number(b.commitTimeUs / 1000n), counts: null };
       },
       commit: (c) => {
@@ -175,7 +176,7 @@ export class CaptureService implements Service {
       acked: (batch) => this.onAcked(batch),
       drained: () => { if (!this.blocked) this.repl?.resume(); },
       fatal: (err) => this.fail(err),
-    }, this.log, kafkaEndpoint(cfg.kafkaBrokers));
+    }, this.log, kafkaEndpoint(cfg.kafkaBrokers), cfg.kafkaBrokers);
     await this.publisher.connect();
     this.metrics.bufferedBytes = () => this.publisher.bufferedBytes;
     this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registry), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t, 'table'), this.log, cfg.publisher.cleanupPolicy.includes('compact'));

@@ -35,6 +35,10 @@ export class CaptureMetrics {
   ackedTotal = 0;
   /** Exact commit -> ack latencies in ms (one per acknowledged transaction), bounded; for benchmarks. */
   readonly latencySamples: number[] = [];
+  /** Wall-clock ms at which each latency sample was taken (same index), to line spikes up with stalls. */
+  readonly latencyAt: number[] = [];
+  /** Source commit -> Begin message decoded here, ms, per transaction (the source's and the network's part of the latency). */
+  readonly receiveSamples: number[] = [];
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -47,6 +51,10 @@ export class CaptureMetrics {
 
   observeLatency(ms: number): void {
     this.latency.observe(ms / 1000);
-    if (this.latencySamples.length < 1_000_000) this.latencySamples.push(ms);
+    if (this.latencySamples.length < 1_000_000) { this.latencySamples.push(ms); this.latencyAt.push(Date.now()); }
+  }
+
+  observeReceive(ms: number): void {
+    if (this.receiveSamples.length < 1_000_000) this.receiveSamples.push(ms);
   }
 }

@@ -105,7 +105,13 @@ export class PgoutputDecoder {
       case 0x49: { // 'I' Insert
         const e = this.entry(r.u32());
         if (r.u8() !== 0x4e) throw new DecodeError('insert without new tuple');
-        this.emit({ kind: 'insert', after: this.tuple(r, e), ...this.position(e, lsn) });
+        // Inserts are most of a backlog: built as one literal, not spread from the position (one object less each).
+        const after = this.tuple(r, e);
+        const tx = this.advance(e.relation);
+        this.emit({
+          kind: 'insert', after, relation: e.relation, lsn, commitLsn: tx.commitLsn, lastCommitLsn: tx.lastCommitLsn,
+          txId: tx.txId, commitTimeUs: tx.commitTimeUs, totalOrder: tx.total, tableOrder: this.lastTableOrder,
+        });
         return;
       }
       case 0x55: { // 'U' Update
@@ -170,13 +176,23 @@ export class PgoutputDecoder {
    * to it (incremental-snapshot rows emitted at their high watermark).
    */
   positionIn(relation: Relation, lsn: Lsn) {
+    const tx = this.advance(relation);
+    return { relation, lsn, commitLsn: tx.commitLsn, lastCommitLsn: tx.lastCommitLsn, txId: tx.txId, commitTimeUs: tx.commitTimeUs, totalOrder: tx.total, tableOrder: this.lastTableOrder };
+  }
+
+  /** Table order of the change `advance` counted last. */
+  private lastTableOrder = 0;
+
+  /** Counts one more change of `relation` in the open transaction. */
+  private advance(relation: Relation) {
     const tx = this.tx;
     if (!tx) throw new DecodeError('row change outside a transaction');
     tx.total += 1;
     const oid = relation.oid;
     const tableOrder = (tx.perTable.get(oid) ?? 0) + 1;
     tx.perTable.set(oid, tableOrder);
-    return { relation, lsn, commitLsn: tx.commitLsn, lastCommitLsn: tx.lastCommitLsn, txId: tx.txId, commitTimeUs: tx.commitTimeUs, totalOrder: tx.total, tableOrder };
+    this.lastTableOrder = tableOrder;
+    return tx;
   }
 
   private entry(oid: number): RelationEntry {

@@ -136,3 +136,71 @@ describe('Debezium value helpers', () => {
     expect(formatZonedTimestamp(parseTimestamp('2024-02-29 23:59:59.5-01'))).toBe('2024-03-01T00:59:59.500000Z');
   });
 });
+
+describe('AvroWriter 64-bit longs', () => {
+  // Reference: the zig-zag varint written with BigInt arithmetic, 7 bits at a time.
+  const reference = (v: bigint): Buffer => {
+    let n = BigInt.asUintN(64, (v << 1n) ^ (v >> 63n));
+    const out: number[] = [];
+    while (n >= 128n) { out.push(Number(n & 127n) | 128); n >>= 7n; }
+    out.push(Number(n));
+    return Buffer.from(out);
+  };
+  const written = (f: (w: AvroWriter) => void) => { const w = new AvroWriter(16); f(w); return w.copyFrom(0); };
+  const edges = [0n, 1n, -1n, 127n, 128n, 2n ** 52n - 1n, 2n ** 52n, -(2n ** 52n), 2n ** 53n + 7n, 1_764_633_600_123_456_789n,
+    -1_764_633_600_123_456_789n, 2n ** 62n, 2n ** 63n - 1n, -(2n ** 63n), 4294967295n, 4294967296n, -4294967297n];
+
+  it('writes bigint longs byte for byte as the BigInt reference', () => {
+    for (const v of edges) expect(written((w) => w.long(v)).toString('hex'), String(v)).toBe(reference(v).toString('hex'));
+    for (let i = 0; i < 2000; i++) {
+      const v = BigInt.asIntN(64, (BigInt(Math.floor(Math.random() * 2 ** 32)) << 32n) | BigInt(Math.floor(Math.random() * 2 ** 32)));
+      expect(written((w) => w.long(v)).toString('hex'), String(v)).toBe(reference(v).toString('hex'));
+    }
+  });
+
+  it('scaledLong(us, 1000) is the nanosecond long, exact past 2^53', () => {
+    for (const us of [0, 1, 999, 2 ** 32 - 1, 2 ** 32, 1_764_633_600_123_456, 9_007_199_254_740, 9_007_199_254_740_991]) {
+      const ns = BigInt(us) * 1000n;
+      if (ns >= 2n ** 63n) continue;
+      expect(written((w) => w.scaledLong(us, 1000)).toString('hex'), String(us)).toBe(reference(ns).toString('hex'));
+    }
+    for (let i = 0; i < 2000; i++) {
+      const us = Math.floor(Math.random() * 9_000_000_000_000_000);
+      expect(written((w) => w.scaledLong(us, 1000)).toString('hex'), String(us)).toBe(reference(BigInt(us) * 1000n).toString('hex'));
+    }
+  });
+});
+
+describe('AvroWriter fast paths', () => {
+  const written = (f: (w: AvroWriter) => void) => { const w = new AvroWriter(8); f(w); return w.copyFrom(0).toString('hex'); };
+  const slowDecimal = (text: string, scale: number) => written((w) => w.bytes(twosComplement(unscaled(text, scale))));
+
+  it('decimals: the double path writes what the BigInt path writes, and declines what it cannot do exactly', () => {
+    const cases: [string, number][] = [['0', 2], ['-0.00', 2], ['0.99', 2], ['499.49', 2], ['-499.49', 2], ['127', 0], ['128', 0], ['-128', 0], ['-129', 0],
+      ['32767', 0], ['-32768', 0], ['8388608', 0], ['999999999999999', 0], ['-999999999999.999', 3], ['1.5', 4], ['12', 3], ['0.05', 2]];
+    for (let i = 0; i < 3000; i++) {
+      const scale = Math.floor(Math.random() * 6);
+      const int = String(Math.floor(Math.random() * 10 ** Math.floor(Math.random() * 10)));
+      const fr = scale > 0 && Math.random() < 0.8 ? `.${String(Math.floor(Math.random() * 10 ** scale)).padStart(Math.ceil(Math.random() * scale), '0')}` : '';
+      cases.push([`${Math.random() < 0.3 ? '-' : ''}${int}${fr}`, scale]);
+    }
+    for (const [text, scale] of cases) {
+      let fast = '';
+      const ok = (() => { const w = new AvroWriter(8); const r = w.decimal(text, scale); fast = w.copyFrom(0).toString('hex'); return r; })();
+      if (ok) expect(fast, `${text} @${scale}`).toBe(slowDecimal(text, scale));
+    }
+    // declined: too many digits, too many fraction digits, not a plain decimal
+    for (const [text, scale] of [['1234567890123456', 0], ['1.234', 2], ['NaN', 2], ['1e5', 0], ['', 0], ['-', 0], ['1.', 2], ['.5', 1], ['-.5', 1], ['1.2.3', 2]] as [string, number][]) {
+      const w = new AvroWriter(8);
+      expect(w.decimal(text, scale), text).toBe(false);
+    }
+  });
+
+  it('strings: short ASCII, long and non-ASCII all carry the UTF-8 byte length', () => {
+    for (const s of ['', 'a', 'customer42@example.com', 'x'.repeat(63), 'x'.repeat(64), 'x'.repeat(300), 'Zoë', 'naïve café ' + 'é'.repeat(40), '日本']) {
+      const b = Buffer.from(s, 'utf8');
+      const expected = written((w) => { w.long(b.length); w.raw(b); });
+      expect(written((w) => w.string(s)), s).toBe(expected);
+    }
+  });
+});
