@@ -546,6 +546,23 @@ cmd_logs() {
   esac
 }
 
+# What `npm test` needs beyond the servers: chromium for the status-page
+# test, openssl for the secured end-to-end test, and node-rdkafka for the
+# CAPTURE_PRODUCER=rdkafka tests. node-rdkafka is not in package.json: npm ci
+# would compile librdkafka (minutes) for every user of the default kafkajs
+# producer; here it is built once into node_modules, without touching the
+# lockfile, and kept until the next npm ci.
+NODE_RDKAFKA_VERSION=3.6.1
+cmd_test_deps() {
+  apt_install chromium openssl
+  if ! (cd "$REPO" && node -e "require('node-rdkafka')" >/dev/null 2>&1); then
+    apt_install build-essential python3 libssl-dev zlib1g-dev
+    log "building node-rdkafka $NODE_RDKAFKA_VERSION (librdkafka from its npm sources; a few minutes, once per npm ci)"
+    (cd "$REPO" && npm install --no-save --no-audit --no-fund --loglevel=error "node-rdkafka@$NODE_RDKAFKA_VERSION") ||
+      die "node-rdkafka did not build; the rdkafka producer tests will fail (see above)"
+  fi
+}
+
 main() {
   local cmd=${1:-}
   [ $# -gt 0 ] && shift
@@ -555,8 +572,9 @@ main() {
   status) cmd_status "$@" ;;
   restart) (cmd_down "$@") && cmd_up "$@" ;;
   logs) cmd_logs "$@" ;;
+  test-deps) cmd_test_deps ;;
   *)
-    echo "usage: bash scripts/stack.sh up|down|status|restart [service...]|logs service" >&2
+    echo "usage: bash scripts/stack.sh up|down|status|restart [service...]|logs service|test-deps" >&2
     echo "services: ${SERVICES[*]}" >&2
     exit 2
     ;;

@@ -9,6 +9,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO" || exit 1
 
 bash scripts/stack.sh up || { echo "[test] the local stack did not come up (see above)" >&2; exit 1; }
+bash scripts/stack.sh test-deps || { echo "[test] could not install what the tests need (see above)" >&2; exit 1; }
 
 LOGDIR=$(mktemp -d)
 trap 'rm -rf "$LOGDIR"' EXIT

@@ -52,14 +52,14 @@ const QUEUE_FULL = -184;
 const SENT = Buffer.alloc(0);
 
 let loaded: RdkModule | null = null;
-/** node-rdkafka is an optional dependency (a native build): asking for it without it is a configuration error. */
+/** node-rdkafka is not a package.json dependency (a native build: `stack.sh test-deps`): asking for it without it is a configuration error. */
 export function loadRdkafka(): RdkModule {
   if (loaded) return loaded;
   try {
     loaded = createRequire(import.meta.url)('node-rdkafka') as RdkModule;
     return loaded;
   } catch (err) {
-    throw new ConfigError(`CAPTURE_PRODUCER=rdkafka needs the node-rdkafka package, which did not load (${(err as Error).message.split('\n')[0]}); install it (npm ci builds it with build-essential and python3) or use CAPTURE_PRODUCER=kafkajs`, { cause: err });
+    throw new ConfigError(`CAPTURE_PRODUCER=rdkafka needs the node-rdkafka package, which did not load (${(err as Error).message.split('\n')[0]}); build it with 'bash scripts/stack.sh test-deps' (or npm install --no-save node-rdkafka@3.6.1; needs build-essential and python3) or use CAPTURE_PRODUCER=kafkajs`, { cause: err });
   }
 }
 
