@@ -312,6 +312,97 @@ redis_status() {
   fi
 }
 
+# --- Redis Cluster (STACK_REDIS_CLUSTER=1) ------------------------------------
+# Six redis-server nodes in cluster mode on REDIS_PORT+1..+6 (bus ports +100),
+# state under $STATE/redis-cluster/node-N; created once with
+# `redis-cli --cluster create ... --cluster-replicas 1`, so three masters with
+# one replica each. Replaces the single Redis while the setting is on.
+
+REDIS_CLUSTER_DIR="$STATE/redis-cluster"
+REDIS_CLUSTER_NODES=6
+rc_port() { echo $((REDIS_PORT + $1)); }
+rc_dir() { echo "$REDIS_CLUSTER_DIR/node-$1"; }
+rc_cli() { redis-cli -h "$HOST" -p "$(rc_port "$1")" "${@:2}"; }
+rc_info() { rc_cli "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"; }
+
+redis_cluster_up() {
+  local i port dir
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    port=$(rc_port "$i")
+    dir=$(rc_dir "$i")
+    mkdir -p "$dir"
+    render "$TPL/redis/redis-cluster.conf" "$dir/redis.conf" "PORT=$port" "BUS_PORT=$((port + 100))" "DIR=$dir"
+    if live_pid "$dir/redis.pid" redis-server >/dev/null; then continue; fi
+    rm -f "$dir/redis.pid"
+    port_open "$port" && die "port $port is taken by another process; not starting redis cluster node $i"
+    port_open $((port + 100)) && die "port $((port + 100)) is taken by another process; not starting redis cluster node $i"
+    log "redis-cluster: starting node $i on $HOST:$port"
+    redis-server "$dir/redis.conf" 9>&- || { tail_log "$dir/redis.log"; die "redis-server (cluster node $i) failed"; }
+  done
+  local deadline=$(($(date +%s) + REDIS_TIMEOUT))
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    until [ "$(rc_cli "$i" ping 2>/dev/null)" = PONG ]; do
+      [ "$(date +%s)" -lt "$deadline" ] || { tail_log "$(rc_dir "$i")/redis.log"; die "redis cluster node $i did not answer PING in ${REDIS_TIMEOUT}s"; }
+      sleep 0.1
+    done
+  done
+  # Created once: only when no node knows any other and no slot is assigned.
+  local fresh=1 nodes=()
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    nodes+=("$HOST:$(rc_port "$i")")
+    [ "$(rc_info "$i" cluster_known_nodes)" = 1 ] && [ "$(rc_info "$i" cluster_slots_assigned)" = 0 ] || fresh=0
+  done
+  if [ "$fresh" -eq 1 ]; then
+    log "redis-cluster: creating (3 masters, 3 replicas)"
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$REDIS_CLUSTER_DIR/create.log" 2>&1 ||
+      { tail_log "$REDIS_CLUSTER_DIR/create.log"; die "redis-cli --cluster create failed"; }
+  fi
+  deadline=$(($(date +%s) + REDIS_TIMEOUT))
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    until [ "$(rc_info "$i" cluster_state)" = ok ] && [ "$(rc_info "$i" cluster_known_nodes)" = "$REDIS_CLUSTER_NODES" ]; do
+      [ "$(date +%s)" -lt "$deadline" ] ||
+        die "redis cluster node $i: cluster_state $(rc_info "$i" cluster_state), $(rc_info "$i" cluster_known_nodes) known nodes after ${REDIS_TIMEOUT}s (see $REDIS_CLUSTER_DIR)"
+      sleep 0.2
+    done
+  done
+  # A replica that has not synced with its master yet cannot take over from it.
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    until [ "$(rc_cli "$i" role 2>/dev/null | head -1)" = master ] ||
+      rc_cli "$i" info replication 2>/dev/null | tr -d '\r' | grep -qx 'master_link_status:up'; do
+      [ "$(date +%s)" -lt "$deadline" ] || die "redis cluster node $i: replica not in sync with its master after ${REDIS_TIMEOUT}s"
+      sleep 0.2
+    done
+  done
+  log "redis-cluster: up on $HOST:$(rc_port 1)-$(rc_port "$REDIS_CLUSTER_NODES") (REDIS_CLUSTER_NODES=${nodes[0]},${nodes[1]},${nodes[2]})"
+}
+
+redis_cluster_down() {
+  local i pid
+  for ((i = REDIS_CLUSTER_NODES; i >= 1; i--)); do
+    if pid=$(live_pid "$(rc_dir "$i")/redis.pid" redis-server); then
+      log "redis-cluster: stopping node $i"
+      rc_cli "$i" shutdown >/dev/null 2>&1 || true
+      stop_pid "$pid" 30 "redis cluster node $i"
+    fi
+    rm -f "$(rc_dir "$i")/redis.pid"
+  done
+}
+
+redis_cluster_status() {
+  local i rc=0 pid role
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    if [ "$(rc_cli "$i" ping 2>/dev/null)" = PONG ]; then
+      pid=$(live_pid "$(rc_dir "$i")/redis.pid" redis-server || echo '?')
+      role=$(rc_cli "$i" role 2>/dev/null | head -1)
+      printf '%-9s up    %s:%s  pid %s  %s  cluster_state=%s\n' "redis-$i" "$HOST" "$(rc_port "$i")" "$pid" "$role" "$(rc_info "$i" cluster_state)"
+    else
+      printf '%-9s DOWN  %s:%s\n' "redis-$i" "$HOST" "$(rc_port "$i")"
+      rc=1
+    fi
+  done
+  return $rc
+}
+
 # --- Kafka ------------------------------------------------------------------
 
 KAFKA_PID="$KAFKA_DIR/kafka.pid"
@@ -501,7 +592,8 @@ SERVICES=(postgres redis kafka registry)
 svc_fn() { # service action
   case $1 in
   postgres) "pg_$2" ;;
-  redis | kafka | registry) "$1_$2" ;;
+  redis) if [ "${STACK_REDIS_CLUSTER:-0}" = 1 ]; then "redis_cluster_$2"; else "redis_$2"; fi ;;
+  kafka | registry) "$1_$2" ;;
   *) die "unknown service '$1' (one of: ${SERVICES[*]})" ;;
   esac
 }

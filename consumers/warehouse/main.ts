@@ -1,5 +1,4 @@
 import kafkajs from 'kafkajs';
-import { Redis } from 'ioredis';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { loadWarehouseConsumerConfig } from '../../src/consumer/config.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
@@ -13,6 +12,7 @@ import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
+import { createRedisClient } from '../../src/sinks/redis/redis-client.ts';
 
 /**
  * The warehouse consumer process: source-table topics → staging, star
@@ -40,7 +40,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   });
   // Fail fast on a Redis command while disconnected (the outbox keeps the
   // work); reconnect forever in the background.
-  const redis = new Redis(cfg.stack.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
+  const redis = createRedisClient(cfg.stack, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
   await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis unavailable at start; CLV waits in the outbox'));
   const consumer = new WarehouseConsumer({

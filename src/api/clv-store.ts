@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import { clvKey } from '../sinks/redis/clv-redis.ts';
+import type { RedisClient } from '../sinks/redis/redis-client.ts';
 import { formatInstantUs, parseInstantUs } from '../transforms/time.ts';
 import type { ClvCache } from './clv-lookup.ts';
 import type { ClvRecord } from './clv-record.ts';
@@ -12,15 +12,17 @@ import type { ClvRecord } from './clv-record.ts';
  * an absent field. A removed customer has no hash (only a
  * `<prefix>clv-deleted:<id>` marker), which reads as a miss, so Postgres
  * decides. The API never writes Redis: only version-guarded writers do.
+ * On a Redis Cluster the key is the tagged one (`<prefix>clv:{<id>}`), read
+ * through the cluster client from the master that owns its slot.
  */
 export class RedisClvStore implements ClvCache {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keyPrefix: string,
   ) {}
 
   async get(customerId: string): Promise<ClvRecord | undefined> {
-    const h = await this.redis.hgetall(clvKey(this.keyPrefix, customerId));
+    const h = await this.redis.hgetall(clvKey(this.keyPrefix, customerId, this.redis.isCluster));
     if (h.version === undefined) return undefined;
     return parseClvHash(customerId, h);
   }

@@ -27,6 +27,8 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 export interface ClvStoreConfig {
   warehouseUrl: string;
   redisUrl: string;
+  /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES), or null for the single Redis at redisUrl. */
+  redisClusterNodes: string[] | null;
   /** Schema holding customer_lifetime_value; tests use their own. */
   analyticsSchema: string;
   /** Prefix of every Redis key the consumers write (must be theirs). */
@@ -45,6 +47,7 @@ export function loadClvStoreConfig(env: Env = process.env): ClvStoreConfig {
   return {
     warehouseUrl: stack.warehouseUrl,
     redisUrl: stack.redisUrl,
+    redisClusterNodes: stack.redisClusterNodes,
     analyticsSchema,
     redisKeyPrefix,
   };

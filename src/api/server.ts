@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { redactUrl } from '../config/env.ts';
+import { createRedisClient, describeRedis, type RedisClient, type RedisTarget } from '../sinks/redis/redis-client.ts';
 import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
 import { sleep } from '../util/sleep.ts';
@@ -18,8 +18,8 @@ import { ApiMetrics } from './metrics.ts';
  * bounds a stalled server, so each lookup falls back to Postgres within
  * `timeoutMs` whatever state Redis is in. Reconnects in the background.
  */
-export function createLookupRedis(redisUrl: string, timeoutMs: number, log: Logger): Redis {
-  const redis = new Redis(redisUrl, {
+export function createLookupRedis(target: RedisTarget, timeoutMs: number, log: Logger): RedisClient {
+  const redis = createRedisClient(target, {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -39,7 +39,7 @@ export function createLookupRedis(redisUrl: string, timeoutMs: number, log: Logg
 export class ApiService implements Service {
   readonly name = 'clv-api';
   private pool: pg.Pool | undefined;
-  private redis: Redis | undefined;
+  private redis: RedisClient | undefined;
   private app: FastifyInstance | undefined;
   private stopping: Promise<void> | undefined;
   private boundUrl: string | undefined;
@@ -66,12 +66,12 @@ export class ApiService implements Service {
     });
     // An idle client losing its connection must not crash the process; the next query reconnects.
     this.pool.on('error', (err) => log.warn({ err }, 'idle warehouse connection failed'));
-    this.redis = createLookupRedis(config.redisUrl, config.redisTimeoutMs, log);
+    this.redis = createLookupRedis(config, config.redisTimeoutMs, log);
     // Waited for briefly, so the first lookups after start-up do not all miss
     // Redis, but not a condition of start-up: Postgres alone can serve, and
     // the client keeps reconnecting in the background.
     const connected = this.redis.connect().then(() => true, (err: Error) => {
-      log.warn({ err: err.message, redis: redactUrl(config.redisUrl) }, 'Redis not reachable at start-up; serving from Postgres');
+      log.warn({ err: err.message, redis: describeRedis(config) }, 'Redis not reachable at start-up; serving from Postgres');
       return false;
     });
     await Promise.race([connected, sleep(1_000, signal)]);
@@ -92,7 +92,7 @@ export class ApiService implements Service {
     log.info({
       url: this.boundUrl,
       warehouse: redactUrl(config.warehouseUrl),
-      redis: redactUrl(config.redisUrl),
+      redis: describeRedis(config),
       analyticsSchema: config.analyticsSchema,
       redisKeyPrefix: config.redisKeyPrefix,
       auth: config.authToken !== undefined ? 'bearer' : 'off',

@@ -1,9 +1,9 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { rebuildRedisClv, type RebuildProgress } from '../api/clv-rebuild.ts';
 import { loadClvStoreConfig } from '../api/config.ts';
 import { redactUrl } from '../config/env.ts';
+import { createRedisClient, describeRedis } from '../sinks/redis/redis-client.ts';
 import { UnavailableError } from '../errors.ts';
 import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
@@ -13,7 +13,7 @@ import { createLogger } from '../logger.ts';
  * `npm run redis:rebuild [-- --page-size N]`: refills the CLV hashes in
  * Redis from Postgres (see src/api/clv-rebuild.ts for why it is safe next to
  * running consumers). Same env as the API: WAREHOUSE_DATABASE_URL,
- * REDIS_URL, ANALYTICS_SCHEMA, REDIS_KEY_PREFIX.
+ * REDIS_URL or REDIS_CLUSTER_NODES, ANALYTICS_SCHEMA, REDIS_KEY_PREFIX.
  */
 function pageSize(v: string): number {
   const n = Number(v);
@@ -39,7 +39,7 @@ export async function runRedisRebuild(opts: { pageSize: number }): Promise<void>
   const log = createLogger('redis-rebuild');
 
   const pool = new pg.Pool({ connectionString: cfg.warehouseUrl, max: 2, application_name: 'redis-rebuild' });
-  const redis = new Redis(cfg.redisUrl, { lazyConnect: true, connectTimeout: 5_000, maxRetriesPerRequest: 3 });
+  const redis = createRedisClient(cfg, { lazyConnect: true, connectTimeout: 5_000, maxRetriesPerRequest: 3 });
   redis.on('error', () => {}); // surfaced by connect() and the commands themselves
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
@@ -60,9 +60,9 @@ export async function runRedisRebuild(opts: { pageSize: number }): Promise<void>
 
   try {
     await redis.connect().catch((err: Error) => {
-      throw new UnavailableError('SINK_UNAVAILABLE', `Redis at ${redactUrl(cfg.redisUrl)} is not reachable: ${err.message}`, { cause: err });
+      throw new UnavailableError('SINK_UNAVAILABLE', `${describeRedis(cfg)} is not reachable: ${err.message}`, { cause: err });
     });
-    log.info({ warehouse: redactUrl(cfg.warehouseUrl), redis: redactUrl(cfg.redisUrl), analyticsSchema: cfg.analyticsSchema, keyPrefix: cfg.redisKeyPrefix }, 'rebuilding Redis CLV');
+    log.info({ warehouse: redactUrl(cfg.warehouseUrl), redis: describeRedis(cfg), analyticsSchema: cfg.analyticsSchema, keyPrefix: cfg.redisKeyPrefix }, 'rebuilding Redis CLV');
     const result = await rebuildRedisClv({
       pool, redis, analyticsSchema: cfg.analyticsSchema, keyPrefix: cfg.redisKeyPrefix,
       pageSize: opts.pageSize, onProgress, signal: controller.signal,

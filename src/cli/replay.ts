@@ -1,6 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import kafkajs from 'kafkajs';
-import { Redis } from 'ioredis';
 import { createRegistry } from '../consumer/avro.ts';
 import { loadWarehouseConsumerConfig } from '../consumer/config.ts';
 import { kafkaLogCreator } from '../consumer/kafka-log.ts';
@@ -14,6 +13,7 @@ import { rewindGroup, type RewindTo } from '../rebuild/rewind.ts';
 import { namespaceLockSql } from '../sinks/postgres/batch-tx.ts';
 import type { ReplayFrom } from '../rebuild/start-offsets.ts';
 import { createWarehousePool } from '../sinks/postgres/pool.ts';
+import { createRedisClient } from '../sinks/redis/redis-client.ts';
 import { Progress } from '../util/progress.ts';
 
 /**
@@ -98,7 +98,7 @@ export async function runReplay(opts: ReplayCliOptions, program: Command): Promi
 
   const live = { staging: opts.staging ?? cfg.schemas.staging, analytics: opts.analytics ?? cfg.schemas.analytics, meta: cfg.schemas.meta };
   const pool = createWarehousePool(cfg.stack.warehouseUrl, 6);
-  const redis = new Redis(cfg.stack.redisUrl, { maxRetriesPerRequest: 1 });
+  const redis = createRedisClient(cfg.stack, { maxRetriesPerRequest: 1 });
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
   const kafka = new kafkajs.Kafka({ clientId: `replay-${group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });
   const controller = new AbortController();

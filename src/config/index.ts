@@ -1,4 +1,4 @@
-import { brokerList, int, str, url, type Env } from './env.ts';
+import { bool, brokerList, hostPortList, int, optionalStr, str, url, type Env } from './env.ts';
 
 /**
  * Connection settings shared by every process. Defaults point at the local
@@ -16,6 +16,12 @@ export interface StackConfig {
   kafkaBrokers: string[];
   registryUrl: string;
   redisUrl: string;
+  /**
+   * Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); null for a single
+   * Redis at `redisUrl`. With a cluster, `redisUrl` still lends its
+   * credentials and scheme (rediss: for TLS) to every node.
+   */
+  redisClusterNodes: string[] | null;
   topicPrefix: string;
 }
 
@@ -31,12 +37,23 @@ export const DEFAULT_PORTS = {
 export function loadStackConfig(env: Env = process.env): StackConfig {
   const port = (name: string, fallback: number) => int(env, name, fallback, { min: 1, max: 65535 });
   const pg = port('STACK_PG_PORT', DEFAULT_PORTS.postgres);
+  const redisPort = port('STACK_REDIS_PORT', DEFAULT_PORTS.redis);
+  const kafkaPort = port('STACK_KAFKA_PORT', DEFAULT_PORTS.kafka);
+  // A stack of several brokers (STACK_KAFKA_BROKERS=3) listens on every other port from the first (docs/stack.md).
+  const brokers = int(env, 'STACK_KAFKA_BROKERS', 1, { min: 1, max: 9 });
+  const kafkaDefault = Array.from({ length: brokers }, (_, i) => `127.0.0.1:${kafkaPort + 2 * i}`).join(',');
+  // The stack's Redis Cluster (STACK_REDIS_CLUSTER=1): six nodes from the Redis port + 1, the first three masters at start.
+  const clusterDefault = bool(env, 'STACK_REDIS_CLUSTER', false)
+    ? Array.from({ length: 3 }, (_, i) => `127.0.0.1:${redisPort + 1 + i}`).join(',')
+    : undefined;
+  const clusterNodes = optionalStr(env, 'REDIS_CLUSTER_NODES') ?? clusterDefault;
   return {
     sourceUrl: url(env, 'SOURCE_DATABASE_URL', `postgres://postgres@127.0.0.1:${pg}/shop`, ['postgres:', 'postgresql:']),
     warehouseUrl: url(env, 'WAREHOUSE_DATABASE_URL', `postgres://postgres@127.0.0.1:${pg}/warehouse`, ['postgres:', 'postgresql:']),
-    kafkaBrokers: brokerList(env, 'KAFKA_BROKERS', `127.0.0.1:${port('STACK_KAFKA_PORT', DEFAULT_PORTS.kafka)}`),
+    kafkaBrokers: brokerList(env, 'KAFKA_BROKERS', kafkaDefault),
     registryUrl: url(env, 'SCHEMA_REGISTRY_URL', `http://127.0.0.1:${port('STACK_REGISTRY_PORT', DEFAULT_PORTS.registry)}`, ['http:', 'https:']),
-    redisUrl: url(env, 'REDIS_URL', `redis://127.0.0.1:${port('STACK_REDIS_PORT', DEFAULT_PORTS.redis)}`, ['redis:', 'rediss:']),
+    redisUrl: url(env, 'REDIS_URL', `redis://127.0.0.1:${redisPort}`, ['redis:', 'rediss:']),
+    redisClusterNodes: clusterNodes === undefined ? null : hostPortList({ REDIS_CLUSTER_NODES: clusterNodes }, 'REDIS_CLUSTER_NODES', '', 'Redis Cluster nodes'),
     topicPrefix: str(env, 'TOPIC_PREFIX', 'shop'),
   };
 }

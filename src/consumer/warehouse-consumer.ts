@@ -1,6 +1,5 @@
 import kafkajs, { type Admin, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { errorMessage, isPostgresDataError as isDataError } from '../errors.ts';
 import { consumerRetry, watchConsumerCrash } from '../lifecycle/consumer-crash.ts';
@@ -12,6 +11,7 @@ import { applyBatches, type BatchMessage, type BatchOutcome, type PartitionBatch
 import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
+import type { RedisClient } from '../sinks/redis/redis-client.ts';
 import { ExtraColumnResolver } from './column-types.ts';
 import { AUTO_FORMATS, MessageDecoder, type InputFormats } from './decode.ts';
 import { BatchAcker } from './batch-acker.ts';
@@ -36,7 +36,7 @@ export interface WarehouseConsumerOptions {
   kafka: Kafka;
   registry: SchemaRegistry;
   pool: pg.Pool;
-  redis: Redis;
+  redis: RedisClient;
   schemas: WarehouseSchemas;
   group: string;
   topics: string[];
