@@ -518,6 +518,121 @@ kafka_status() {
   fi
 }
 
+# --- Kafka cluster (STACK_KAFKA_BROKERS=N, N > 1) -------------------------------
+# N nodes, each broker and controller (N controller voters: a quorum survives
+# floor((N-1)/2) dead nodes), node i listening on KAFKA_PORT + 2(i-1) with its
+# controller on the port after; state under $STATE/kafka-i. The jars are the
+# single node's (kafka_classpath). Replaces the single broker while set.
+
+KAFKA_BROKERS_N=${STACK_KAFKA_BROKERS:-1}
+kc_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+kc_dir() { echo "$STATE/kafka-$1"; }
+kc_voters() {
+  local i v=()
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do v+=("$i@$HOST:$(($(kc_port "$i") + 1))"); done
+  (IFS=,; echo "${v[*]}")
+}
+kc_bootstrap() {
+  local i b=()
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do b+=("$HOST:$(kc_port "$i")"); done
+  (IFS=,; echo "${b[*]}")
+}
+
+kafka_cluster_up() {
+  kafka_classpath
+  local i dir port pid cid_file="$STATE/kafka-cluster-id"
+  [ -s "$cid_file" ] ||
+    head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' | sed 's/^-/A/' >"$cid_file"
+  local pids=() fmt=()
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do
+    dir=$(kc_dir "$i")
+    port=$(kc_port "$i")
+    mkdir -p "$dir/logs"
+    render "$TPL/kafka/server-cluster.properties" "$dir/server.properties" \
+      "NODE_ID=$i" "PORT=$port" "CONTROLLER_PORT=$((port + 1))" "VOTERS=$(kc_voters)" "DIR=$dir"
+    cp "$TPL/kafka/log4j.properties" "$dir/log4j.properties"
+    if [ ! -f "$dir/data/meta.properties" ]; then
+      log "kafka-$i: formatting storage (cluster id $(cat "$cid_file"))"
+      KAFKA_DIR=$dir kafka_java
+      # In parallel: one JVM start each.
+      "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --ignore-formatted \
+        -t "$(cat "$cid_file")" -c "$dir/server.properties" >"$dir/format.log" 2>&1 9>&- &
+      fmt+=("$!:$i")
+    fi
+  done
+  local f
+  for f in "${fmt[@]}"; do
+    wait "${f%%:*}" || { tail_log "$(kc_dir "${f#*:}")/format.log"; die "kafka-${f#*:} storage format failed"; }
+  done
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do
+    dir=$(kc_dir "$i")
+    port=$(kc_port "$i")
+    KAFKA_DIR=$dir kafka_java
+    if pid=$(live_pid "$dir/kafka.pid" "$dir/server.properties"); then
+      pids+=("$pid")
+      continue
+    fi
+    rm -f "$dir/kafka.pid"
+    port_open "$port" && die "port $port is taken by another process; not starting kafka node $i"
+    port_open $((port + 1)) && die "port $((port + 1)) is taken by another process; not starting kafka node $i"
+    [ -f "$dir/data/meta.properties" ] || die "kafka-$i: storage not formatted"
+    log "kafka-$i: starting on $HOST:$port (controller $((port + 1)))"
+    (
+      cd "$dir" || exit 1
+      setsid nohup "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties" \
+        </dev/null >>"$dir/kafka.out" 2>&1 9>&- &
+      echo $! >"$dir/kafka.pid"
+    )
+    pids+=("$(cat "$dir/kafka.pid")")
+  done
+  # Up when every broker answers and each sees all N in the cluster metadata.
+  local deadline=$(($(date +%s) + KAFKA_TIMEOUT)) err info
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do
+    until info=$(node "$TPL/probe.mjs" kafka "$HOST:$(kc_port "$i")" 2>&1) &&
+      [ "$(grep -o "@$HOST:" <<<"$info" | wc -l)" -eq "$KAFKA_BROKERS_N" ]; do
+      err=$info
+      if ! kill -0 "${pids[$((i - 1))]}" 2>/dev/null; then
+        tail_log "$(kc_dir "$i")/kafka.out"
+        tail_log "$(kc_dir "$i")/logs/server.log"
+        die "kafka-$i exited during startup"
+      fi
+      if [ "$(date +%s)" -ge "$deadline" ]; then
+        tail_log "$(kc_dir "$i")/logs/server.log"
+        die "kafka-$i did not see all $KAFKA_BROKERS_N brokers on $HOST:$(kc_port "$i") in ${KAFKA_TIMEOUT}s (last: $err)"
+      fi
+      sleep 0.5
+    done
+  done
+  log "kafka: $KAFKA_BROKERS_N brokers up (KAFKA_BROKERS=$(kc_bootstrap))"
+}
+
+kafka_cluster_down() {
+  local i pid
+  for ((i = KAFKA_BROKERS_N; i >= 1; i--)); do
+    if pid=$(live_pid "$(kc_dir "$i")/kafka.pid" "$(kc_dir "$i")/server.properties"); then
+      log "kafka-$i: stopping (pid $pid)"
+      # Each in the background: a broker's controlled shutdown needs the others' quorum.
+      stop_pid "$pid" 60 "kafka-$i" &
+    fi
+  done
+  wait
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do rm -f "$(kc_dir "$i")/kafka.pid"; done
+}
+
+kafka_cluster_status() {
+  local i rc=0 info pid
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do
+    if info=$(node "$TPL/probe.mjs" kafka "$HOST:$(kc_port "$i")" 2>/dev/null); then
+      pid=$(live_pid "$(kc_dir "$i")/kafka.pid" "$(kc_dir "$i")/server.properties" || echo '?')
+      printf '%-9s up    %s:%s  pid %s  %s\n' "kafka-$i" "$HOST" "$(kc_port "$i")" "$pid" "$info"
+    else
+      printf '%-9s DOWN  %s:%s\n' "kafka-$i" "$HOST" "$(kc_port "$i")"
+      rc=1
+    fi
+  done
+  return $rc
+}
+
 # --- schema registry (ours) ---------------------------------------------------
 
 REGISTRY_PID="$REGISTRY_DIR/registry.pid"
@@ -593,7 +708,8 @@ svc_fn() { # service action
   case $1 in
   postgres) "pg_$2" ;;
   redis) if [ "${STACK_REDIS_CLUSTER:-0}" = 1 ]; then "redis_cluster_$2"; else "redis_$2"; fi ;;
-  kafka | registry) "$1_$2" ;;
+  kafka) if [ "$KAFKA_BROKERS_N" -gt 1 ]; then "kafka_cluster_$2"; else "kafka_$2"; fi ;;
+  registry) "$1_$2" ;;
   *) die "unknown service '$1' (one of: ${SERVICES[*]})" ;;
   esac
 }

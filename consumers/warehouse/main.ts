@@ -48,6 +48,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently,
     sessionTimeoutMs: cfg.sessionTimeoutMs, onFatal: ctx.fatal, endpoints: ctx.endpoints,
     topicWaitMs: cfg.topicWaitMs,
+    topicReplication: cfg.stack.topicReplication,
     inputFormats: cfg.inputFormats,
     observer: h.metrics, onConsumer: h.onConsumer,
     onRetentionGap: cfg.onRetentionGap,

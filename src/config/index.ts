@@ -1,3 +1,4 @@
+import { ConfigError } from '../errors.ts';
 import { bool, brokerList, hostPortList, int, optionalStr, str, url, type Env } from './env.ts';
 
 /**
@@ -23,6 +24,28 @@ export interface StackConfig {
    */
   redisClusterNodes: string[] | null;
   topicPrefix: string;
+  /** Replication of the topics our processes create (KAFKA_TOPIC_REPLICATION_FACTOR, KAFKA_TOPIC_MIN_INSYNC_REPLICAS). */
+  topicReplication: TopicReplication;
+}
+
+/**
+ * How topics we create are replicated; null means "from the cluster":
+ * min(3, brokers) replicas and min.insync.replicas = replicas - 1 (at least
+ * 1, at most 2), so a 3-broker cluster gets 3 and 2 and a single broker 1
+ * and 1 (src/publisher/topic-ready.ts resolves it).
+ */
+export interface TopicReplication {
+  factor: number | null;
+  minInsync: number | null;
+}
+
+export function loadTopicReplication(env: Env): TopicReplication {
+  const opt = (name: string) => (optionalStr(env, name) === undefined ? null : int(env, name, 1, { min: 1, max: 32 }));
+  const r = { factor: opt('KAFKA_TOPIC_REPLICATION_FACTOR'), minInsync: opt('KAFKA_TOPIC_MIN_INSYNC_REPLICAS') };
+  if (r.factor !== null && r.minInsync !== null && r.minInsync > r.factor) {
+    throw new ConfigError(`KAFKA_TOPIC_MIN_INSYNC_REPLICAS (${r.minInsync}) must not exceed KAFKA_TOPIC_REPLICATION_FACTOR (${r.factor})`);
+  }
+  return r;
 }
 
 export const DEFAULT_PORTS = {
@@ -55,6 +78,7 @@ export function loadStackConfig(env: Env = process.env): StackConfig {
     redisUrl: url(env, 'REDIS_URL', `redis://127.0.0.1:${redisPort}`, ['redis:', 'rediss:']),
     redisClusterNodes: clusterNodes === undefined ? null : hostPortList({ REDIS_CLUSTER_NODES: clusterNodes }, 'REDIS_CLUSTER_NODES', '', 'Redis Cluster nodes'),
     topicPrefix: str(env, 'TOPIC_PREFIX', 'shop'),
+    topicReplication: loadTopicReplication(env),
   };
 }
 

@@ -12,6 +12,7 @@ import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
 import type { RedisClient } from '../sinks/redis/redis-client.ts';
+import type { TopicReplication } from '../config/index.ts';
 import { ExtraColumnResolver } from './column-types.ts';
 import { AUTO_FORMATS, MessageDecoder, type InputFormats } from './decode.ts';
 import { BatchAcker } from './batch-acker.ts';
@@ -70,6 +71,8 @@ export interface WarehouseConsumerOptions {
   /** Where a failure that ends the consumer goes (runMain's ctx.fatal), so the process never stays idle. */
   onFatal?: (err: Error) => void;
   endpoints?: Endpoint[];
+  /** Replication of topics this creates (dead-letter topics, missing source topics): KAFKA_TOPIC_*, default from the cluster. */
+  topicReplication?: TopicReplication;
 }
 
 /** A decoded slice of one partition's batch, with its raw messages for dead-lettering. */
@@ -130,7 +133,7 @@ export class WarehouseConsumer implements Service {
     this.o.onConsumer?.(consumer);
     watchConsumerCrash(consumer, { log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints, name: this.name, isStopping: () => this.stopping !== undefined });
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
-    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal });
+    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal, replication: this.o.topicReplication });
     const acker = new BatchAcker(consumer, this.sink, log, this.stages);
     this.acker = acker;
     const commit = new GroupCommit<DecodedPart, BatchOutcome>(async (parts) => {
@@ -182,7 +185,7 @@ export class WarehouseConsumer implements Service {
    */
   private async waitForTopics(signal: AbortSignal): Promise<void> {
     const deadline = Date.now() + (this.o.topicWaitMs ?? 30_000);
-    const ready = { log: this.o.log, signal };
+    const ready = { log: this.o.log, signal, replication: this.o.topicReplication };
     for (let attempt = 0; !signal.aborted; attempt++) {
       const existing = new Set(await this.admin!.listTopics());
       const missing = this.o.topics.filter((t) => !existing.has(t));
