@@ -26,6 +26,9 @@ TPL="$REPO/stack"
 STATE_ID=$(printf '%s' "$STATE" | md5sum | cut -c1-12)
 [ "$STATE" = "$REPO/.stack" ] && STATE_ID=$(printf '%s' "$REPO" | md5sum | cut -c1-12)
 
+# STACK_KAFKA_BROKERS=3 runs three Kafka nodes and STACK_REDIS_CLUSTER=1 a
+# six-node Redis Cluster in place of the single broker and Redis (see the
+# sections below and docs/stack.md).
 # Fixed by docs/CONVENTIONS.md; the STACK_* overrides exist only to run a
 # second, throw-away stack beside the shared one (e.g. to test this script).
 PG_PORT=${STACK_PG_PORT:-55432}
@@ -747,8 +750,10 @@ cmd_logs() {
   local s=${1:-}
   case $s in
   postgres) tail -n 50 "$PG_LOG" ;;
-  redis) tail -n 50 "$REDIS_DIR/redis.log" ;;
-  kafka) tail -n 50 "$KAFKA_DIR/logs/server.log" ;;
+  redis)
+    if [ "${STACK_REDIS_CLUSTER:-0}" = 1 ]; then tail -n 20 "$REDIS_CLUSTER_DIR"/node-*/redis.log; else tail -n 50 "$REDIS_DIR/redis.log"; fi ;;
+  kafka)
+    if [ "$KAFKA_BROKERS_N" -gt 1 ]; then tail -n 20 "$STATE"/kafka-*/logs/server.log; else tail -n 50 "$KAFKA_DIR/logs/server.log"; fi ;;
   registry) tail -n 50 "$REGISTRY_DIR/registry.log" ;;
   *) die "usage: stack.sh logs postgres|redis|kafka|registry" ;;
   esac

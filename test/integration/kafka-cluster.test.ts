@@ -98,7 +98,7 @@ describe('three-broker Kafka: capture → warehouse consumer while brokers die',
           const n = rng.chance(0.3) ? rng.int(2, 4) : 1;
           await gen.placeOrders(n, n);
           for (let i = 0; i < 1 + n; i++) await gen.sideEffects(DEFAULT_MIX);
-          await sleep(rng.int(5, 25));
+          await sleep(rng.int(20, 60));
         }
       } catch (err) {
         writeError = err;
