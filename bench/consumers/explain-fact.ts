@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { factOrdersSelectSql } from '../../src/sinks/postgres/derived-sql.ts';
+import { factOrdersSelectSql } from '../../consumers/warehouse/derived-sql.ts';
 
 /** npx tsx bench/consumers/explain-fact.ts <bench id>: plan of the batch fact_orders SELECT over a bench run's tables (the rebuild diagnosis). */
 const id = process.argv[2]!;

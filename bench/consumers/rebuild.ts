@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import type pg from 'pg';
 import { REPO } from '../capture/harness.ts';
-import { fullRefresh } from '../../src/sinks/postgres/full-refresh.ts';
+import { fullRefresh } from '../../consumers/warehouse/full-refresh.ts';
 import { quoted } from '../../src/sinks/postgres/pool.ts';
 import { createPipeline, loadavg, log, median, round, waitDrained } from './pipeline.ts';
 
@@ -12,7 +12,7 @@ import { createPipeline, loadavg, log, median, round, waitDrained } from './pipe
  *      process, wall time from spawn to exit: staging + history from the
  *      topics, set-based fullRefresh, handover, swap, Redis flush, cleanup);
  *  (a) the plain batch SQL full refresh (fullRefresh of
- *      src/sinks/postgres/full-refresh.ts) of every derived table from the
+ *      consumers/warehouse/full-refresh.ts) of every derived table from the
  *      staging the replay just swapped in.
  * Same data, same machine, same run; ratio = replay / batch.
  */

@@ -20,7 +20,7 @@ import { validateClickEvent } from './validate.ts';
 
 /**
  * The `clickstream` consumer group. The Kafka plumbing follows the warehouse
- * consumer (src/consumer/warehouse-consumer.ts): Postgres holds the offsets,
+ * consumer (consumers/warehouse/consumer.ts): Postgres holds the offsets,
  * the group seeks to them on assignment, each slice of a batch is one
  * transaction, Kafka's committed offset trails for monitoring only. That
  * class is bound to the warehouse's apply and Redis outbox, so this is the

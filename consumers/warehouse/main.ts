@@ -1,8 +1,8 @@
 import kafkajs from 'kafkajs';
 import { createRegistry } from '../../src/consumer/avro.ts';
-import { loadWarehouseConsumerConfig } from '../../src/consumer/config.ts';
+import { loadWarehouseConsumerConfig } from './config.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
-import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { WarehouseConsumer } from './consumer.ts';
 import { HEALTH_PORTS } from '../../src/health/config.ts';
 import { consumerHealth, loadConsumerHealthConfig } from '../../src/health/process-health.ts';
 import { isMain } from '../../src/lifecycle/is-main.ts';

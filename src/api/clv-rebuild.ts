@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { clvPayloadSql } from '../sinks/postgres/derived-sql.ts';
+import { clvPayloadSql } from '../../consumers/warehouse/derived-sql.ts';
 import { clvDeletedKey, clvKey, clvKeyId, clvWriteArgs, withClvWrite } from '../sinks/redis/clv-redis.ts';
 import { escapeGlob, scanKeys, scriptBatch, type RedisClient } from '../sinks/redis/redis-client.ts';
 import { ClvPostgres } from './clv-pg.ts';

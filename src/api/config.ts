@@ -41,7 +41,7 @@ export function loadClvStoreConfig(env: Env = process.env): ClvStoreConfig {
   if (!SCHEMA_NAME.test(analyticsSchema)) {
     throw new ConfigError(`ANALYTICS_SCHEMA must be a lower-case SQL identifier ([a-z_][a-z0-9_]*, max 63), got "${analyticsSchema}"`);
   }
-  // Read exactly as the consumers read it (src/consumer/config.ts), or the two would look at different keys.
+  // Read exactly as the consumers read it (consumers/warehouse/config.ts), or the two would look at different keys.
   const redisKeyPrefix = optionalStr(env, 'REDIS_KEY_PREFIX') ?? DEFAULT_REDIS_KEY_PREFIX;
   if (/\s/.test(redisKeyPrefix)) throw new ConfigError('REDIS_KEY_PREFIX must not contain whitespace');
   return {

@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import kafkajs from 'kafkajs';
 import { createRegistry } from '../consumer/avro.ts';
-import { loadWarehouseConsumerConfig } from '../consumer/config.ts';
+import { loadWarehouseConsumerConfig } from '../../consumers/warehouse/config.ts';
 import { kafkaLogCreator } from '../consumer/kafka-log.ts';
 import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';

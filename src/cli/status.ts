@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { loadApiConfig } from '../api/config.ts';
 import { loadClickstreamConfig } from '../../consumers/clickstream/config.ts';
-import { loadWarehouseConsumerConfig } from '../consumer/config.ts';
+import { loadWarehouseConsumerConfig } from '../../consumers/warehouse/config.ts';
 import type { Env } from '../config/env.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
 import { HEALTH_PORTS, loadHealthListen } from '../health/config.ts';

@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
-import { loadWarehouseConsumerConfig } from '../consumer/config.ts';
+import { loadWarehouseConsumerConfig } from '../../consumers/warehouse/config.ts';
 import { ConfigError } from '../errors.ts';
 import { isMain } from '../lifecycle/is-main.ts';
 import { createLogger } from '../logger.ts';

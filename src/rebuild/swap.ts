@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { namespaceLockSql, readStoredOffsets } from '../sinks/postgres/batch-tx.ts';
-import { clvPayloadSql } from '../sinks/postgres/derived-sql.ts';
+import { clvPayloadSql } from '../../consumers/warehouse/derived-sql.ts';
 import { quoted, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { sleep } from '../util/sleep.ts';
 

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { diffDerivedTables, type TableDiff } from '../sinks/postgres/batch-recompute.ts';
-import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
+import { diffDerivedTables, type TableDiff } from '../../consumers/warehouse/batch-recompute.ts';
+import type { ClvThresholds } from '../../consumers/warehouse/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { runDataChecks, type CheckResult } from './checks.ts';
 import { diffStagingWithSource, type SourceTableDiff } from './source-compare.ts';

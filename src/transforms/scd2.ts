@@ -5,7 +5,7 @@ import { END_OF_TIME_US, formatInstantUs } from './time.ts';
  * SCD type 2 on customer_segment (docs/contract.md §3), as a pure walk over one
  * customer's change history in commit order: by (seq, lsn), the key staging
  * uses too (src/consumer/envelope.ts, RowChange.seq). The same rules are written as
- * set-based SQL in src/sinks/postgres/batch-recompute-sql.ts; tests hold
+ * set-based SQL in consumers/warehouse/batch-recompute.ts; tests hold
  * the two to the same rows.
  *
  * Rules:

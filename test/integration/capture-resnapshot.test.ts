@@ -7,12 +7,12 @@ import { consumeUntil, createHarness, spawnCapture, startInProcess, waitFor, typ
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
-import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { createLogger } from '../../src/logger.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
-import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
+import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
 import { createWarehousePool, isoSql, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
-import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
+import { stagingRows } from '../../consumers/warehouse/staging-apply.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 

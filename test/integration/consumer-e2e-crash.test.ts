@@ -10,7 +10,7 @@ import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.t
 import { DEFAULT_MIX, TrafficGenerator, type TrafficMix } from '../../src/generator/writer.ts';
 import { Rng } from '../../src/generator/rng.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
-import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
+import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
 import { createWarehousePool, isoSql, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
 import { sleep } from '../../src/util/sleep.ts';

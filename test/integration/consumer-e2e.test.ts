@@ -6,12 +6,12 @@ import { createHarness, startInProcess, waitFor, type Harness } from '../../benc
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { TABLES, TABLE_NAMES } from '../../src/consumer/tables.ts';
-import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { createLogger } from '../../src/logger.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
-import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
+import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
 import { createWarehousePool, isoSql, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
-import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
+import { stagingRows } from '../../consumers/warehouse/staging-apply.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
 import { stackEnv } from '../helpers/stack-env.ts';
 import { uniqueId } from '../helpers/stack-env.ts';

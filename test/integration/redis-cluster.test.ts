@@ -8,7 +8,7 @@ import { RedisClvStore } from '../../src/api/clv-store.ts';
 import { ApiMetrics } from '../../src/api/metrics.ts';
 import { createLookupRedis } from '../../src/api/server.ts';
 import { migrate } from '../../src/migrations/runner.ts';
-import { clvPayloadSql } from '../../src/sinks/postgres/derived-sql.ts';
+import { clvPayloadSql } from '../../consumers/warehouse/derived-sql.ts';
 import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { ClvRedisSink, clvKey, type OutboxRow } from '../../src/sinks/redis/clv-redis.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';

@@ -8,7 +8,7 @@ import { createHarness, startInProcess, waitFor, type Harness } from '../../benc
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { groupLag } from '../../src/consumer/lag.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
-import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { TrafficGenerator } from '../../src/generator/writer.ts';
 import { createLogger } from '../../src/logger.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';

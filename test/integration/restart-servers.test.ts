@@ -11,7 +11,7 @@ import { groupLag } from '../../src/consumer/lag.ts';
 import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
 import { DEFAULT_MIX, TrafficGenerator } from '../../src/generator/writer.ts';
 import { migrate } from '../../src/migrations/runner.ts';
-import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
+import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
 import { createWarehousePool, isoSql, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
 import { sleep } from '../../src/util/sleep.ts';

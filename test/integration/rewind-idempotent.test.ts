@@ -4,7 +4,8 @@ import type { RowChange } from '../../src/consumer/envelope.ts';
 import type { Row, TableName } from '../../src/consumer/tables.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { runVerify } from '../../src/rebuild/verify.ts';
-import { applyBatches, readStoredOffsets, type BatchMessage } from '../../src/sinks/postgres/batch-tx.ts';
+import { applyBatches } from '../../consumers/warehouse/apply.ts';
+import { readStoredOffsets, type BatchMessage } from '../../src/sinks/postgres/batch-tx.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { TABLES, TABLE_NAMES } from '../../src/consumer/tables.ts';
-import { WarehouseConsumer } from '../../src/consumer/warehouse-consumer.ts';
+import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { createLogger } from '../../src/logger.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';

@@ -3,11 +3,12 @@ import type pg from 'pg';
 import { validateEnvelope, type RowChange } from '../../src/consumer/envelope.ts';
 import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
-import { applyBatch, type BatchMessage } from '../../src/sinks/postgres/batch-tx.ts';
-import { diffDerivedTables } from '../../src/sinks/postgres/batch-recompute.ts';
+import { applyBatch } from '../../consumers/warehouse/apply.ts';
+import type { BatchMessage } from '../../src/sinks/postgres/batch-tx.ts';
+import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
-import { stagingRows } from '../../src/sinks/postgres/staging-apply.ts';
-import { fullRefresh } from '../../src/sinks/postgres/full-refresh.ts';
+import { stagingRows } from '../../consumers/warehouse/staging-apply.ts';
+import { fullRefresh } from '../../consumers/warehouse/full-refresh.ts';
 import { avroType, envelopeSchema, envelopeValue, rng, ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 

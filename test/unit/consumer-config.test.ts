@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import avro from 'avsc';
 import { avroOptions } from '../../src/consumer/avro.ts';
-import { loadWarehouseConsumerConfig } from '../../src/consumer/config.ts';
+import { loadWarehouseConsumerConfig } from '../../consumers/warehouse/config.ts';
 import type { RowChange } from '../../src/consumer/envelope.ts';
 import { ConfigError } from '../../src/errors.ts';
-import { directKeys } from '../../src/sinks/postgres/recompute.ts';
+import { directKeys } from '../../consumers/warehouse/recompute.ts';
 
 describe('loadWarehouseConsumerConfig', () => {
   it('derives the four topics from TOPIC_PREFIX and SOURCE_SCHEMA and applies the defaults', () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { loadInputFormats } from '../../src/consumer/config.ts';
+import { loadInputFormats } from '../../consumers/warehouse/config.ts';
 import { CONTRACT_DECIMAL_SCALES, MessageDecoder } from '../../src/consumer/decode.ts';
 import { validateEnvelope } from '../../src/consumer/envelope.ts';
 import { decodeDebeziumJson, decodeDebeziumJsonKey } from '../../src/consumer/json-debezium.ts';

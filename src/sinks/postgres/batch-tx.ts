@@ -1,11 +1,8 @@
 import type pg from 'pg';
 import type { RowChange } from '../../consumer/envelope.ts';
-import type { ClvThresholds } from './derived-sql.ts';
 import { readStoredOffsets, recordProgress, type DeadLetterNote } from './consumer-progress.ts';
 import type { OutboxRow } from '../redis/clv-redis.ts';
 import { quoted, type WarehouseSchemas } from './pool.ts';
-import { captureBefore, directKeys, recomputeAffected } from './recompute.ts';
-import { applyStaging, expandTruncate } from './staging-apply.ts';
 import type { StageTimer } from '../../consumer/stage-timer.ts';
 
 // Kept importable from here: the rebuild, the lag probe and tests read offsets through this module.
@@ -18,7 +15,9 @@ export { readStoredOffsets, type DeadLetterNote } from './consumer-progress.ts';
  * restart resumes exactly after the last committed batch. Batches of
  * several topics go into one transaction when they arrive together (the
  * consumer's group commit): an order and its lines, which come on two
- * topics, then cost one recomputation instead of two.
+ * topics, then cost one recomputation instead of two. What the changes do
+ * inside the transaction is the group's own (`ApplyChanges`; the
+ * warehouse's is consumers/warehouse/apply.ts).
  */
 export interface BatchMessage {
   offset: string;
@@ -37,18 +36,12 @@ export interface BatchInput extends PartitionBatch {
   group: string;
 }
 
-export interface BatchOptions {
-  redisKeyPrefix: string;
-  thresholds?: ClvThresholds;
-  /**
-   * Apply staging, history and offsets only, leaving the derived tables to
-   * one `fullRefresh` once caught up: how a replay from offset 0 rebuilds
-   * in about the time of a batch full refresh instead of key by key.
-   */
-  deferDerived?: boolean;
-  /** Collects the time of each step of the transaction (src/consumer/stage-timer.ts). */
-  timer?: StageTimer;
-}
+/**
+ * A group's work on the fresh changes of a transaction (those no earlier
+ * transaction stored an offset past), in stream order; returns the Redis
+ * outbox rows it wrote. `lap` times its steps (src/consumer/stage-timer.ts).
+ */
+export type ApplyChanges = (client: pg.PoolClient, changes: RowChange[], lap: (stage: string) => void) => Promise<OutboxRow[]>;
 
 export interface BatchOutcome {
   /** The offset stored for the partition after the batch (last offset + 1). */
@@ -69,28 +62,12 @@ export function namespaceLockSql(schemas: WarehouseSchemas): { sql: string; para
   return { sql: 'SELECT pg_advisory_xact_lock(hashtext($1))', params: [`cdc-warehouse:${schemas.staging}/${schemas.analytics}`] };
 }
 
-/** Splits at truncates: a truncate removes what staging holds at its point in the stream, so it is applied between the runs around it. */
-function segments(changes: RowChange[]): RowChange[][] {
-  const out: RowChange[][] = [[]];
-  for (const ch of changes) {
-    if (ch.op === 't') out.push([ch], []);
-    else out[out.length - 1]!.push(ch);
-  }
-  return out.filter((s) => s.length > 0);
-}
-
-/** One partition's batch as one transaction (see applyBatches). */
-export async function applyBatch(pool: pg.Pool, schemas: WarehouseSchemas, input: BatchInput, opts: BatchOptions): Promise<BatchOutcome> {
-  const { group, ...part } = input;
-  return (await applyBatches(pool, schemas, group, [part], opts)).parts[0]!;
-}
-
-export async function applyBatches(pool: pg.Pool, schemas: WarehouseSchemas, group: string, parts: PartitionBatch[], opts: BatchOptions): Promise<BatchesOutcome> {
+export async function runBatchTransaction(pool: pg.Pool, schemas: WarehouseSchemas, group: string, parts: PartitionBatch[], apply: ApplyChanges, timer?: StageTimer): Promise<BatchesOutcome> {
   quoted(schemas); // refuses bad schema names before a connection is taken
   if (parts.length === 0 || parts.some((p) => p.messages.length === 0)) throw new Error('empty batch');
   const seen = new Set(parts.map((p) => `${p.topic}/${p.partition}`));
   if (seen.size !== parts.length) throw new Error('two batches of one partition in one transaction');
-  const lap = opts.timer?.laps() ?? (() => {});
+  const lap = timer?.laps() ?? (() => {});
   const client = await pool.connect();
   lap('tx.connect');
   try {
@@ -119,21 +96,7 @@ export async function applyBatches(pool: pg.Pool, schemas: WarehouseSchemas, gro
     }
     lap('tx.offsetRead');
     const changes = fresh.flatMap((f) => f.flatMap((m) => (m.change ? [m.change] : [])));
-    const outbox: OutboxRow[] = [];
-    for (const seg of segments(changes)) {
-      const run = seg[0]!.op === 't' ? await expandTruncate(client, schemas, seg[0]!) : seg;
-      if (run.length === 0) continue;
-      if (opts.deferDerived) {
-        await applyStaging(client, schemas, run);
-        continue;
-      }
-      const keys = directKeys(run);
-      const pre = await captureBefore(client, schemas, keys);
-      lap('tx.captureBefore');
-      await applyStaging(client, schemas, run);
-      lap('tx.staging');
-      outbox.push(...(await recomputeAffected(client, schemas, keys, pre, { ...opts, lap })).outbox);
-    }
+    const outbox = await apply(client, changes, lap);
     await recordProgress(client, schemas, parts.flatMap((p, i) => fresh[i]!.length === 0 ? [] : [{
       progress: { group, ...p, nextOffset: outcomes[i]!.nextOffset }, freshOffsets: new Set(fresh[i]!.map((m) => m.offset)),
     }]));

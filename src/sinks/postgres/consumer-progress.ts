@@ -5,7 +5,7 @@ import { quoted, type WarehouseSchemas } from './pool.ts';
  * A consumer group's position as Postgres holds it (`consumer_offsets`)
  * and the dead-letter notes that go with it, shared by every group whose
  * batches commit their offset in the same transaction as their data
- * (the warehouse's batch-tx.ts, the clickstream's apply.ts).
+ * (batch-tx.ts, which the warehouse's apply.ts runs in, and the clickstream's apply.ts).
  */
 export interface DeadLetterNote {
   offset: string;

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from '../../logger.ts';
-import { clvPayloadSql } from '../postgres/derived-sql.ts';
+import { clvPayloadSql } from '../../../consumers/warehouse/derived-sql.ts';
 import { quoted, type WarehouseSchemas } from '../postgres/pool.ts';
 import { scriptBatch, type RedisClient } from './redis-client.ts';
 

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { clvPayloadSql } from '../postgres/derived-sql.ts';
+import { clvPayloadSql } from '../../../consumers/warehouse/derived-sql.ts';
 import { quoted, type WarehouseSchemas } from '../postgres/pool.ts';
 import { clvKey, clvKeyId } from './clv-redis.ts';
 import { escapeGlob, scanKeys, type RedisClient } from './redis-client.ts';

@@ -1,9 +1,9 @@
 import type pg from 'pg';
 import { PRICE_TIER, clvPayloadSql, clvSelectSql, DEFAULT_CLV_THRESHOLDS, factOrdersSelectSql, fulfillmentSelectSql, type ClvThresholds } from './derived-sql.ts';
 import { dimCustomersBatchSql } from './batch-recompute.ts';
-import { namespaceLockSql } from './batch-tx.ts';
-import { withIndexesRebuiltAfter } from './bulk-indexes.ts';
-import { quoted, type WarehouseSchemas } from './pool.ts';
+import { namespaceLockSql } from '../../src/sinks/postgres/batch-tx.ts';
+import { withIndexesRebuiltAfter } from '../../src/sinks/postgres/bulk-indexes.ts';
+import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 
 /**
  * Rebuilds every derived table of a namespace from its staging and history

@@ -1,11 +1,11 @@
-import { loadStackConfig, type StackConfig } from '../config/index.ts';
-import { int, oneOf, optionalStr, str, type Env } from '../config/env.ts';
-import { loadWarehouseSchemas } from '../config/warehouse-schemas.ts';
-import { ConfigError } from '../errors.ts';
-import type { ClvThresholds } from '../sinks/postgres/derived-sql.ts';
-import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
-import { CONTRACT_DECIMAL_SCALES, VALUE_FORMATS, type InputFormats, type ValueFormat } from './decode.ts';
-import { TABLES, TABLE_NAMES, isTableName } from './tables.ts';
+import { loadStackConfig, type StackConfig } from '../../src/config/index.ts';
+import { int, oneOf, optionalStr, str, type Env } from '../../src/config/env.ts';
+import { loadWarehouseSchemas } from '../../src/config/warehouse-schemas.ts';
+import { ConfigError } from '../../src/errors.ts';
+import type { ClvThresholds } from './derived-sql.ts';
+import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { CONTRACT_DECIMAL_SCALES, VALUE_FORMATS, type InputFormats, type ValueFormat } from '../../src/consumer/decode.ts';
+import { TABLES, TABLE_NAMES, isTableName } from '../../src/consumer/tables.ts';
 
 /** Settings of the warehouse consumer process (consumers/warehouse/main.ts). */
 export interface WarehouseConsumerConfig {

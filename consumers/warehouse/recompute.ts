@@ -1,10 +1,10 @@
 import type pg from 'pg';
-import type { RowChange } from '../../consumer/envelope.ts';
-import { scd2Versions, type CustomerChange } from '../../transforms/scd2.ts';
-import { formatInstantUs } from '../../transforms/time.ts';
+import type { RowChange } from '../../src/consumer/envelope.ts';
+import { scd2Versions, type CustomerChange } from '../../src/transforms/scd2.ts';
+import { formatInstantUs } from '../../src/transforms/time.ts';
 import { PRICE_TIER, clvPayloadFromSql, clvSelectSql, factOrdersSelectSql, fulfillmentSelectSql, DEFAULT_CLV_THRESHOLDS, type ClvThresholds } from './derived-sql.ts';
-import { quoted, type WarehouseSchemas } from './pool.ts';
-import type { OutboxRow } from '../redis/clv-redis.ts';
+import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import type { OutboxRow } from '../../src/sinks/redis/clv-redis.ts';
 
 /**
  * Per-affected-key recomputation of the derived tables from staging

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { PRICE_TIER, clvSelectSql, DEFAULT_CLV_THRESHOLDS, factOrdersSelectSql, fulfillmentSelectSql, type ClvThresholds } from './derived-sql.ts';
-import { quoted, type WarehouseSchemas } from './pool.ts';
+import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 
 /**
  * The batch recomputation of every derived table from staging (docs/contract.md §4:

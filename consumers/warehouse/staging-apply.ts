@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { compareOrder, type RowChange } from '../../consumer/envelope.ts';
-import { TABLES, rowKey, type Row, type TableName, type TableSpec } from '../../consumer/tables.ts';
-import { formatInstantUs } from '../../transforms/time.ts';
-import { isoSql, quoted, type WarehouseSchemas } from './pool.ts';
+import { compareOrder, type RowChange } from '../../src/consumer/envelope.ts';
+import { TABLES, rowKey, type Row, type TableName, type TableSpec } from '../../src/consumer/tables.ts';
+import { formatInstantUs } from '../../src/transforms/time.ts';
+import { isoSql, quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 
 /**
  * Applies changes to staging and the history tables. Staging keeps only the
