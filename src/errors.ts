@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'STARTUP_TIMEOUT'
   | 'KAFKA_REFUSED'
   | 'CONSUMER_CRASHED'
+  | 'AUTH_FAILED'
   | 'UNEXPECTED';
 
 export abstract class CdcError extends Error {
@@ -110,6 +111,16 @@ export class KafkaRefusedError extends CdcError {
 /** A Kafka consumer stopped for good (kafkajs CRASH without restart): the process exits so a supervisor restarts it. */
 export class ConsumerCrashedError extends CdcError {
   readonly code = 'CONSUMER_CRASHED' as const;
+  readonly retriable = false;
+}
+
+/**
+ * A server refused our credentials or we refused its certificate (a wrong
+ * password, an unknown user, a CA that does not match): fatal, since
+ * retrying the same credentials cannot help. The message names the setting.
+ */
+export class AuthFailedError extends CdcError {
+  readonly code = 'AUTH_FAILED' as const;
   readonly retriable = false;
 }
 

@@ -4,6 +4,7 @@ import { writeBacklog } from './backlog.ts';
 import { createHarness, REPO, spawnCapture } from './harness.ts';
 import { Kafka, logLevel } from '../../src/publisher/kafkajs.ts';
 import { sleep } from '../../src/util/sleep.ts';
+import { kafkaClientConfig } from '../../src/config/kafka.ts';
 
 /**
  * Same-session comparison with Debezium 3.0.8's PostgreSQL connector (Kafka
@@ -24,7 +25,7 @@ const log = (m: string) => process.stderr.write(`[bench:debezium] ${m}\n`);
 const classpath = debeziumClasspath(STATE);
 
 const h = await createHarness(`bench_dbz_${Date.now().toString(36)}`);
-const kafka = new Kafka({ brokers: h.config().kafkaBrokers, logLevel: logLevel.NOTHING });
+const kafka = new Kafka(kafkaClientConfig(h.config().kafka, { logLevel: logLevel.NOTHING }));
 const admin = kafka.admin();
 await admin.connect();
 

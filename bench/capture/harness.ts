@@ -8,6 +8,7 @@ import { Kafka, logLevel } from '../../src/publisher/kafkajs.ts';
 import pg from 'pg';
 import pino from 'pino';
 import type { Env } from '../../src/config/env.ts';
+import { kafkaClientConfig } from '../../src/config/kafka.ts';
 import { migrate } from '../../src/migrations/runner.ts';
 import { CaptureService } from '../../src/source/capture.ts';
 import { loadCaptureConfig, type CaptureConfig } from '../../src/source/capture-config.ts';
@@ -58,7 +59,7 @@ export async function createHarness(id: string, opts: { demoSchema?: boolean } =
       await pool.query(`DROP PUBLICATION IF EXISTS ${id}`);
       await pool.query(`DROP SCHEMA IF EXISTS ${id} CASCADE`);
       await pool.query(`DROP SCHEMA IF EXISTS ${id}_meta CASCADE`);
-      const kafka = new Kafka({ brokers: base.kafkaBrokers, logLevel: logLevel.NOTHING });
+      const kafka = new Kafka(kafkaClientConfig(base.kafka, { logLevel: logLevel.NOTHING }));
       const admin = kafka.admin();
       await admin.connect();
       // also the per-run prefixes the benchmark derives from the id (`<id>_r0.`, `<id>_lat.`)
@@ -114,7 +115,7 @@ export interface Decoded {
  */
 export async function consumeUntil(topics: string[], done: (all: Decoded[]) => boolean, timeoutMs = 60_000, decode = true): Promise<Decoded[]> {
   const cfg = loadCaptureConfig({ ...process.env, CAPTURE_METRICS_PORT: '-1' });
-  const kafka = new Kafka({ brokers: cfg.kafkaBrokers, logLevel: logLevel.NOTHING });
+  const kafka = new Kafka(kafkaClientConfig(cfg.kafka, { logLevel: logLevel.NOTHING }));
   const registry = new SchemaRegistry({ host: cfg.registryUrl }, { [SchemaType.AVRO]: AVRO_BIGINT_OPTIONS as never });
   const consumer = kafka.consumer({ groupId: `t-${Math.random().toString(36).slice(2)}`, maxBytesPerPartition: 16 * 1024 * 1024 });
   const all: Decoded[] = [];

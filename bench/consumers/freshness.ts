@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { Redis } from 'ioredis';
 import { loadStackConfig } from '../../src/config/index.ts';
+import { redisClientOptions } from '../../src/config/redis.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { consumerProfileArgs, createPipeline, loadavg, log, median, pct, round, waitDrained, type Pipeline } from './pipeline.ts';
 
@@ -31,8 +32,8 @@ const PROBE_BASE = 1_000_000_000;
 export async function freshness(id: string, o: FreshnessOptions) {
   const p = await createPipeline(id);
   const stack = loadStackConfig();
-  const sub = new Redis(stack.redisUrl);
-  const reader = new Redis(stack.redisUrl);
+  const sub = new Redis(stack.redisUrl, redisClientOptions(stack.redis));
+  const reader = new Redis(stack.redisUrl, redisClientOptions(stack.redis));
   const probePg = new pg.Client({ connectionString: stack.sourceUrl });
   const [, oldNotify] = (await p.redis.config('GET', 'notify-keyspace-events')) as [string, string];
   try {

@@ -7,6 +7,8 @@ import type pg from 'pg';
 import { createHarness, REPO, spawnCapture, type Harness } from '../capture/harness.ts';
 import type { Env } from '../../src/config/env.ts';
 import { loadStackConfig } from '../../src/config/index.ts';
+import { kafkaClientConfig } from '../../src/config/kafka.ts';
+import { redisClientOptions } from '../../src/config/redis.ts';
 import { groupLag } from '../../src/consumer/lag.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
@@ -96,8 +98,8 @@ export async function createPipeline(id: string, seed = 42): Promise<Pipeline> {
   const topics = TABLE_NAMES.map((t) => h.topic(t));
   const wh = createWarehousePool(stack.warehouseUrl, 4);
   await migrate(wh, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
-  const redis = new Redis(stack.redisUrl, { maxRetriesPerRequest: 1 });
-  const kafka = new kafkajs.Kafka({ clientId: 'bench-consumers', brokers: stack.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+  const redis = new Redis(stack.redisUrl, redisClientOptions(stack.redis, { maxRetriesPerRequest: 1 }));
+  const kafka = new kafkajs.Kafka(kafkaClientConfig(stack.kafka, { clientId: 'bench-consumers', logLevel: kafkajs.logLevel.NOTHING }));
   const admin = kafka.admin();
   await admin.connect();
   const consumerEnv: Env = {

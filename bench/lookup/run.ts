@@ -4,64 +4,72 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
 import { Command } from 'commander';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { rebuildRedisClv } from '../../src/api/clv-rebuild.ts';
 import { loadStackConfig } from '../../src/config/index.ts';
+import { redisClientOptions } from '../../src/config/redis.ts';
 import { migrate } from '../../src/migrations/runner.ts';
+import { medians, round3, runPhase, type Generator, type PhaseResult } from './load.ts';
 
 /**
- * `npm run bench:lookup`: GET /customers/:id/clv under autocannon at a fixed
- * overall rate (default 5,000 req/s for 20 s, 3 runs), random ids among
- * 10,000 customers whose CLV is in Redis. The API runs as its own process
- * (`src/api/main.ts`), as in production; autocannon runs here.
+ * `npm run bench:lookup`: GET /customers/:id/clv, random ids among 10,000
+ * customers whose CLV is in Redis, against the API as its own process
+ * (`src/api/main.ts`, one process, as in production); the load generator
+ * runs here: autocannon by default, or `--generator raw`
+ * (bench/lookup/raw-client.ts, evenly paced, lighter on the CPU).
+ * Three phases, each `--runs` times (medians go to the results file):
  *
- * Latency is reported twice: autocannon's own percentiles (whole ms: its
- * histogram cannot resolve below 1 ms) and exact percentiles of every
- * response time it measured (float ms from its 'response' events), which
- * are the ones to read against a 2 ms target. Medians over the runs go to
- * bench-results/lookup.json with every run's figures.
+ * - fixed: an overall 5,000 req/s over 10 connections; exact p50/p99/p99.9.
+ * - max: as many requests as the API answers, over `--max-connections`
+ *   connections (optionally HTTP-pipelined); throughput and latency there.
+ * - calibration: the max phase against a bare node:http server answering
+ *   the same bytes (bench/lookup/trivial-server.ts): the ceiling of the load
+ *   generator and of Node's HTTP layer on this machine, so a max-phase
+ *   figure can be read against what the machine allows at all.
  *
- * Note on the load shape: autocannon enforces a rate per connection by
- * sending back to back until the connection's quota for the current second
- * is used, then pausing to the next second. Load therefore comes in bursts
- * at the start of each second, and latency grows with --connections.
+ * Every run records the CPU seconds per 10,000 requests of the server
+ * process (from /proc) and of the generator (this process), and the load
+ * average: the machine is shared, and CPU per request is the figure that
+ * does not depend on the neighbours.
+ *
+ * Note on the fixed-rate load shape: autocannon enforces a rate per
+ * connection by sending back to back until the connection's quota for the
+ * current second is used, then pausing to the next second. Load therefore
+ * comes in bursts at the start of each second; the raw generator sends
+ * what is due every millisecond instead.
  */
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const SCHEMA = 'bench_lookup';
 const PREFIX = 'bench_lookup:';
 
+const num = (v: string) => Number(v);
 const program = new Command('bench:lookup')
-  .option('--runs <n>', 'measured runs', (v) => Number(v), 3)
-  .option('--duration <s>', 'seconds per run', (v) => Number(v), 20)
-  .option('--rate <n>', 'overall requests per second', (v) => Number(v), 5000)
-  .option('--connections <n>', 'concurrent HTTP connections', (v) => Number(v), 10)
-  .option('--customers <n>', 'customers seeded in Postgres and Redis', (v) => Number(v), 10_000)
+  .option('--runs <n>', 'measured runs of each phase', num, 3)
+  .option('--phases <list>', 'phases to run, comma-separated: fixed,max,calibration', 'fixed,max,calibration')
+  .option('--duration <s>', 'seconds per fixed-rate run', num, 20)
+  .option('--rate <n>', 'overall requests per second of the fixed-rate phase', num, 5000)
+  .option('--connections <n>', 'HTTP connections of the fixed-rate phase', num, 10)
+  .option('--max-duration <s>', 'seconds per max-throughput run', num, 10)
+  .option('--max-connections <n>', 'HTTP connections of the max-throughput phase', num, 32)
+  .option('--pipelining <n>', 'requests in flight per connection in the max phase (HTTP/1.1 pipelining)', num, 1)
+  .option('--generator <name>', 'load generator: autocannon (bursty pacing at a fixed rate) or raw (bench/lookup/raw-client.ts, evenly paced)', 'autocannon')
+  .option('--customers <n>', 'customers seeded in Postgres and Redis', num, 10_000)
+  .option('--cpu-prof <dir>', 'run the API under node --cpu-prof, profile written to <dir> when it stops')
   .option('--out <file>', 'results file', join(REPO, 'bench-results', 'lookup.json'))
   .parse();
-const opts = program.opts<{ runs: number; duration: number; rate: number; connections: number; customers: number; out: string }>();
-
-interface RunResult {
-  requests: number;
-  throughputRps: number;
-  non2xx: number;
-  errors: number;
-  exactMs: { p50: number; p90: number; p99: number; p999: number; max: number };
-  autocannonMs: { p50: number; p90: number; p99: number; p999: number; max: number };
-  /** 1-minute load average when the run ended: this machine is shared, and a busy neighbour shows here. */
-  loadAvg1m: number;
-  /** API process CPU (user+system) per answered request: what the API costs, whatever else runs on the machine. */
-  apiCpuUsPerRequest: number;
+const opts = program.opts<{
+  runs: number; phases: string; duration: number; rate: number; connections: number; maxDuration: number;
+  maxConnections: number; pipelining: number; generator: Generator; customers: number; cpuProf?: string; out: string;
+}>();
+if (opts.generator !== 'raw' && opts.generator !== 'autocannon') {
+  process.stderr.write(`--generator must be raw or autocannon, got "${opts.generator}"\n`);
+  process.exit(2);
 }
-
-/** process_cpu_seconds_total of the API (prom-client default metrics). */
-async function apiCpuSeconds(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  return Number(/^process_cpu_seconds_total (\S+)$/m.exec(text)?.[1] ?? NaN);
-}
+const phases = new Set(opts.phases.split(',').map((p) => p.trim()));
+const log = (m: string) => process.stderr.write(`[bench:lookup] ${m}\n`);
 
 async function seed(pool: pg.Pool, redis: Redis): Promise<void> {
   await pool.query(`DROP SCHEMA IF EXISTS ${SCHEMA}_stg, ${SCHEMA}_an, ${SCHEMA}_meta CASCADE`);
@@ -79,7 +87,7 @@ async function seed(pool: pg.Pool, redis: Redis): Promise<void> {
   );
   await clearPrefix(redis);
   const r = await rebuildRedisClv({ pool, redis, analyticsSchema: `${SCHEMA}_an`, keyPrefix: PREFIX });
-  console.error(`seeded ${opts.customers} customers in ${SCHEMA}_an and Redis (${r.written} hashes written)`);
+  log(`seeded ${opts.customers} customers in ${SCHEMA}_an and Redis (${r.written} hashes written)`);
 }
 
 async function clearPrefix(redis: Redis): Promise<void> {
@@ -91,123 +99,118 @@ async function clearPrefix(redis: Redis): Promise<void> {
   } while (cursor !== '0');
 }
 
-function startApi(): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/api/main.ts'], {
-    cwd: REPO,
-    env: { ...process.env, API_PORT: '0', ANALYTICS_SCHEMA: `${SCHEMA}_an`, REDIS_KEY_PREFIX: PREFIX, LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+/** Starts a child and resolves with it and the first stdout line `pick` accepts. */
+function startChild(args: string[], env: NodeJS.ProcessEnv, pick: (line: string) => string | undefined): Promise<{ child: ChildProcess; value: string }> {
+  const child = spawn(process.execPath, args, { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('API did not start in 30 s')), 30_000);
-    child.once('exit', (code) => reject(new Error(`API exited with ${code} before listening`)));
+    const timer = setTimeout(() => reject(new Error(`${args.at(-1)} did not start in 30 s`)), 30_000);
+    child.once('exit', (code) => reject(new Error(`${args.at(-1)} exited with ${code} before listening`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const entry = JSON.parse(line) as { msg?: string; url?: string };
-        if (entry.msg === 'listening' && entry.url) {
-          clearTimeout(timer);
-          resolve({ child, url: entry.url });
-        }
-      } catch {
-        // not a log line
+      const value = pick(line);
+      if (value !== undefined) {
+        clearTimeout(timer);
+        resolve({ child, value });
       }
     });
   });
 }
 
+function startApi(): Promise<{ child: ChildProcess; value: string }> {
+  const prof = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`] : [];
+  return startChild([...prof, '--import', 'tsx', 'src/api/main.ts'],
+    { API_PORT: '0', ANALYTICS_SCHEMA: `${SCHEMA}_an`, REDIS_KEY_PREFIX: PREFIX, LOG_LEVEL: 'info' },
+    (line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string; url?: string };
+        return entry.msg === 'listening' ? entry.url : undefined;
+      } catch {
+        return undefined; // not a log line
+      }
+    });
+}
+
+async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
 /** xorshift32: the same id sequence every run, so runs are comparable. */
-function ids(seed: number, max: number): () => number {
+function ids(seed: number, max: number): () => string {
   let x = seed;
   return () => {
     x ^= x << 13;
     x ^= x >>> 17;
     x ^= x << 5;
-    return 1 + ((x >>> 0) % max);
+    return `/customers/${1 + ((x >>> 0) % max)}/clv`;
   };
 }
 
-function percentile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
-}
-
-const round3 = (n: number) => Math.round(n * 1000) / 1000;
-
-async function load(url: string, duration: number): Promise<RunResult> {
-  const cpuBefore = await apiCpuSeconds(url);
-  const next = ids(0x9e3779b9, opts.customers);
-  const times: number[] = [];
-  const instance = autocannon({
-    url,
-    duration,
-    connections: opts.connections,
-    overallRate: opts.rate,
-    requests: [{ method: 'GET', setupRequest: (req: Record<string, unknown>) => ({ ...req, path: `/customers/${next()}/clv` }) }],
-  });
-  instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
-    if (status >= 200 && status < 300) times.push(ms);
-  });
-  const r = await instance;
-  const cpuAfter = await apiCpuSeconds(url);
-  const sorted = Float64Array.from(times).sort();
-  return {
-    requests: r.requests.total,
-    throughputRps: round3(r.requests.total / duration),
-    non2xx: r.non2xx,
-    errors: r.errors + r.timeouts,
-    exactMs: {
-      p50: round3(percentile(sorted, 0.5)),
-      p90: round3(percentile(sorted, 0.9)),
-      p99: round3(percentile(sorted, 0.99)),
-      p999: round3(percentile(sorted, 0.999)),
-      max: round3(sorted[sorted.length - 1] ?? NaN),
-    },
-    autocannonMs: { p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, p999: r.latency.p99_9, max: r.latency.max },
-    loadAvg1m: round3(loadavg()[0]!),
-    apiCpuUsPerRequest: Math.round(((cpuAfter - cpuBefore) * 1e6) / Math.max(1, r.requests.total)),
-  };
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
+async function phase(name: string, url: string, pid: number, o: { durationS: number; connections: number; rate?: number; pipelining: number }): Promise<PhaseResult[]> {
+  const runs: PhaseResult[] = [];
+  for (let i = 1; i <= opts.runs; i++) {
+    const r = await runPhase({ url, serverPid: pid, generator: opts.generator, path: ids(0x9e3779b9 + i, opts.customers), ...o });
+    runs.push(r);
+    const due = r.fromDueMs ? ` (from due time: p99 ${r.fromDueMs.p99} ms)` : '';
+    log(`${name} ${i}/${opts.runs}: ${r.throughputRps} req/s, p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms${due}; `
+      + `non-2xx ${r.non2xx}, errors ${r.errors}; server CPU ${r.serverCpuSPer10k} s/10k (system ${r.serverSystemCpuSPer10k}), generator ${r.generatorCpuSPer10k} s/10k; load ${r.loadAvg1m}`);
+  }
+  return runs;
 }
 
 async function main(): Promise<void> {
   const stack = loadStackConfig();
   const pool = new pg.Pool({ connectionString: stack.warehouseUrl, max: 2 });
-  const redis = new Redis(stack.redisUrl);
+  const redis = new Redis(stack.redisUrl, redisClientOptions(stack.redis));
   let api: ChildProcess | undefined;
+  let trivial: ChildProcess | undefined;
+  const loadBefore = round3(loadavg()[0]!);
   try {
     await seed(pool, redis);
     const started = await startApi();
     api = started.child;
-    console.error(`API at ${started.url}; warming up 3 s`);
-    await load(started.url, 3);
-    const runs: RunResult[] = [];
-    for (let i = 1; i <= opts.runs; i++) {
-      const r = await load(started.url, opts.duration);
-      runs.push(r);
-      console.error(`run ${i}/${opts.runs}: ${r.throughputRps} req/s, exact p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms; non-2xx ${r.non2xx}, errors ${r.errors}; API CPU ${r.apiCpuUsPerRequest} µs/request; load average ${r.loadAvg1m}`);
+    const url = started.value;
+    log(`API at ${url} (pid ${api.pid}); warming up 3 s`);
+    await runPhase({ url, serverPid: api.pid!, generator: opts.generator, durationS: 3, connections: opts.connections, pipelining: 1, path: ids(1, opts.customers) });
+    const sample = await (await fetch(`${url}/customers/1/clv`)).text();
+
+    const maxShape = { durationS: opts.maxDuration, connections: opts.maxConnections, pipelining: opts.pipelining };
+    const fixed = phases.has('fixed')
+      ? await phase('fixed', url, api.pid!, { durationS: opts.duration, connections: opts.connections, rate: opts.rate, pipelining: 1 }) : [];
+    const max = phases.has('max') ? await phase('max', url, api.pid!, maxShape) : [];
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    await stopChild(api);
+
+    let calibration: PhaseResult[] = [];
+    if (phases.has('calibration')) {
+      const t = await startChild(['--import', 'tsx', 'bench/lookup/trivial-server.ts'], { BODY: sample }, (line) => (/^\d+$/.test(line) ? line : undefined));
+      trivial = t.child;
+      const turl = `http://127.0.0.1:${t.value}`;
+      await runPhase({ url: turl, serverPid: trivial.pid!, generator: opts.generator, durationS: 2, connections: opts.maxConnections, pipelining: opts.pipelining, path: ids(1, opts.customers) });
+      calibration = await phase('calibration', turl, trivial.pid!, maxShape);
     }
-    const metrics = await (await fetch(`${started.url}/metrics`)).text();
+
     const counter = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
     const result = {
       measuredAt: new Date().toISOString(),
       setup: {
-        rateRps: opts.rate, durationS: opts.duration, connections: opts.connections, customers: opts.customers,
-        runs: opts.runs, node: process.version, cpus: cpus().length,
-        loadShape: 'autocannon overallRate: per-connection quota per second, sent back to back (bursty)',
+        customers: opts.customers, runs: opts.runs, node: process.version, cpus: cpus().length,
+        generator: `${opts.generator} (in the bench process), pipelining ${opts.pipelining} in the max and calibration phases`,
+        fixed: {
+          rateRps: opts.rate, durationS: opts.duration, connections: opts.connections,
+          loadShape: opts.generator === 'raw' ? 'open loop, evenly paced: what is due every 1 ms' : 'autocannon overallRate: per-connection quota per second, sent back to back (bursty)',
+        },
+        max: { durationS: opts.maxDuration, connections: opts.maxConnections, pipelining: opts.pipelining },
+        responseBytes: Buffer.byteLength(sample),
+        loadAvg1mAtStart: loadBefore,
       },
       median: {
-        throughputRps: median(runs.map((r) => r.throughputRps)),
-        p50Ms: median(runs.map((r) => r.exactMs.p50)),
-        p99Ms: median(runs.map((r) => r.exactMs.p99)),
-        p999Ms: median(runs.map((r) => r.exactMs.p999)),
-        autocannonP50Ms: median(runs.map((r) => r.autocannonMs.p50)),
-        autocannonP99Ms: median(runs.map((r) => r.autocannonMs.p99)),
-        apiCpuUsPerRequest: median(runs.map((r) => r.apiCpuUsPerRequest)),
+        ...(fixed.length ? { fixed: medians(fixed) } : {}),
+        ...(max.length ? { max: medians(max) } : {}),
+        ...(calibration.length ? { calibration: medians(calibration) } : {}),
       },
-      runs,
+      runs: { fixed, max, calibration },
       server: {
         redisHits: counter(/api_clv_redis_lookups_total\{result="hit"\} (\d+)/),
         redisMisses: counter(/api_clv_redis_lookups_total\{result="miss"\} (\d+)/),
@@ -217,9 +220,10 @@ async function main(): Promise<void> {
     await mkdir(dirname(opts.out), { recursive: true });
     await writeFile(opts.out, `${JSON.stringify(result, null, 2)}\n`);
     console.log(JSON.stringify(result.median));
-    console.error(`written to ${opts.out}`);
+    log(`written to ${opts.out}`);
   } finally {
-    api?.kill('SIGTERM');
+    await stopChild(api);
+    await stopChild(trivial);
     await clearPrefix(redis).catch(() => {});
     await pool.query(`DROP SCHEMA IF EXISTS ${SCHEMA}_stg, ${SCHEMA}_an, ${SCHEMA}_meta CASCADE`).catch(() => {});
     redis.disconnect();

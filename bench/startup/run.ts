@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import kafkajs from 'kafkajs';
 import { Redis } from 'ioredis';
 import { loadStackConfig } from '../../src/config/index.ts';
+import { kafkaClientConfig } from '../../src/config/kafka.ts';
+import { redisClientOptions } from '../../src/config/redis.ts';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
@@ -38,11 +40,11 @@ const schemas: WarehouseSchemas = { staging: `${id}_stg`, analytics: `${id}_an`,
 const topics = TABLE_NAMES.map((t) => `${id}.public.${t}`);
 const log = (m: string) => process.stderr.write(`[bench:startup] ${m}\n`);
 
-const kafka = new kafkajs.Kafka({ clientId: id, brokers: stack.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+const kafka = new kafkajs.Kafka(kafkaClientConfig(stack.kafka, { clientId: id, logLevel: kafkajs.logLevel.NOTHING }));
 const admin = kafka.admin();
 const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
 const pool = createWarehousePool(stack.warehouseUrl, 2);
-const registry = createRegistry(stack.registryUrl);
+const registry = createRegistry(stack.registry);
 
 interface Sample { mode: 'clean' | 'sigkill'; firstLogMs: number; configuredMs: number; readyMs: number; firstBatchMs: number }
 
@@ -171,7 +173,7 @@ try {
   await admin.deleteTopics({ topics }).catch(() => {});
   await admin.deleteGroups([id]).catch(() => {});
   await pool.query(`DROP SCHEMA IF EXISTS "${schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.meta}" CASCADE`).catch(() => {});
-  const redis = new Redis(stack.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const redis = new Redis(stack.redisUrl, redisClientOptions(stack.redis, { lazyConnect: true, maxRetriesPerRequest: 1 }));
   await redis.connect().then(async () => {
     const keys = await redis.keys(`${id}:*`);
     if (keys.length) await redis.del(...keys);

@@ -1,4 +1,5 @@
 import kafkajs from 'kafkajs';
+import { kafkaClientConfig } from '../../src/config/kafka.ts';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
 import { HEALTH_PORTS } from '../../src/health/config.ts';
@@ -23,7 +24,7 @@ export const runClickstreamConsumer = (): Promise<void> => runMain('consumer-cli
   const cfg = loadClickstreamConfig();
   const healthCfg = loadConsumerHealthConfig(process.env, 'CLICKSTREAM', HEALTH_PORTS.clickstream);
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
-  const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });
+  const kafka = new kafkajs.Kafka(kafkaClientConfig(cfg.stack.kafka, { clientId: `consumer-${cfg.group}`, logCreator: kafkaLogCreator(log) }));
   const h = consumerHealth({ process: 'consumer-clickstream', ...healthCfg, kafka, pool, schemas: cfg.schemas, group: cfg.group, topics: [cfg.topic], log });
   // Listening before the migrations, so /healthz answers (and /readyz says "starting") during start-up.
   await h.server.start();
@@ -36,7 +37,7 @@ export const runClickstreamConsumer = (): Promise<void> => runMain('consumer-cli
     what: 'warehouse migrations', log, signal: ctx.signal, endpoints: ctx.endpoints, via: postgresEndpoint('warehouse', cfg.stack.warehouseUrl, 'WAREHOUSE_DATABASE_URL'),
   });
   const consumer = new ClickstreamConsumer({
-    kafka, registry: createRegistry(cfg.stack.registryUrl), pool, schemas: cfg.schemas, group: cfg.group, topic: cfg.topic,
+    kafka, registry: createRegistry(cfg.stack.registry), pool, schemas: cfg.schemas, group: cfg.group, topic: cfg.topic,
     allowedLatenessUs: cfg.allowedLatenessUs, log, maxMessagesPerTx: cfg.maxMessagesPerTx, sessionTimeoutMs: cfg.sessionTimeoutMs,
     observer: h.metrics, onConsumer: h.onConsumer,
     onRetentionGap: cfg.onRetentionGap,

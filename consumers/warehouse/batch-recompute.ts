@@ -113,7 +113,7 @@ export interface TableDiff {
 }
 
 /** Row-for-row comparison (multiset) of every derived table with its batch recomputation. */
-export async function diffDerivedTables(client: pg.ClientBase, schemas: WarehouseSchemas, thresholds?: ClvThresholds): Promise<TableDiff[]> {
+export async function diffDerivedTables(client: pg.ClientBase, schemas: WarehouseSchemas, thresholds?: ClvThresholds, onTable?: (table: string) => void): Promise<TableDiff[]> {
   const out: TableDiff[] = [];
   for (const c of batchChecks(schemas, thresholds)) {
     const missing = await client.query(`SELECT * FROM ((${c.expected}) EXCEPT ALL (${c.actual})) d LIMIT 5`);
@@ -125,6 +125,7 @@ export async function diffDerivedTables(client: pg.ClientBase, schemas: Warehous
       unexpected: unexpected.rowCount ? await count(`(${c.actual}) EXCEPT ALL (${c.expected})`) : 0,
       samples: { missing: missing.rows, unexpected: unexpected.rows },
     });
+    onTable?.(c.table);
   }
   return out;
 }

@@ -1,4 +1,7 @@
 import kafkajs from 'kafkajs';
+import { kafkaClientConfig } from '../../src/config/kafka.ts';
+import { AuthFailedError } from '../../src/errors.ts';
+import { connectRedis } from '../../src/sinks/redis/connect.ts';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { loadWarehouseConsumerConfig } from './config.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
@@ -24,7 +27,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   const cfg = loadWarehouseConsumerConfig();
   const healthCfg = loadConsumerHealthConfig(process.env, 'CONSUMER', HEALTH_PORTS.warehouse);
   const pool = createWarehousePool(cfg.stack.warehouseUrl);
-  const kafka = new kafkajs.Kafka({ clientId: `consumer-${cfg.group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });
+  const kafka = new kafkajs.Kafka(kafkaClientConfig(cfg.stack.kafka, { clientId: `consumer-${cfg.group}`, logCreator: kafkaLogCreator(log) }));
   const h = consumerHealth({
     process: 'consumer-warehouse', ...healthCfg, kafka, pool, schemas: cfg.schemas, group: cfg.group, topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log,
   });
@@ -42,9 +45,13 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   // work); reconnect forever in the background.
   const redis = createRedisClient(cfg.stack, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
-  await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis unavailable at start; CLV waits in the outbox'));
+  // An outage is waited out (the outbox keeps the CLV updates); refused credentials are not.
+  await connectRedis(redis).catch((err: Error) => {
+    if (err instanceof AuthFailedError) throw err;
+    log.warn({ err: err.message }, 'redis unavailable at start; CLV waits in the outbox');
+  });
   const consumer = new WarehouseConsumer({
-    kafka, registry: createRegistry(cfg.stack.registryUrl), pool, redis, schemas: cfg.schemas, group: cfg.group,
+    kafka, registry: createRegistry(cfg.stack.registry), pool, redis, schemas: cfg.schemas, group: cfg.group,
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently,
     sessionTimeoutMs: cfg.sessionTimeoutMs, onFatal: ctx.fatal, endpoints: ctx.endpoints,
     topicWaitMs: cfg.topicWaitMs,

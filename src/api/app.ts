@@ -9,6 +9,8 @@ import type { ApiMetrics } from './metrics.ts';
 import type { RecencyThresholds } from './recency.ts';
 import { registerClvRoutes } from './routes-clv.ts';
 import { registerOpsRoutes } from './routes-ops.ts';
+import { registerStatusRoutes, STATUS_PUBLIC_ROUTES } from './status/routes.ts';
+import type { StatusSampler } from './status/sampler.ts';
 
 export interface AppDeps {
   pg: ClvPostgres;
@@ -18,10 +20,13 @@ export interface AppDeps {
   /** When set, every route but /healthz requires `Authorization: Bearer <authToken>`. */
   authToken: string | undefined;
   log: Logger;
+  /** The status page (docs/status-page.md); absent with STATUS_PAGE=false. */
+  status?: { sampler: StatusSampler; sampleMs: number; slot: string };
 }
 
 // Probes must work without credentials so orchestrators need no secret; it reveals nothing.
-const PUBLIC_ROUTES = new Set(['/healthz']);
+// Neither does the status page's shell: its data comes from /status/data, which needs the token.
+const PUBLIC_ROUTES = new Set<string>(['/healthz', ...STATUS_PUBLIC_ROUTES]);
 
 /** The HTTP surface of the CLV API (docs/api.md), without the listener, so tests can inject requests. */
 export function buildApiApp(deps: AppDeps): FastifyInstance {
@@ -31,26 +36,27 @@ export function buildApiApp(deps: AppDeps): FastifyInstance {
     // Fastify's per-request logs would carry the request headers' neighbourhood; ours log
     // method, route and status only, so the Authorization header can never end up in a log.
     logController: new LogController({ disableRequestLogging: true }),
+    // req.log is the app's logger itself, not a child per request: a child costs
+    // a redaction set-up per request, and no line of ours needs a request id.
+    childLoggerFactory: (logger) => logger,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     // No route takes a body.
     bodyLimit: 1024,
   });
 
+  const authorized = deps.authToken !== undefined ? bearerChecker(deps.authToken) : () => true;
   if (deps.authToken !== undefined) {
-    const authorized = bearerChecker(deps.authToken);
-    app.addHook('onRequest', async (req, reply) => {
-      if (PUBLIC_ROUTES.has(req.routeOptions.url ?? '')) return;
-      if (!authorized(req.headers.authorization)) {
-        reply.header('www-authenticate', 'Bearer');
-        throw new ApiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token');
-      }
+    // Hooks in callback form: an async hook costs a promise per request.
+    app.addHook('onRequest', (req, reply, done) => {
+      if (PUBLIC_ROUTES.has(req.routeOptions.url ?? '') || authorized(req.headers.authorization)) return done();
+      reply.header('www-authenticate', 'Bearer');
+      done(new ApiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token'));
     });
   }
 
-  app.addHook('onResponse', async (req, reply) => {
-    const labels = { method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) };
-    metrics.requests.inc(labels);
-    metrics.latency.observe(labels, reply.elapsedTime / 1000);
+  app.addHook('onResponse', (req, reply, done) => {
+    metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    done();
   });
 
   const throttle = new LogThrottle();
@@ -77,5 +83,6 @@ export function buildApiApp(deps: AppDeps): FastifyInstance {
   const lookup = new ClvLookup(deps.cache, deps.pg, metrics, log);
   registerClvRoutes(app, { lookup, pg: deps.pg, recency: deps.recency });
   registerOpsRoutes(app, { pg: deps.pg, cache: deps.cache, metrics });
+  if (deps.status) registerStatusRoutes(app, { ...deps.status, authRequired: deps.authToken !== undefined, authorized });
   return app;
 }

@@ -101,6 +101,13 @@ export class ClvPostgres {
     return new Set(rows.map((r) => r.id));
   }
 
+  /** Customers per value × frequency segment (the status page's distribution). */
+  async segments(): Promise<Array<{ valueSegment: string; frequencySegment: string; customers: number }>> {
+    const { rows } = await this.pool.query<{ v: string; f: string; n: number }>(
+      `SELECT value_segment AS v, frequency_segment AS f, count(*)::int AS n FROM ${this.table} GROUP BY 1, 2 ORDER BY 1, 2`);
+    return rows.map((r) => ({ valueSegment: r.v, frequencySegment: r.f, customers: r.n }));
+  }
+
   async ping(): Promise<void> {
     await this.pool.query('SELECT 1');
   }

@@ -1,4 +1,4 @@
-import { formatInstantUs, parseInstantUs } from '../transforms/time.ts';
+import { readInstant, type CanonicalInstant } from './instant.ts';
 import { recencyAt, type RecencySegment, type RecencyThresholds } from './recency.ts';
 
 /**
@@ -45,11 +45,11 @@ export interface ClvResponse {
   source: 'redis' | 'postgres';
 }
 
-export function toResponse(r: ClvRecord, asOfUs: bigint, thresholds: RecencyThresholds, source: 'redis' | 'postgres'): ClvResponse {
-  const lastUs = parseInstantUs(r.lastOrderDate);
+export function toResponse(r: ClvRecord, asOf: CanonicalInstant, thresholds: RecencyThresholds, source: 'redis' | 'postgres'): ClvResponse {
+  const last = readInstant(r.lastOrderDate);
   // Both stores hand over canonical instants; anything else is a bug upstream, not a client error.
-  if (lastUs === undefined) throw new Error(`customer ${r.customerId}: last_order_date "${r.lastOrderDate}" is not an instant`);
-  const rec = recencyAt(lastUs, asOfUs, thresholds);
+  if (last === undefined) throw new Error(`customer ${r.customerId}: last_order_date "${r.lastOrderDate}" is not an instant`);
+  const rec = recencyAt(last.us, asOf.us, thresholds);
   return {
     customer_id: r.customerId,
     customer_key: r.customerKey,
@@ -64,7 +64,7 @@ export function toResponse(r: ClvRecord, asOfUs: bigint, thresholds: RecencyThre
     value_segment: r.valueSegment,
     frequency_segment: r.frequencySegment,
     version: r.version,
-    as_of: formatInstantUs(asOfUs),
+    as_of: asOf.text,
     days_since_last_order: rec.daysSinceLastOrder,
     recency_segment: rec.recencySegment,
     source,

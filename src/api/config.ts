@@ -1,5 +1,6 @@
 import { DEFAULT_PORTS, loadStackConfig } from '../config/index.ts';
 import { int, listenHost, optionalStr, str, type Env } from '../config/env.ts';
+import type { RedisConnection } from '../config/redis.ts';
 import { ConfigError } from '../errors.ts';
 import { DEFAULT_RECENCY_THRESHOLDS, type RecencyThresholds } from './recency.ts';
 
@@ -27,6 +28,8 @@ const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 export interface ClvStoreConfig {
   warehouseUrl: string;
   redisUrl: string;
+  /** The Redis URL plus ACL user and TLS files. */
+  redis: RedisConnection;
   /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES), or null for the single Redis at redisUrl. */
   redisClusterNodes: string[] | null;
   /** Schema holding customer_lifetime_value; tests use their own. */
@@ -47,6 +50,7 @@ export function loadClvStoreConfig(env: Env = process.env): ClvStoreConfig {
   return {
     warehouseUrl: stack.warehouseUrl,
     redisUrl: stack.redisUrl,
+    redis: stack.redis,
     redisClusterNodes: stack.redisClusterNodes,
     analyticsSchema,
     redisKeyPrefix,

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * The API's Prometheus metrics, on a registry of its own rather than
@@ -37,6 +37,28 @@ export class ApiMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+
+  readonly clvSegments = new Gauge({
+    name: 'api_clv_segment_customers',
+    help: 'Customers per CLV value and frequency segment (customer_lifetime_value), as the status page last sampled them.',
+    labelNames: ['value_segment', 'frequency_segment'] as const,
+    registers: [this.registry],
+  });
+
+  /** One labels object per method/route/status seen, not one per request. */
+  private readonly requestLabels = new Map<string, { method: string; route: string; status: string }>();
+
+  /** Counts an answered request and its duration. */
+  observeRequest(method: string, route: string, status: number, seconds: number): void {
+    const key = `${status} ${method} ${route}`;
+    let labels = this.requestLabels.get(key);
+    if (labels === undefined) {
+      labels = { method, route, status: String(status) };
+      this.requestLabels.set(key, labels);
+    }
+    this.requests.inc(labels);
+    this.latency.observe(labels, seconds);
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

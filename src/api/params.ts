@@ -1,5 +1,6 @@
 import { formatInstantUs, parseInstantUs } from '../transforms/time.ts';
 import { badRequest } from './errors.ts';
+import type { CanonicalInstant, NowClock } from './instant.ts';
 
 /**
  * Validation of path and query parameters, pure so the edge cases are unit
@@ -14,6 +15,8 @@ export function parseCustomerId(raw: string): string {
   if (!/^\d{1,25}$/.test(raw)) {
     throw badRequest('INVALID_CUSTOMER_ID', `customer id must be a non-negative integer, got "${truncate(raw)}"`);
   }
+  // Up to 18 digits cannot pass int64: no BigInt needed, only leading zeros to drop.
+  if (raw.length <= 18) return raw.charCodeAt(0) === 48 ? raw.replace(/^0+(?=\d)/, '') : raw;
   const n = BigInt(raw);
   if (n > INT64_MAX) throw badRequest('INVALID_CUSTOMER_ID', `customer id must fit a signed 64-bit integer, got "${raw}"`);
   return n.toString();
@@ -38,6 +41,13 @@ export function parseAsOf(raw: unknown, nowUs: bigint): bigint {
     throw badRequest('INVALID_AS_OF', `as_of must be an ISO-8601 instant with an offset (e.g. 2024-05-01T00:00:00Z), got "${truncate(raw)}"`);
   }
   return us;
+}
+
+/** parseAsOf with its canonical text; now (from the clock) when absent. */
+export function readAsOf(raw: unknown, clock: NowClock): CanonicalInstant {
+  if (raw === undefined) return clock.read();
+  const us = parseAsOf(raw, 0n);
+  return { us, text: formatInstantUs(us) };
 }
 
 export function nowUs(): bigint {

@@ -3,7 +3,8 @@ import type { ClvPostgres } from './clv-pg.ts';
 import type { ClvLookup } from './clv-lookup.ts';
 import { clvResponseSchema, toResponse } from './clv-record.ts';
 import { ApiError } from './errors.ts';
-import { nowUs, parseAsOf, parseCustomerId, parseTopQuery } from './params.ts';
+import { NowClock } from './instant.ts';
+import { parseCustomerId, parseTopQuery, readAsOf } from './params.ts';
 import type { RecencyThresholds } from './recency.ts';
 
 export interface ClvRouteDeps {
@@ -23,13 +24,14 @@ export async function fromWarehouse<T>(p: Promise<T>): Promise<T> {
 
 export function registerClvRoutes(app: FastifyInstance, deps: ClvRouteDeps): void {
   const { lookup, pg, recency } = deps;
+  const clock = new NowClock();
 
   app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>(
     '/customers/:id/clv',
     { schema: { response: { 200: clvResponseSchema } } },
     async (req) => {
       const id = parseCustomerId(req.params.id);
-      const asOf = parseAsOf(req.query.as_of, nowUs());
+      const asOf = readAsOf(req.query.as_of, clock);
       const found = await fromWarehouse(lookup.find(id));
       if (!found) throw new ApiError(404, 'CUSTOMER_NOT_FOUND', `customer ${id} has no lifetime value (unknown, or no qualifying order)`);
       return toResponse(found.record, asOf, recency, found.source);
@@ -55,7 +57,7 @@ export function registerClvRoutes(app: FastifyInstance, deps: ClvRouteDeps): voi
     },
     async (req) => {
       const { by, limit } = parseTopQuery(req.query);
-      const asOf = parseAsOf(req.query.as_of, nowUs());
+      const asOf = readAsOf(req.query.as_of, clock);
       const rows = await fromWarehouse(pg.top(by, limit));
       return { by, limit, customers: rows.map((r) => toResponse(r, asOf, recency, 'postgres')) };
     },

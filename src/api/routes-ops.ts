@@ -22,7 +22,7 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsRouteDeps): voi
     const postgres = pgResult.status === 'fulfilled' ? 'up' : 'down';
     const redis = redisResult.status === 'fulfilled' ? 'up' : 'down';
     const ready = postgres === 'up';
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unready', postgres, redis });
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unready', postgres, redis, pid: process.pid });
   });
 
   app.get('/metrics', async (_req, reply) => {

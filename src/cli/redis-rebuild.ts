@@ -1,10 +1,12 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { connectRedis } from '../sinks/redis/connect.ts';
+import { createRedisClient, describeRedis } from '../sinks/redis/redis-client.ts';
 import pg from 'pg';
 import { rebuildRedisClv, type RebuildProgress } from '../api/clv-rebuild.ts';
+import { CliProgress } from './progress.ts';
 import { loadClvStoreConfig } from '../api/config.ts';
 import { redactUrl } from '../config/env.ts';
-import { createRedisClient, describeRedis } from '../sinks/redis/redis-client.ts';
-import { UnavailableError } from '../errors.ts';
+import { AuthFailedError, UnavailableError } from '../errors.ts';
 import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createLogger } from '../logger.ts';
@@ -45,21 +47,24 @@ export async function runRedisRebuild(opts: { pageSize: number }): Promise<void>
   process.once('SIGINT', () => controller.abort());
   process.once('SIGTERM', () => controller.abort());
 
-  // On a terminal one line redrawn in place; elsewhere (CI, logs) a line at most every 2 s.
-  const tty = process.stderr.isTTY;
-  let lastPrint = 0;
+  // A bar over the rows while refilling, then a count of the keys checked (their number is not known up front).
+  let progress: CliProgress | undefined;
+  let phase: RebuildProgress['phase'] | undefined;
   const started = Date.now();
   const onProgress = (p: RebuildProgress) => {
-    const now = Date.now();
-    if (tty) process.stderr.write(`\r${describe(p)}\x1b[K`);
-    else if (now - lastPrint >= 2_000) {
-      process.stderr.write(`redis:rebuild: ${describe(p)}\n`);
-      lastPrint = now;
+    if (p.phase !== phase) {
+      progress?.finish(phase === 'refill' ? `${p.written} written, ${p.unchanged} unchanged or newer in Redis` : 'done');
+      phase = p.phase;
+      progress = p.phase === 'refill'
+        ? new CliProgress({ label: 'redis rebuild: refill', unit: 'rows', total: p.total })
+        : new CliProgress({ label: 'redis rebuild: stale keys', unit: 'keys checked', total: null });
     }
+    progress!.update(p.phase === 'refill' ? p.rows : p.scanned, p.phase === 'refill' ? p.total : undefined);
   };
 
   try {
-    await redis.connect().catch((err: Error) => {
+    await connectRedis(redis).catch((err: Error) => {
+      if (err instanceof AuthFailedError) throw err;
       throw new UnavailableError('SINK_UNAVAILABLE', `${describeRedis(cfg)} is not reachable: ${err.message}`, { cause: err });
     });
     log.info({ warehouse: redactUrl(cfg.warehouseUrl), redis: describeRedis(cfg), analyticsSchema: cfg.analyticsSchema, keyPrefix: cfg.redisKeyPrefix }, 'rebuilding Redis CLV');
@@ -67,7 +72,7 @@ export async function runRedisRebuild(opts: { pageSize: number }): Promise<void>
       pool, redis, analyticsSchema: cfg.analyticsSchema, keyPrefix: cfg.redisKeyPrefix,
       pageSize: opts.pageSize, onProgress, signal: controller.signal,
     });
-    if (tty) process.stderr.write('\n');
+    progress?.finish(phase === 'remove' ? `${result.removed} removed` : 'done');
     process.stdout.write(`redis:rebuild done in ${((Date.now() - started) / 1000).toFixed(1)} s: ${describe(result)}\n`);
   } finally {
     redis.disconnect();

@@ -1,5 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import kafkajs from 'kafkajs';
+import { kafkaClientConfig } from '../config/kafka.ts';
+import { createRedisClient } from '../sinks/redis/redis-client.ts';
 import { createRegistry } from '../consumer/avro.ts';
 import { loadWarehouseConsumerConfig } from '../../consumers/warehouse/config.ts';
 import { kafkaLogCreator } from '../consumer/kafka-log.ts';
@@ -13,8 +15,7 @@ import { rewindGroup, type RewindTo } from '../rebuild/rewind.ts';
 import { namespaceLockSql } from '../sinks/postgres/batch-tx.ts';
 import type { ReplayFrom } from '../rebuild/start-offsets.ts';
 import { createWarehousePool } from '../sinks/postgres/pool.ts';
-import { createRedisClient } from '../sinks/redis/redis-client.ts';
-import { Progress } from '../util/progress.ts';
+import { CliProgress } from './progress.ts';
 
 /**
  * Two commands (docs/operations.md, "Replay, rewind and rebuild"), with the
@@ -100,23 +101,23 @@ export async function runReplay(opts: ReplayCliOptions, program: Command): Promi
   const pool = createWarehousePool(cfg.stack.warehouseUrl, 6);
   const redis = createRedisClient(cfg.stack, { maxRetriesPerRequest: 1 });
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
-  const kafka = new kafkajs.Kafka({ clientId: `replay-${group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) });
+  const kafka = new kafkajs.Kafka(kafkaClientConfig(cfg.stack.kafka, { clientId: `replay-${group}`, logCreator: kafkaLogCreator(log) }));
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
   process.once('SIGTERM', () => controller.abort());
 
-  let progress: Progress | undefined;
+  let progress: CliProgress | undefined;
   let phase = '';
   try {
     const result = await replayWarehouse({
-      pool, kafka, registry: createRegistry(cfg.stack.registryUrl), redis, live, group, topics: cfg.topics,
+      pool, kafka, registry: createRegistry(cfg.stack.registry), redis, live, group, topics: cfg.topics,
       redisKeyPrefix: cfg.redisKeyPrefix, thresholds: cfg.thresholds, from, keepOld: opts.keepOld, deferDerived: !opts.perKey,
       maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently, inputFormats: cfg.inputFormats, log, signal: controller.signal,
       onProgress: (p) => {
         if (p.phase !== phase) {
           progress?.finish(p.phase === 'handover' ? 'caught up with the end offsets' : 'done');
           phase = p.phase;
-          progress = new Progress({ label: p.phase === 'replay' ? 'replay' : 'catching up with the live group', unit: 'messages', total: p.total, log });
+          progress = new CliProgress({ label: p.phase === 'replay' ? 'replay' : 'catching up with the live group', unit: 'messages', total: p.total });
         }
         progress!.update(p.done, p.total);
       },
@@ -140,7 +141,7 @@ async function rewind(opts: ReplayCliOptions, cfg: ReturnType<typeof loadWarehou
   const schemas = { staging: opts.staging ?? cfg.schemas.staging, analytics: opts.analytics ?? cfg.schemas.analytics, meta: cfg.schemas.meta };
   const topics = group === click.group ? [click.topic] : cfg.topics;
   const pool = createWarehousePool(cfg.stack.warehouseUrl, 2);
-  const admin = new kafkajs.Kafka({ clientId: `rewind-${group}`, brokers: cfg.stack.kafkaBrokers, logCreator: kafkaLogCreator(log) }).admin();
+  const admin = new kafkajs.Kafka(kafkaClientConfig(cfg.stack.kafka, { clientId: `rewind-${group}`, logCreator: kafkaLogCreator(log) })).admin();
   await admin.connect();
   try {
     const r = await rewindGroup({

@@ -15,6 +15,7 @@ import { runRegistry } from '../registry/main.ts';
 import { loadCaptureConfig } from '../source/capture-config.ts';
 import { RESNAPSHOT_TABLE, requestResnapshot, runCapture } from './capture.ts';
 import { generateCommand, runGenerate, type GenerateOptions } from './generate.ts';
+import { followResnapshot } from './snapshot-follow.ts';
 import { MIGRATION_TARGETS, runMigrate } from './migrate.ts';
 import { redisRebuildCommand, runRedisRebuild } from './redis-rebuild.ts';
 import { replayCommand, runReplay, type ReplayCliOptions } from './replay.ts';
@@ -72,6 +73,11 @@ function script(name: string, args: string[]): Promise<number> {
     child.on('error', reject);
     child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
   });
+}
+
+function seconds(v: string): number {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError('must be a whole number of seconds');
+  return Number(v);
 }
 
 function snapshotTable(table: string): string {
@@ -138,12 +144,18 @@ export function buildProgram(): Command {
     .enablePositionalOptions();
   return program
     .addCommand(action(new Command('capture').description('Run the capture: replication slot -> Kafka (docs/capture.md)'), () => runCapture()))
-    .addCommand(action(
+    .addCommand(action<{ wait?: boolean; timeout: number }>(
       new Command('snapshot').description('Ask the running capture to re-snapshot one table, ordered with the changes around it (docs/capture.md)')
-        .argument('<table>', 'table, or schema.table when the capture reads several schemas', snapshotTable),
-      async (_o, self) => {
+        .argument('<table>', 'table, or schema.table when the capture reads several schemas', snapshotTable)
+        .option('--wait', 'follow the re-snapshot until its last chunk is in Kafka: a bar with rate and ETA on a terminal, plain lines otherwise')
+        .option('--timeout <seconds>', 'with --wait: give up (exit 1) after this long; 0 waits as long as it takes', seconds, 0),
+      async (o, self) => {
         const table = self.processedArgs[0] as string;
-        process.stdout.write(`re-snapshot of ${table} requested at ${await requestResnapshot(table)}\n`);
+        const lsn = await requestResnapshot(table);
+        process.stdout.write(`re-snapshot of ${table} requested at ${lsn}\n`);
+        if (!o.wait) return;
+        const r = await followResnapshot(loadCaptureConfig(), table, lsn, { timeoutMs: o.timeout * 1000 });
+        process.stdout.write(`re-snapshot of ${table} done in ${r.seconds.toFixed(1)} s\n`);
       }))
     .addCommand(action(
       new Command('consume').description('Run a consumer group: warehouse (star schema, CLV) or clickstream (sessions, carts)')

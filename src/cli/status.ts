@@ -1,14 +1,10 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { loadApiConfig } from '../api/config.ts';
-import { loadClickstreamConfig } from '../../consumers/clickstream/config.ts';
-import { loadWarehouseConsumerConfig } from '../../consumers/warehouse/config.ts';
 import type { Env } from '../config/env.ts';
 import { ConfigError, errorMessage } from '../errors.ts';
-import { HEALTH_PORTS, loadHealthListen } from '../health/config.ts';
-import { collectStatus, pidFileIn, type PipelineStatus, type ProcessTarget, type State, type StatusTargets } from '../health/status-collect.ts';
-import { loadCaptureConfig } from '../source/capture-config.ts';
+import { collectStatus, type PipelineStatus, type State, type StatusTargets } from '../health/status-collect.ts';
+import { DEFAULT_PID_DIR, PROCESS_NAMES, statusTargets, type ProcessName } from '../health/status-targets.ts';
 
 /**
  * `npm run status [-- --json]`: the whole pipeline in one table — each
@@ -22,10 +18,7 @@ import { loadCaptureConfig } from '../source/capture-config.ts';
  * Exit codes: 0 healthy (warnings allowed, unless --strict), 1 something is
  * down or unhealthy, 2 bad configuration or arguments.
  */
-export const PROCESS_NAMES = ['capture', 'consumers', 'clickstream', 'api', 'registry'] as const;
-type ProcessName = (typeof PROCESS_NAMES)[number];
-
-const REPO = fileURLToPath(new URL('../..', import.meta.url));
+export { PROCESS_NAMES, statusTargets };
 
 export interface StatusIo {
   env?: Env;
@@ -51,30 +44,6 @@ function processList(v: string): ProcessName[] {
 function positive(v: string): number {
   if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError('must be a positive integer');
   return Number(v);
-}
-
-/** The targets `status` checks, from the processes' own settings. */
-export function statusTargets(env: Env, o: Pick<Opts, 'pidDir' | 'processes' | 'walWarnBytes' | 'timeoutMs'>): StatusTargets {
-  const capture = loadCaptureConfig(env);
-  const wh = loadWarehouseConsumerConfig(env);
-  const click = loadClickstreamConfig(env);
-  const api = loadApiConfig(env);
-  const consumerListen = loadHealthListen(env, 'CONSUMER_HEALTH_HOST', 'CONSUMER_HEALTH_PORT', HEALTH_PORTS.warehouse);
-  const clickListen = loadHealthListen(env, 'CLICKSTREAM_HEALTH_HOST', 'CLICKSTREAM_HEALTH_PORT', HEALTH_PORTS.clickstream);
-  const hostOf = (h: string) => (h === '0.0.0.0' ? '127.0.0.1' : h === '::' ? '[::1]' : h.includes(':') ? `[${h}]` : h);
-  const ready: Record<ProcessName, ProcessTarget> = {
-    capture: { name: 'capture', readyUrl: `http://${hostOf(capture.metricsHost)}:${capture.metricsPort}/readyz` },
-    consumers: { name: 'consumers', readyUrl: `http://${hostOf(consumerListen.host)}:${consumerListen.port}/readyz` },
-    clickstream: { name: 'clickstream', readyUrl: `http://${hostOf(clickListen.host)}:${clickListen.port}/readyz` },
-    api: { name: 'api', readyUrl: `http://${hostOf(api.host)}:${api.port}/readyz`, headers: api.authToken ? { authorization: `Bearer ${api.authToken}` } : undefined },
-    registry: { name: 'registry', readyUrl: `${capture.registryUrl.replace(/\/+$/, '')}/readyz`, pidFile: path.join(REPO, '.stack/registry/registry.pid') },
-  };
-  return {
-    processes: o.processes.map((n) => ({ pidFile: pidFileIn(o.pidDir, n), ...ready[n] })),
-    groups: [{ group: wh.group, topics: wh.topics }, { group: click.group, topics: [click.topic] }],
-    sourceUrl: capture.sourceUrl, warehouseUrl: wh.stack.warehouseUrl, kafkaBrokers: capture.kafkaBrokers, topicPrefix: capture.topicPrefix,
-    schemas: wh.schemas, slot: capture.slot, walWarnBytes: o.walWarnBytes ?? BigInt(capture.walWarnBytes), redisKeyPrefix: wh.redisKeyPrefix, timeoutMs: o.timeoutMs,
-  };
 }
 
 const MARK: Record<State, string> = { ok: 'ok', warn: 'WARN', unhealthy: 'UNHEALTHY', down: 'DOWN', error: 'ERROR' };
@@ -108,7 +77,7 @@ export async function runStatus(args: string[], io: StatusIo = {}): Promise<numb
     .description('show the whole pipeline: processes, lag, slot WAL, dead letters, Redis outbox')
     .option('--json', 'print JSON instead of the table')
     .option('--strict', 'exit 1 on warnings too (WAL over the limit, dead letters, retention gaps)')
-    .option('--pid-dir <dir>', 'where the pidfiles are', path.join(REPO, '.stack/app'))
+    .option('--pid-dir <dir>', 'where the pidfiles are', DEFAULT_PID_DIR)
     .option('--processes <list>', `processes to check (${PROCESS_NAMES.join(',')})`, processList, [...PROCESS_NAMES])
     .option('--wal-warn-bytes <n>', 'warn when the slot retains more WAL than this (default CAPTURE_WAL_WARN_BYTES, 1 GiB)', (v) => BigInt(positive(v)))
     .option('--timeout-ms <n>', 'per-check timeout', positive, 2000)

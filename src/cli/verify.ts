@@ -9,6 +9,7 @@ import { oneShotWaitMs, withRetry } from '../lifecycle/retry.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { formatReport, runVerify } from '../rebuild/verify.ts';
+import { CliProgress } from './progress.ts';
 
 /**
  * `npm run verify [-- --json] [--source]`: recomputes every derived table
@@ -78,13 +79,20 @@ export async function runVerifyCli(opts: VerifyCliOptions): Promise<number> {
     ? await withRetry(() => sourcePool.connect(), { what: 'source connection', log, maxWaitMs, via: srcEndpoint })
       .catch(async (err) => { client.release(); await Promise.all([pool.end(), sourcePool.end()]); throw err; })
     : undefined;
+  // Progress on stderr, so stdout stays the report (or the JSON) alone.
+  let progress: CliProgress | undefined;
   try {
     await sourceClient?.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const report = await runVerify(client, schemas, {
       thresholds: cfg.thresholds,
       source: sourceClient ? { client: sourceClient, schema: sourceSchema } : undefined,
       sampleSize: opts.samples,
+      onProgress: (done, total) => {
+        progress ??= new CliProgress({ label: 'verify', unit: 'comparisons and checks', total });
+        progress.update(done, total);
+      },
     });
+    progress?.finish(report.ok ? 'clean' : 'differences found');
     process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
     return report.ok ? 0 : 1;
   } finally {

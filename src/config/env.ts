@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.ts';
 
 /**
@@ -7,9 +8,38 @@ import { ConfigError } from '../errors.ts';
  */
 export type Env = Record<string, string | undefined>;
 
+/**
+ * A setting's value, or, when `NAME` is unset and `NAME_FILE` names a file,
+ * that file's contents (as the official Docker images read secrets from
+ * mounted files). Every reader below goes through here, so any setting, a
+ * URL with a password in it included, can come from a file.
+ */
 function raw(env: Env, name: string): string | undefined {
   const v = env[name];
-  return v === undefined || v.trim() === '' ? undefined : v.trim();
+  const direct = v === undefined || v.trim() === '' ? undefined : v.trim();
+  const file = env[`${name}_FILE`]?.trim();
+  if (!file) return direct;
+  if (direct !== undefined) throw new ConfigError(`${name} and ${name}_FILE are both set; set one`);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${name}_FILE names a file that cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): ${file}`);
+  }
+  const t = text.trim();
+  if (t === '') throw new ConfigError(`${name}_FILE names an empty file: ${file}`);
+  return t;
+}
+
+/** The contents of a file a setting names (a CA bundle, a certificate, a key), read at start-up so a missing file is a config error. */
+export function fileContents(env: Env, name: string): Buffer | undefined {
+  const path = raw(env, name);
+  if (path === undefined) return undefined;
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`${name} names a file that cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): ${path}`);
+  }
 }
 
 export function str(env: Env, name: string, fallback?: string): string {
@@ -63,7 +93,29 @@ export function url(env: Env, name: string, fallback: string | undefined, protoc
   // postgres:///db?host=/run/postgresql (a Unix socket) is the one URL without a host name.
   const socket = (parsed.protocol === 'postgres:' || parsed.protocol === 'postgresql:') && parsed.searchParams.has('host');
   if (!parsed.hostname && !socket) throw new ConfigError(`${name} must name a host, got "${redactUrl(v)}"`);
+  if (parsed.protocol === 'postgres:' || parsed.protocol === 'postgresql:') checkPgSslParams(name, parsed);
   return v;
+}
+
+const PG_SSLMODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
+
+/**
+ * node-postgres reads sslrootcert/sslcert/sslkey when it opens the first
+ * connection and throws a bare ENOENT then; checked here instead, so the
+ * line names the setting.
+ */
+function checkPgSslParams(name: string, u: URL): void {
+  const mode = u.searchParams.get('sslmode');
+  if (mode !== null && !PG_SSLMODES.includes(mode)) throw new ConfigError(`${name}: sslmode must be one of ${PG_SSLMODES.join(', ')}, got "${mode}"`);
+  for (const param of ['sslrootcert', 'sslcert', 'sslkey']) {
+    const file = u.searchParams.get(param);
+    if (file === null) continue;
+    try {
+      readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(`${name}: ${param} names a file that cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): ${file}`);
+    }
+  }
 }
 
 const BROKER = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)):(\d{1,5})$/;
@@ -97,6 +149,16 @@ export function list(env: Env, name: string, fallback: string): string[] {
 /** Host:port for a listener; refuses to bind beyond loopback unless asked to explicitly. */
 export function listenHost(env: Env, name: string): string {
   return str(env, name, '127.0.0.1');
+}
+
+/**
+ * Puts a secret on a settings object as a non-enumerable property: code that
+ * needs it reads it by name, but JSON, pino and util.inspect of the settings
+ * (a config dump, a debug line) do not see it.
+ */
+export function withSecret<T extends object, K extends string>(obj: T, key: K, value: string): T & Record<K, string> {
+  Object.defineProperty(obj, key, { value, enumerable: false, writable: false });
+  return obj as T & Record<K, string>;
 }
 
 /** Replace a password in a connection URL so the URL can be logged. */

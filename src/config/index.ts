@@ -1,5 +1,8 @@
 import { ConfigError } from '../errors.ts';
-import { bool, brokerList, hostPortList, int, optionalStr, str, url, type Env } from './env.ts';
+import { bool, hostPortList, int, optionalStr, str, url, type Env } from './env.ts';
+import { loadKafkaConnection, type KafkaConnection } from './kafka.ts';
+import { loadRedisConnection, type RedisConnection } from './redis.ts';
+import { loadRegistryConnection, type RegistryConnection } from './registry.ts';
 
 /**
  * Connection settings shared by every process. Defaults point at the local
@@ -24,6 +27,12 @@ export interface StackConfig {
    */
   redisClusterNodes: string[] | null;
   topicPrefix: string;
+  /** Brokers plus TLS and SASL: every kafkajs client is built from it (src/config/kafka.ts). */
+  kafka: KafkaConnection;
+  /** The registry URL plus auth and CA (src/config/registry.ts). */
+  registry: RegistryConnection;
+  /** The Redis URL plus ACL user and TLS files (src/config/redis.ts). */
+  redis: RedisConnection;
   /** Replication of the topics our processes create (KAFKA_TOPIC_REPLICATION_FACTOR, KAFKA_TOPIC_MIN_INSYNC_REPLICAS). */
   topicReplication: TopicReplication;
 }
@@ -64,21 +73,26 @@ export function loadStackConfig(env: Env = process.env): StackConfig {
   const kafkaPort = port('STACK_KAFKA_PORT', DEFAULT_PORTS.kafka);
   // A stack of several brokers (STACK_KAFKA_BROKERS=3) listens on every other port from the first (docs/stack.md).
   const brokers = int(env, 'STACK_KAFKA_BROKERS', 1, { min: 1, max: 9 });
-  const kafkaDefault = Array.from({ length: brokers }, (_, i) => `127.0.0.1:${kafkaPort + 2 * i}`).join(',');
+  const kafka = loadKafkaConnection(env, Array.from({ length: brokers }, (_, i) => `127.0.0.1:${kafkaPort + 2 * i}`).join(','));
   // The stack's Redis Cluster (STACK_REDIS_CLUSTER=1): six nodes from the Redis port + 1, the first three masters at start.
   const clusterDefault = bool(env, 'STACK_REDIS_CLUSTER', false)
     ? Array.from({ length: 3 }, (_, i) => `127.0.0.1:${redisPort + 1 + i}`).join(',')
     : undefined;
   const clusterNodes = optionalStr(env, 'REDIS_CLUSTER_NODES') ?? clusterDefault;
+  const registryUrl = url(env, 'SCHEMA_REGISTRY_URL', `http://127.0.0.1:${port('STACK_REGISTRY_PORT', DEFAULT_PORTS.registry)}`, ['http:', 'https:']);
+  const redisUrl = url(env, 'REDIS_URL', `redis://127.0.0.1:${redisPort}`, ['redis:', 'rediss:']);
   return {
     sourceUrl: url(env, 'SOURCE_DATABASE_URL', `postgres://postgres@127.0.0.1:${pg}/shop`, ['postgres:', 'postgresql:']),
     warehouseUrl: url(env, 'WAREHOUSE_DATABASE_URL', `postgres://postgres@127.0.0.1:${pg}/warehouse`, ['postgres:', 'postgresql:']),
-    kafkaBrokers: brokerList(env, 'KAFKA_BROKERS', kafkaDefault),
-    registryUrl: url(env, 'SCHEMA_REGISTRY_URL', `http://127.0.0.1:${port('STACK_REGISTRY_PORT', DEFAULT_PORTS.registry)}`, ['http:', 'https:']),
-    redisUrl: url(env, 'REDIS_URL', `redis://127.0.0.1:${redisPort}`, ['redis:', 'rediss:']),
+    kafkaBrokers: kafka.brokers,
+    registryUrl,
+    redisUrl,
     redisClusterNodes: clusterNodes === undefined ? null : hostPortList({ REDIS_CLUSTER_NODES: clusterNodes }, 'REDIS_CLUSTER_NODES', '', 'Redis Cluster nodes'),
     topicPrefix: str(env, 'TOPIC_PREFIX', 'shop'),
     topicReplication: loadTopicReplication(env),
+    kafka,
+    registry: loadRegistryConnection(env, registryUrl),
+    redis: loadRedisConnection(env, redisUrl),
   };
 }
 

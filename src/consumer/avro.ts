@@ -1,6 +1,7 @@
 import avro from 'avsc';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
-import { DecodeError, UnavailableError, errorMessage } from '../errors.ts';
+import { registryAgent, registryAuthorization, type RegistryConnection } from '../config/registry.ts';
+import { AuthFailedError, DecodeError, UnavailableError, errorMessage } from '../errors.ts';
 
 /**
  * Avro decoding of Confluent-wire messages with exact numbers:
@@ -102,8 +103,14 @@ export function avroOptions(): avro.ForSchemaOptions {
   } as unknown as avro.ForSchemaOptions;
 }
 
-export function createRegistry(host: string): SchemaRegistry {
-  return new SchemaRegistry({ host, retry: { retries: 2 } }, { [SchemaType.AVRO]: avroOptions() });
+/** The Confluent client over the connection's auth and CA (a bare URL: an open registry). */
+export function createRegistry(conn: RegistryConnection | string): SchemaRegistry {
+  const c: RegistryConnection = typeof conn === 'string' ? { url: conn } : conn;
+  const authorization = registryAuthorization(c);
+  // mappersmith's basic auth would do for user:password, but not for a bearer token; one header serves both.
+  const middlewares = authorization ? [() => ({ request: (req: any) => req.enhance({ headers: { authorization } }) })] : [];
+  const agent = registryAgent(c);
+  return new SchemaRegistry({ host: c.url, retry: { retries: 2 }, middlewares, ...(agent ? { agent } : {}) } as never, { [SchemaType.AVRO]: avroOptions() });
 }
 
 function httpStatus(err: unknown): number | undefined {
@@ -131,6 +138,9 @@ export async function decodeConfluent(registry: SchemaRegistry, buf: Buffer): Pr
     // schema avsc cannot use is the message's fault; the rest is an outage.
     const status = httpStatus(err);
     const msg = errorMessage(err);
+    // Our credentials or CA, not the message: never a dead letter, never waited out.
+    if (status === 401 || status === 403) throw new AuthFailedError(`the schema registry refused the credentials (HTTP ${status}) fetching id ${id}; check SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or SCHEMA_REGISTRY_BEARER_TOKEN`, { cause: err });
+    if (/certificate|self[- ]signed|unable to verify|altnames|SSL routines/i.test(msg)) throw new AuthFailedError(`TLS certificate check failed for the schema registry fetching id ${id}: ${msg}; check SCHEMA_REGISTRY_CA_FILE`, { cause: err });
     const network = /ECONN|ETIMEDOUT|EAI_AGAIN|ENOTFOUND|EHOSTUNREACH|EPIPE|socket hang up|network|timed? ?out/i.test(msg);
     if (!network && (status === 404 || (status === undefined && !(err as { name?: string })?.name?.includes('ResponseError')))) {
       throw new DecodeError(`schema id ${id} ${status === 404 ? 'is not in the registry' : `is not a usable Avro schema: ${msg}`}`, { cause: err });

@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import kafkajs, { Partitioners } from 'kafkajs';
 import pg from 'pg';
 import { loadStackConfig } from '../config/index.ts';
+import { kafkaClientConfig } from '../config/kafka.ts';
 import { createRegistry } from '../consumer/avro.ts';
 import { isMain } from '../lifecycle/is-main.ts';
 import { exitOnStartupError } from '../lifecycle/run-main.ts';
@@ -70,13 +71,13 @@ export async function runGenerateClickstream(o: ClickstreamGenerateOptions): Pro
   // Returning visitors' later sessions can run past now; shift everything back so no event is in the future.
   const overshoot = Math.max(0, ...planned.map((s) => s.value.occurred_at - now));
   const sends = planned.map((s) => ({ ...s, value: { ...s.value, occurred_at: s.value.occurred_at - overshoot } }));
-  const kafka = new kafkajs.Kafka({ clientId: 'generate-clickstream', brokers: stack.kafkaBrokers, logLevel: kafkajs.logLevel.WARN });
+  const kafka = new kafkajs.Kafka(kafkaClientConfig(stack.kafka, { clientId: 'generate-clickstream', logLevel: kafkajs.logLevel.WARN }));
   // The Java-compatible (murmur2) partitioner: a key lands where a Java producer would put it.
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
   const admin = kafka.admin();
   await Promise.all([producer.connect(), admin.connect()]);
   try {
-    const n = await produceClickstream({ producer, admin, registry: createRegistry(stack.registryUrl), topic: o.topic, partitions: o.partitions, replication: stack.topicReplication }, sends);
+    const n = await produceClickstream({ producer, admin, registry: createRegistry(stack.registry), topic: o.topic, partitions: o.partitions, replication: stack.topicReplication }, sends);
     const kinds = sends.reduce<Record<string, number>>((acc, s) => ({ ...acc, [s.kind]: (acc[s.kind] ?? 0) + 1 }), {});
     log.info({ topic: o.topic, messages: n, ...kinds }, 'clickstream produced');
   } finally {

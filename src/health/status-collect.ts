@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import path from 'node:path';
 import kafkajs, { type Admin } from 'kafkajs';
 import pg from 'pg';
+import { kafkaClientConfig, type KafkaConnection } from '../config/kafka.ts';
 import { errorMessage } from '../errors.ts';
 import { readStoredOffsets } from '../sinks/postgres/consumer-progress.ts';
 import { quoted, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
@@ -15,6 +17,8 @@ export interface StatusTargets {
   sourceUrl: string;
   warehouseUrl: string;
   kafkaBrokers: string[];
+  /** Brokers with TLS and SASL; when absent, plain connections to kafkaBrokers. */
+  kafka?: KafkaConnection;
   /** Topics named `<prefix>.….dlq` (and each group topic's `.dlq`) are counted. */
   topicPrefix: string;
   schemas: WarehouseSchemas;
@@ -31,6 +35,10 @@ export interface ProcessTarget {
   pidFile?: string;
   readyUrl: string;
   headers?: Record<string, string>;
+  /** The setting that turned the process's health listener off (port -1): nothing to probe. */
+  disabledBy?: string;
+  /** CA bundle for an https readyUrl (the registry's SCHEMA_REGISTRY_CA_FILE); fetch cannot take one. */
+  ca?: Buffer;
 }
 
 export interface GroupTarget {
@@ -90,9 +98,28 @@ function alive(pid: number): boolean {
   }
 }
 
-async function httpGet(url: string, headers: Record<string, string> | undefined, timeoutMs: number): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
-  const text = await res.text();
+function httpsWithCa(url: string, headers: Record<string, string> | undefined, ca: Buffer, timeoutMs: number): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { headers, ca, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function httpGet(url: string, headers: Record<string, string> | undefined, timeoutMs: number, ca?: Buffer): Promise<{ status: number; body: unknown }> {
+  let res: { status: number; text: string };
+  if (ca && url.startsWith('https:')) res = await httpsWithCa(url, headers, ca, timeoutMs);
+  else {
+    const r = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
+    res = { status: r.status, text: await r.text() };
+  }
+  const text = res.text;
   let body: unknown = text;
   try { body = JSON.parse(text); } catch { /* not JSON */ }
   return { status: res.status, body };
@@ -102,9 +129,13 @@ export async function probeProcess(t: ProcessTarget, timeoutMs: number): Promise
   const pid = await readPid(t.pidFile);
   const pidAlive = pid === null ? null : alive(pid);
   const base = { name: t.name, pid, pidAlive };
+  if (t.disabledBy) {
+    const running = pidAlive ? `pid ${pid} runs` : pid !== null ? `not running (stale pidfile, pid ${pid})` : 'no pidfile';
+    return { ...base, state: 'warn', http: null, detail: `no health endpoint (${t.disabledBy}=-1); ${running}` };
+  }
   let r: { status: number; body: unknown };
   try {
-    r = await httpGet(t.readyUrl, t.headers, timeoutMs);
+    r = await httpGet(t.readyUrl, t.headers, timeoutMs, t.ca);
   } catch (err) {
     const why = errorMessage((err as { cause?: unknown }).cause ?? err);
     if (pidAlive) return { ...base, state: 'unhealthy', http: null, detail: `pid ${pid} runs but ${t.readyUrl} does not answer (${why})` };
@@ -159,7 +190,7 @@ async function groupStatus(admin: Admin | null, wh: pg.Pool, schemas: WarehouseS
 export async function collectStatus(t: StatusTargets): Promise<PipelineStatus> {
   const problems: string[] = [];
   const warnings: string[] = [];
-  const kafka = new kafkajs.Kafka({ clientId: 'shopstream-status', brokers: t.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING, connectionTimeout: t.timeoutMs, requestTimeout: t.timeoutMs * 2, retry: { retries: 1, initialRetryTime: 200 } });
+  const kafka = new kafkajs.Kafka(kafkaClientConfig(t.kafka ?? { brokers: t.kafkaBrokers, protocol: 'PLAINTEXT' }, { clientId: 'shopstream-status', logLevel: kafkajs.logLevel.NOTHING, connectionTimeout: t.timeoutMs, requestTimeout: t.timeoutMs * 2, retry: { retries: 1, initialRetryTime: 200 } }));
   const admin = kafka.admin();
   const wh = new pg.Pool({ connectionString: t.warehouseUrl, max: 2, connectionTimeoutMillis: t.timeoutMs, application_name: 'shopstream-status' });
   const src = new pg.Pool({ connectionString: t.sourceUrl, max: 1, connectionTimeoutMillis: t.timeoutMs, application_name: 'shopstream-status' });

@@ -1,5 +1,5 @@
 import {
-  CdcError, KafkaRefusedError, UnavailableError, UnexpectedError, errorMessage, type UnavailableCode,
+  AuthFailedError, CdcError, KafkaRefusedError, UnavailableError, UnexpectedError, errorMessage, type UnavailableCode,
 } from '../errors.ts';
 import { describeEndpoint, endpointHint, type Endpoint, type ServiceKind } from './endpoints.ts';
 
@@ -205,11 +205,53 @@ export function unavailableMessage(endpoint: Endpoint | undefined, err: unknown)
   return `cannot reach ${describeEndpoint(endpoint)}: ${reason}; ${endpointHint(endpoint)}`;
 }
 
+/**
+ * TLS verification failures (node's tls error codes): the server's
+ * certificate does not chain to the CA we were given, or names another
+ * host. Retrying cannot fix either.
+ */
+const TLS_CODES = /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|CERT_UNTRUSTED|CERT_SIGNATURE_FAILURE|ERR_TLS_CERT_ALTNAME_INVALID|ERR_SSL_.*|HOSTNAME_MISMATCH)$/;
+
+/** The settings a user fixes for a refused credential or certificate, per server kind. */
+const AUTH_SETTINGS: Record<ServiceKind, { credentials: (e?: Endpoint) => string; ca: (e?: Endpoint) => string }> = {
+  kafka: { credentials: () => 'KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD (and KAFKA_SASL_MECHANISM)', ca: () => 'KAFKA_SSL_CA_FILE (KAFKA_SSL_CHECK_HOSTNAME)' },
+  postgres: { credentials: (e) => `the user and password in ${e?.setting ?? 'the database URL'}`, ca: (e) => `sslrootcert / sslmode in ${e?.setting ?? 'the database URL'}` },
+  redis: { credentials: () => 'REDIS_USERNAME / REDIS_PASSWORD', ca: () => 'REDIS_TLS_CA_FILE' },
+  registry: { credentials: () => 'SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or SCHEMA_REGISTRY_BEARER_TOKEN', ca: () => 'SCHEMA_REGISTRY_CA_FILE' },
+};
+
+/**
+ * A refused credential or certificate, told apart from an outage: kafkajs'
+ * SASL failure, Postgres 28P01/28000 (password / no pg_hba entry), Redis
+ * WRONGPASS/NOAUTH/NOPERM, a registry 401/403, and a TLS verification error
+ * at any of them. One line naming the server and the setting to fix.
+ */
+function authFailure(nodes: Node[], kind: ServiceKind | undefined, endpoint: Endpoint | undefined, err: unknown): AuthFailedError | undefined {
+  let what: 'credentials' | 'ca' | undefined;
+  let k = kind;
+  for (const n of nodes) {
+    if (typeof n.code === 'string' && TLS_CODES.test(n.code)) { what = 'ca'; break; }
+    if (n.name === 'KafkaJSSASLAuthenticationError' || n.type === 'SASL_AUTHENTICATION_FAILED' || n.type === 'UNSUPPORTED_SASL_MECHANISM') { what = 'credentials'; k = 'kafka'; break; }
+    if (isPgNode(n) && (n.code === '28P01' || n.code === '28000')) { what = 'credentials'; k = 'postgres'; break; }
+    if (/^(WRONGPASS|NOAUTH|NOPERM)\b/.test(n.message ?? '')) { what = 'credentials'; k = 'redis'; break; }
+    if (isRegistryNode(n) && (n.status === 401 || n.status === 403)) { what = 'credentials'; k = 'registry'; break; }
+  }
+  if (!what) return undefined;
+  const ep = endpoint?.kind === k ? endpoint : undefined;
+  const where = ep ? describeEndpoint(ep) : k ? { kafka: 'Kafka', postgres: 'Postgres', redis: 'Redis', registry: 'the schema registry' }[k] : 'a server';
+  const fix = k ? AUTH_SETTINGS[k][what](ep) : 'the TLS and credential settings';
+  const verb = what === 'ca' ? 'TLS certificate check failed for' : 'authentication refused by';
+  return new AuthFailedError(`${verb} ${where}: ${rootMessage(err)}; check ${fix}`, { cause: err });
+}
+
 export function classify(err: unknown, o: ClassifyOptions = {}): Classified {
   const nodes = chain(err);
   const { kind, endpoint } = kindOf(nodes, o);
   // Our own errors already carry the decision; only a bare wrapper around a
   // raw error (UnavailableError with no endpoint in its message) is renamed.
+  if (err instanceof AuthFailedError) return { error: err, retriable: false, endpoint };
+  const auth = authFailure(nodes, kind, endpoint, err);
+  if (auth) return { error: auth, retriable: false, endpoint };
   if (err instanceof CdcError) return { error: err, retriable: err.retriable, endpoint };
   const v = verdict(nodes);
   if (v === 'retriable') {

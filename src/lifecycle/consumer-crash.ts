@@ -1,5 +1,5 @@
 import type { Consumer, RetryOptions } from 'kafkajs';
-import { ConsumerCrashedError, UnavailableError } from '../errors.ts';
+import { AuthFailedError, ConsumerCrashedError, UnavailableError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { classify, rootMessage } from './classify.ts';
 import type { Endpoint } from './endpoints.ts';
@@ -48,7 +48,7 @@ export function watchConsumerCrash(consumer: Consumer, o: ConsumerPolicyOptions 
     const c = classify(payload.error, { endpoints: o.endpoints });
     const err = c.retriable
       ? new UnavailableError((c.error as UnavailableError).code, `${o.name} stopped: ${c.error.message}`, { cause: payload.error })
-      : new ConsumerCrashedError(`${o.name} stopped for good: ${rootMessage(payload.error)}`, { cause: payload.error });
+      : c.error instanceof AuthFailedError ? c.error : new ConsumerCrashedError(`${o.name} stopped for good: ${rootMessage(payload.error)}`, { cause: payload.error });
     o.log.error({ err: err.message, code: err.code, group: payload.groupId }, 'consumer crashed without restarting');
     o.onFatal?.(err);
   });

@@ -121,13 +121,14 @@ export interface CheckResult {
   samples: Array<Record<string, unknown>>;
 }
 
-export async function runDataChecks(client: pg.ClientBase, schemas: WarehouseSchemas, sampleSize = 5): Promise<CheckResult[]> {
+export async function runDataChecks(client: pg.ClientBase, schemas: WarehouseSchemas, sampleSize = 5, onCheck?: (name: string) => void): Promise<CheckResult[]> {
   const out: CheckResult[] = [];
   for (const c of dataChecks(schemas)) {
     const { rows } = await client.query<{ n: number; samples: Array<Record<string, unknown>> | null }>(
       `SELECT count(*)::int AS n, (SELECT jsonb_agg(s) FROM (SELECT * FROM (${c.sql}) s0 ORDER BY key LIMIT ${Number(sampleSize)}) s) AS samples
        FROM (${c.sql}) x`);
     out.push({ name: c.name, kind: c.kind, table: c.table, failures: rows[0]!.n, samples: rows[0]!.samples ?? [] });
+    onCheck?.(c.name);
   }
   return out;
 }

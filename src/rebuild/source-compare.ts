@@ -129,7 +129,7 @@ export async function diffTable(source: Side, staging: Side, table: TableName, o
 }
 
 export async function diffStagingWithSource(
-  source: pg.ClientBase, sourceSchema: string, staging: pg.ClientBase, stagingSchema: string, opts: { pageSize?: number; sampleSize?: number } = {},
+  source: pg.ClientBase, sourceSchema: string, staging: pg.ClientBase, stagingSchema: string, opts: { pageSize?: number; sampleSize?: number; onTable?: (table: string) => void } = {},
 ): Promise<SourceTableDiff[]> {
   for (const n of [sourceSchema, stagingSchema]) {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(n)) throw new Error(`schema name "${n}" is not a plain identifier`);
@@ -139,7 +139,8 @@ export async function diffStagingWithSource(
     const inSource = await columnsBeyondSpec(source, `"${sourceSchema}".${t}`, t, new Set());
     const inStaging = await columnsBeyondSpec(staging, `"${stagingSchema}".stg_${t}`, t, STAGING_OWN);
     const extras = [...inSource].filter(([c]) => !STAGING_OWN.has(c)).map(([name, type]) => ({ name, type, inStaging: inStaging.has(name), stagingType: inStaging.get(name) }));
-    out.push(await diffTable({ client: source, prefix: `"${sourceSchema}".` }, { client: staging, prefix: `"${stagingSchema}".stg_` }, t, { ...opts, extras }));
+    out.push(await diffTable({ client: source, prefix: `"${sourceSchema}".` }, { client: staging, prefix: `"${stagingSchema}".stg_` }, t, { pageSize: opts.pageSize, sampleSize: opts.sampleSize, extras }));
+    opts.onTable?.(t);
   }
   return out;
 }

@@ -1,8 +1,9 @@
 import type pg from 'pg';
-import { diffDerivedTables, type TableDiff } from '../../consumers/warehouse/batch-recompute.ts';
+import { TABLE_NAMES } from '../consumer/tables.ts';
+import { batchChecks, diffDerivedTables, type TableDiff } from '../../consumers/warehouse/batch-recompute.ts';
 import type { ClvThresholds } from '../../consumers/warehouse/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
-import { runDataChecks, type CheckResult } from './checks.ts';
+import { dataChecks, runDataChecks, type CheckResult } from './checks.ts';
 import { diffStagingWithSource, type SourceTableDiff } from './source-compare.ts';
 
 /**
@@ -41,6 +42,8 @@ export interface VerifyOptions {
   /** Staging against the source: the source connection and its schema. */
   source?: { client: pg.ClientBase; schema: string };
   sampleSize?: number;
+  /** After each comparison or check: how many of `total` are done. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 export async function runVerify(client: pg.ClientBase, schemas: WarehouseSchemas, opts: VerifyOptions = {}): Promise<VerifyReport> {
@@ -50,13 +53,17 @@ export async function runVerify(client: pg.ClientBase, schemas: WarehouseSchemas
   // consumer runs, and verify never reports a batch half seen.
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
-    const diffs = await diffDerivedTables(client, schemas, opts.thresholds);
+    const total = batchChecks(schemas, opts.thresholds).length + dataChecks(schemas).length + (opts.source ? TABLE_NAMES.length : 0);
+    let done = 0;
+    const step = () => opts.onProgress?.(++done, total);
+    opts.onProgress?.(0, total);
+    const diffs = await diffDerivedTables(client, schemas, opts.thresholds, step);
     const recompute = diffs.map((d) => ({
       ...d,
       keys: { missing: d.samples.missing.map((r) => keyOf(d.table, r)), unexpected: d.samples.unexpected.map((r) => keyOf(d.table, r)) },
     }));
-    const checks = await runDataChecks(client, schemas, opts.sampleSize);
-    const source = opts.source ? await diffStagingWithSource(opts.source.client, opts.source.schema, client, schemas.staging, { sampleSize: opts.sampleSize }) : undefined;
+    const checks = await runDataChecks(client, schemas, opts.sampleSize, step);
+    const source = opts.source ? await diffStagingWithSource(opts.source.client, opts.source.schema, client, schemas.staging, { sampleSize: opts.sampleSize, onTable: step }) : undefined;
     const ok = recompute.every((d) => d.missing === 0 && d.unexpected === 0) && checks.every((c) => c.failures === 0)
       && (source ?? []).every((s) => s.missing === 0 && s.unexpected === 0 && s.differing === 0);
     return { ok, schemas, recompute, checks, source, durationMs: Date.now() - started };

@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { basicChecker } from '../api/auth.ts';
 import type { Logger } from '../logger.ts';
 import { parseCompatibilityLevel, SUPPORTED_SCHEMA_TYPES, type CompatibilityLevel } from './compatibility.ts';
 import { RegistryRestError, restErrors } from './errors.ts';
@@ -13,8 +14,18 @@ const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
  * The Confluent-compatible REST surface. Routes for /, /schemas and /config
  * live here; /subjects and /compatibility in routes-subjects.ts.
  */
-export function buildApp(store: RegistryStore, log: Logger, metrics: RegistryMetrics = new RegistryMetrics()): FastifyInstance {
+export interface RegistryHttpOptions {
+  /** Require this user on every route but the probes. */
+  basicAuth?: { username: string; password: string };
+  /** Serve https. */
+  tls?: { cert: Buffer; key: Buffer };
+}
+
+const PROBE_PATHS = new Set(['/healthz', '/readyz']);
+
+export function buildApp(store: RegistryStore, log: Logger, metrics: RegistryMetrics = new RegistryMetrics(), http: RegistryHttpOptions = {}): FastifyInstance {
   const app = Fastify({
+    ...(http.tls ? { https: { cert: http.tls.cert, key: http.tls.key } } : {}),
     // Typed as Fastify's logger so the instance keeps the default generics the route files use.
     loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -53,6 +64,16 @@ export function buildApp(store: RegistryStore, log: Logger, metrics: RegistryMet
   // none of the JSON types satisfies is 406, a request body of another
   // media type is 415 (docs/registry.md). The ops endpoints (/healthz,
   // /readyz, /metrics) are ours, not Confluent's: Prometheus asks for text.
+  if (http.basicAuth) {
+    const authorized = basicChecker(http.basicAuth.username, http.basicAuth.password);
+    // Confluent's registry answers 401 with error_code 401 and a Basic challenge.
+    app.addHook('onRequest', async (req, reply) => {
+      if (PROBE_PATHS.has(req.url.split('?')[0]!) || authorized(req.headers.authorization)) return undefined;
+      return reply.code(401).header('www-authenticate', 'Basic realm="schema-registry"').header('content-type', 'application/vnd.schemaregistry.v1+json')
+        .send(Buffer.from(JSON.stringify({ error_code: 401, message: 'Unauthorized' })));
+    });
+  }
+
   app.addHook('onRequest', async (req, reply) => {
     if (OPS_PATHS.has(req.url.split('?')[0]!)) return undefined;
     if (negotiate(req.headers.accept) === undefined) {

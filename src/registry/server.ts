@@ -38,12 +38,12 @@ export class RegistryService implements Service {
     await this.migrateWithRetry(store, signal);
     if (signal.aborted) return;
 
-    this.app = buildApp(store, log);
+    this.app = buildApp(store, log, undefined, { basicAuth: config.basicAuth, tls: config.tls });
     await this.app.listen({ host: config.host, port: config.port });
     const addr = this.app.server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    this.boundUrl = `http://${host}:${addr.port}`;
-    log.info({ url: this.boundUrl, store: redactUrl(config.databaseUrl), schema: config.schema }, 'listening');
+    this.boundUrl = `${config.tls ? 'https' : 'http'}://${host}:${addr.port}`;
+    log.info({ url: this.boundUrl, store: redactUrl(config.databaseUrl), schema: config.schema, auth: config.basicAuth ? `basic (${config.basicAuth.username})` : 'off' }, 'listening');
   }
 
   stop(): Promise<void> {

@@ -1,5 +1,7 @@
 import { bool, int, list, listenHost, oneOf, optionalStr, str, type Env } from '../config/env.ts';
 import { loadStackConfig } from '../config/index.ts';
+import type { KafkaConnection } from '../config/kafka.ts';
+import type { RegistryConnection } from '../config/registry.ts';
 import { ConfigError } from '../errors.ts';
 import { HEALTH_PORTS, loadWatchdogConfig, type WatchdogConfig } from '../health/config.ts';
 import { DEFAULT_PUBLISHER_OPTIONS, type PublisherOptions } from '../publisher/kafka-publisher.ts';
@@ -9,7 +11,10 @@ export type SnapshotMode = 'initial' | 'never' | 'always';
 export interface CaptureConfig {
   sourceUrl: string;
   kafkaBrokers: string[];
+  /** Brokers, TLS and SASL (src/config/kafka.ts). */
+  kafka: KafkaConnection;
   registryUrl: string;
+  registry: RegistryConnection;
   topicPrefix: string;
   slot: string;
   publication: string;
@@ -77,7 +82,9 @@ export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
   return {
     sourceUrl: stack.sourceUrl,
     kafkaBrokers: stack.kafkaBrokers,
+    kafka: stack.kafka,
     registryUrl: stack.registryUrl,
+    registry: stack.registry,
     topicPrefix: stack.topicPrefix,
     slot: ident(env, 'CAPTURE_SLOT', 'shop_cdc'),
     publication: ident(env, 'CAPTURE_PUBLICATION', 'shop_cdc'),

@@ -5,6 +5,7 @@ import type { Service } from '../lifecycle/service.ts';
 import type { Logger } from '../logger.ts';
 import { EventEncoder, type EncodedRecord } from '../publisher/event-encoder.ts';
 import { KafkaPublisher, type OutMessage } from '../publisher/kafka-publisher.ts';
+import { kafkaClientConfig } from '../config/kafka.ts';
 import { Kafka, logLevel } from '../publisher/kafkajs.ts';
 import { RegistryClient } from '../publisher/registry-client.ts';
 import { SchemaManager } from '../publisher/schema-manager.ts';
@@ -19,6 +20,7 @@ import { formatLsn, type Lsn } from './lsn.ts';
 import { CaptureMetrics } from './metrics.ts';
 import { PgoutputDecoder } from './pgoutput.ts';
 import type { ReplicationConnection } from './replication-connection.ts';
+import { currentRole, describeMissing, missingCapturePrivileges } from './privileges.ts';
 import { checkSource, ensurePublication, openSlot, tablesInSchemas } from './slot.ts';
 import { runSnapshot } from './snapshot.ts';
 
@@ -164,9 +166,11 @@ export class CaptureService implements Service {
     this.pool.on('connect', (client) => client.on('error', (err) => this.log.warn({ err }, 'source connection error')));
     await checkSource(this.pool);
     this.tables = cfg.tables ?? (await tablesInSchemas(this.pool, cfg.schemas));
+    const missing = await missingCapturePrivileges(this.pool, { tables: this.tables, publication: cfg.publication, metaSchema: cfg.metaSchema });
+    if (missing.length > 0) throw new SourceNotReadyError(describeMissing(await currentRole(this.pool), missing));
     await ensurePublication(this.pool, cfg.publication, this.tables, this.log);
 
-    const kafka = new Kafka({ clientId: 'shopstream-capture', brokers: cfg.kafkaBrokers, logLevel: logLevel.WARN });
+    const kafka = new Kafka(kafkaClientConfig(cfg.kafka, { clientId: 'shopstream-capture', logLevel: logLevel.WARN }));
     this.publisher = new KafkaPublisher(kafka, cfg.publisher, {
       acked: (batch) => this.onAcked(batch),
       drained: () => { if (!this.blocked) this.repl?.resume(); },
@@ -174,10 +178,10 @@ export class CaptureService implements Service {
     }, this.log, kafkaEndpoint(cfg.kafkaBrokers));
     await this.publisher.connect();
     this.metrics.bufferedBytes = () => this.publisher.bufferedBytes;
-    this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registryUrl), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t, 'table'), this.log, cfg.publisher.cleanupPolicy.includes('compact'));
+    this.schemas = new SchemaManager(this.pool, new RegistryClient(cfg.registry), cfg.topicPrefix, (t) => this.publisher.ensureTopic(t, 'table'), this.log, cfg.publisher.cleanupPolicy.includes('compact'));
     if (cfg.transactionMetadata) {
       const topic = transactionTopic(cfg.topicPrefix);
-      const registry = new RegistryClient(cfg.registryUrl);
+      const registry = new RegistryClient(cfg.registry);
       const sch = transactionSchemas(cfg.topicPrefix);
       await this.publisher.ensureTopic(topic);
       this.txMeta = { topic, encoder: new TransactionMetadataEncoder(await registry.register(`${topic}-key`, sch.key), await registry.register(`${topic}-value`, sch.value)) };

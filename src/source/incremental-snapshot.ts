@@ -1,3 +1,4 @@
+import { ensureSchema } from './slot.ts';
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { SourceNotReadyError } from '../errors.ts';
@@ -82,7 +83,7 @@ export class IncrementalSnapshotter {
     this.client = snapshotClient(this.opts.sourceUrl, 'shopstream-capture-incremental');
     this.client.on('error', (err) => this.host.fail(err));
     await this.client.connect();
-    await this.client.query(`CREATE SCHEMA IF NOT EXISTS "${this.opts.metaSchema}"`);
+    await ensureSchema(this.client, this.opts.metaSchema);
     await this.client.query(`CREATE TABLE IF NOT EXISTS ${this.table} (
       slot_name text NOT NULL, table_name text NOT NULL, signal_lsn pg_lsn NOT NULL,
       last_key text[], rows_done bigint NOT NULL DEFAULT 0,

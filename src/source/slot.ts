@@ -119,7 +119,7 @@ export class SnapshotLedger {
   }
 
   async init(): Promise<void> {
-    await this.pool.query(`CREATE SCHEMA IF NOT EXISTS "${this.metaSchema}"`);
+    await ensureSchema(this.pool, this.metaSchema);
     await this.pool.query(`CREATE TABLE IF NOT EXISTS "${this.metaSchema}".capture_snapshots (
       slot_name text PRIMARY KEY, consistent_point pg_lsn NOT NULL,
       started_at timestamptz NOT NULL DEFAULT now(), completed_at timestamptz)`);
@@ -145,6 +145,16 @@ export class SnapshotLedger {
   async forget(slot: string): Promise<void> {
     await this.pool.query(`DELETE FROM "${this.metaSchema}".capture_snapshots WHERE slot_name = $1`, [slot]);
   }
+}
+
+/**
+ * CREATE SCHEMA IF NOT EXISTS asks for CREATE on the database even when the
+ * schema exists, so a least-privilege role whose schema an administrator
+ * made beforehand would be refused: create it only when it is missing.
+ */
+export async function ensureSchema(db: Pick<pg.Pool, 'query'> | Pick<pg.ClientBase, 'query'>, schema: string): Promise<void> {
+  const { rows } = await db.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+  if (rows.length === 0) await db.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
 }
 
 export interface OpenSlotOptions {

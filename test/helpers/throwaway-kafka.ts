@@ -44,6 +44,14 @@ export function kafkaClasspath(): string {
   return readFileSync(file, 'utf8').trim();
 }
 
+/** JVM arguments for a small test broker logging WARN and up to `<dir>/server.log` (writes its log4j.properties). */
+export function kafkaJavaArgs(dir: string, classpath: string): string[] {
+  writeFileSync(join(dir, 'log4j.properties'), 'log4j.rootLogger=WARN, f\nlog4j.appender.f=org.apache.log4j.FileAppender\n'
+    + `log4j.appender.f.File=${dir}/server.log\nlog4j.appender.f.layout=org.apache.log4j.PatternLayout\nlog4j.appender.f.layout.ConversionPattern=[%d] %p %m (%c)%n\n`);
+  return ['-Xms128m', '-Xmx512m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Djava.net.preferIPv4Stack=true',
+    `-Dkafka.logs.dir=${dir}`, `-Dlog4j.configuration=file:${dir}/log4j.properties`, '-cp', classpath];
+}
+
 /** Starts a broker and resolves as soon as it answers a metadata request (the moment the demo's capture met it). */
 export async function startThrowawayKafka(opts: { timeoutMs?: number } = {}): Promise<ThrowawayKafka> {
   const cp = kafkaClasspath();
@@ -52,10 +60,7 @@ export async function startThrowawayKafka(opts: { timeoutMs?: number } = {}): Pr
   const props = readFileSync(join(REPO, 'stack/kafka/server.properties'), 'utf8')
     .replaceAll('@PORT@', String(port)).replaceAll('@CONTROLLER_PORT@', String(controller)).replaceAll('@STATE@', dir);
   writeFileSync(join(dir, 'server.properties'), props);
-  writeFileSync(join(dir, 'log4j.properties'), 'log4j.rootLogger=WARN, f\nlog4j.appender.f=org.apache.log4j.FileAppender\n'
-    + `log4j.appender.f.File=${dir}/server.log\nlog4j.appender.f.layout=org.apache.log4j.PatternLayout\nlog4j.appender.f.layout.ConversionPattern=[%d] %p %m (%c)%n\n`);
-  const java = ['-Xms128m', '-Xmx512m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Djava.net.preferIPv4Stack=true',
-    `-Dkafka.logs.dir=${dir}`, `-Dlog4j.configuration=file:${dir}/log4j.properties`, '-cp', cp];
+  const java = kafkaJavaArgs(dir, cp);
   // A leading '-' would be read by kafka-storage as an option, not as the id.
   const clusterId = randomBytes(16).toString('base64url').slice(0, 22).replace(/^-/, 'A');
   const fmt = spawnSync('java', [...java, 'kafka.tools.StorageTool', 'format', '--ignore-formatted', '-t', clusterId, '-c', join(dir, 'server.properties')], { encoding: 'utf8' });

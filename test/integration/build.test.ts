@@ -120,7 +120,7 @@ afterAll(async () => {
 
 describe('production build', () => {
   it('emits JavaScript only, with the run-time assets beside it', () => {
-    for (const f of ['src/cli/shopstream.js', 'consumers/warehouse/main.js', 'src/api/main.js', 'src/sinks/redis/clv-write.lua', 'migrations/warehouse/0050_mart_sales_null_category.sql', 'schemas/clickstream-event.avsc']) {
+    for (const f of ['src/cli/shopstream.js', 'consumers/warehouse/main.js', 'src/api/main.js', 'src/sinks/redis/clv-write.lua', 'src/api/status/page-script.js', 'migrations/warehouse/0050_mart_sales_null_category.sql', 'schemas/clickstream-event.avsc']) {
       expect(existsSync(`${ROOT}dist/${f}`), f).toBe(true);
     }
   });
@@ -146,6 +146,14 @@ describe('production build', () => {
     expect(clv).toMatchObject({ customer_id: '7', total_orders: 1, total_revenue: '25.00' });
     const { rows: mart } = await warehouse.query(`SELECT category, revenue FROM ${wh.ANALYTICS_SCHEMA}.mart_sales`);
     expect(mart).toEqual([{ category: null, revenue: '25.00' }]);
+    // The status page's script and uPlot (from node_modules) are found by the built API too.
+    for (const [asset, type, marker] of [['page.js', 'text/javascript', 'statusPage'], ['uplot.iife.min.js', 'text/javascript', 'uPlot'], ['uplot.min.css', 'text/css', '.uplot']] as const) {
+      const res = await fetch(`${url}/status/${asset}`);
+      expect(res.status, asset).toBe(200);
+      expect(res.headers.get('content-type'), asset).toContain(type);
+      expect(await res.text(), asset).toContain(marker);
+    }
+    expect(await (await fetch(`${url}/status`)).text()).toContain('<script src="/status/page.js">');
 
     // Shutdown drains in reverse start order and exits 0.
     expect(await Promise.all([stop(api), stop(consumer), stop(capture)])).toEqual([0, 0, 0]);

@@ -65,11 +65,15 @@ describe('shopstream against the stack', () => {
     const ok = await cli(['verify', '--json']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, schemas: wh });
+    // Progress on stderr as plain lines (not a terminal), stdout the JSON alone.
+    expect(ok.stderr).toMatch(/^verify: \d+\/\d+ comparisons and checks \(\d+%\), \d+\/s, ETA /m);
+    expect(ok.stderr).toMatch(/^verify: clean: (\d+)\/\1 comparisons and checks in /m);
     await warehouse.query(`INSERT INTO ${wh.analytics}.mart_sales VALUES (20240101, NULL, 1, 1, 9.99)`);
     const bad = await cli(['verify', '--staging', wh.staging, '--analytics', wh.analytics]);
     expect(bad.code, bad.stderr).toBe(1);
     expect(bad.stdout).toMatch(/mart_sales/);
     expect(bad.stdout).toContain('20240101');
+    expect(bad.stderr).toMatch(/^verify: differences found: /m);
   });
 
   it('snapshot writes the re-snapshot request into the WAL for the running capture, table alone or schema.table', async () => {

@@ -16,6 +16,7 @@ import type { PipelineStatus } from '../../src/health/status-collect.ts';
 import { TrafficGenerator } from '../../src/generator/writer.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
 /**
@@ -90,12 +91,8 @@ describe('health, metrics, status and the watchdog against real processes', () =
       }
     }
     await h?.cleanup();
-    if (wh && schemas) await wh.query(`DROP SCHEMA IF EXISTS "${schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.meta}" CASCADE`);
+    await dropTestWarehouse(wh, schemas, redis, h?.id);
     await wh?.end();
-    if (h) {
-      const keys = await redis.keys(`${h.id}:*`);
-      if (keys.length) await redis.del(...keys);
-    }
     redis.disconnect();
     if (pidDir) await rm(pidDir, { recursive: true, force: true });
   });

@@ -22,6 +22,12 @@ describe('parseCustomerId', () => {
     expect(parseCustomerId('9223372036854775807')).toBe('9223372036854775807');
   });
 
+  it('canonicalises like BigInt on both sides of the 18-digit shortcut', () => {
+    for (const raw of ['000', '0000000000000000001', '099999999999999999', '99999999999999999', '0000009223372036854775807', '123456789012345678']) {
+      expect(parseCustomerId(raw), raw).toBe(BigInt(raw).toString());
+    }
+  });
+
   it.each(['-1', '+1', '1.5', '1e3', 'abc', '', ' 1', '0x10', '9223372036854775808', '99999999999999999999999999'])(
     'refuses %j with 400 INVALID_CUSTOMER_ID',
     (raw) => {

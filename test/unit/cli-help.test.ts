@@ -26,7 +26,7 @@ async function limited<T>(jobs: Array<() => Promise<T>>, n: number): Promise<T[]
 
 const SUBCOMMANDS: Array<[string[], RegExp]> = [
   [['capture'], /Run the capture/],
-  [['snapshot'], /<table>/],
+  [['snapshot'], /<table>[\s\S]*--wait[\s\S]*--timeout <seconds>/],
   [['consume'], /choices: "warehouse", "clickstream"/],
   [['api'], /CLV lookup API/],
   [['registry'], /schema registry/],

@@ -72,7 +72,8 @@ describe('classify', () => {
     for (const [code, msg] of [['42P01', 'relation "x" does not exist'], ['28P01', 'password authentication failed'], ['3D000', 'database "nope" does not exist'], ['23505', 'duplicate key']]) {
       const c = classify(pgError(code!, msg!), { endpoints });
       expect(c.retriable, code).toBe(false);
-      expect(c.error.code).toBe('UNEXPECTED');
+      // A refused password is named as such (docs/security.md); the rest stay UNEXPECTED.
+      expect(c.error.code).toBe(code === '28P01' ? 'AUTH_FAILED' : 'UNEXPECTED');
       expect(c.error.message).toContain(msg);
     }
   });

@@ -1,5 +1,6 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { redactUrl } from '../../config/env.ts';
+import { redisClientOptions, type RedisConnection } from '../../config/redis.ts';
 
 /**
  * One Redis client for a single server or a Redis Cluster, chosen by the
@@ -22,6 +23,8 @@ export type RedisClient = Redis | Cluster;
 export interface RedisTarget {
   redisUrl: string;
   redisClusterNodes: string[] | null;
+  /** ACL user, password and TLS files (src/config/redis.ts); without, only what the URL holds. */
+  redis?: RedisConnection;
 }
 
 /** The options callers pick; each maps to its place on a plain or a cluster client. */
@@ -46,7 +49,8 @@ function nodeOptions(redisUrl: string): Pick<RedisOptions, 'username' | 'passwor
 }
 
 export function createRedisClient(target: RedisTarget, o: RedisClientOptions = {}): RedisClient {
-  if (!target.redisClusterNodes) return new Redis(target.redisUrl, o);
+  const conn = target.redis ?? { url: target.redisUrl };
+  if (!target.redisClusterNodes) return new Redis(target.redisUrl, redisClientOptions(conn, o));
   const nodes = target.redisClusterNodes.map((n) => {
     const i = n.lastIndexOf(':');
     return { host: n.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(n.slice(i + 1)) };
@@ -71,7 +75,7 @@ export function createRedisClient(target: RedisTarget, o: RedisClientOptions = {
     slotsRefreshTimeout: 2_000,
     // Reads from masters only: a replica may lag the version-guarded writes it copies.
     scaleReads: 'master',
-    redisOptions: { ...perNode, ...nodeOptions(target.redisUrl) },
+    redisOptions: { ...perNode, ...nodeOptions(target.redisUrl), ...redisClientOptions(conn) },
   });
 }
 

@@ -1,0 +1,33 @@
+import type { ChaosReport } from './chaos.ts';
+
+/** The Markdown twin of a chaos report's JSON: the faults table, the summary per kind and the final comparison. */
+export function reportMarkdown(r: ChaosReport): string {
+  const s = (ms: number | null | undefined) => (ms === null || ms === undefined ? '—' : `${(ms / 1000).toFixed(1)} s`);
+  const out: string[] = [];
+  out.push(`# Chaos run, seed ${r.seed}`, '');
+  out.push(`${r.ok ? 'PASSED' : 'FAILED'}: ${r.faults.length} faults in ${r.minutes} min (run ${r.durationS} s in all, started ${r.startedAt}),`);
+  out.push(`on a throw-away stack with ${r.stack.kafkaBrokers} Kafka broker(s) and a ${r.stack.redis} Redis; stall bound ${s(r.stallBoundMs)}.`);
+  out.push(`Load average ${r.machine.loadavgStart.map((x) => x.toFixed(1)).join('/')} at the start, ${r.machine.loadavgEnd.map((x) => x.toFixed(1)).join('/')} at the end (2 cores, shared).`, '');
+  if (r.error) out.push('Error:', '', '```', r.error, '```', '');
+  out.push('## Recovery by kind', '', '| kind | faults | recovered | p50 | max |', '|---|---:|---:|---:|---:|');
+  for (const k of r.summary.byKind) out.push(`| ${k.kind} | ${k.faults} | ${k.recovered} | ${s(k.p50Ms)} | ${s(k.maxMs)} |`);
+  const a = r.summary.all;
+  out.push(`| **all** | ${a.faults} | ${a.recovered} | ${s(a.p50Ms)} | ${s(a.maxMs)} |`, '');
+  out.push('Recovery: from the fault (for a zombie member, from its SIGCONT) until every process made progress again: the capture confirmed the WAL position of the fault, every consumer member applied messages, both groups were stable with every running member in them and stored offsets at the high watermarks of the fault, the API answered a CLV lookup, the registry its subject list.', '');
+  if (r.final) {
+    const f = r.final;
+    out.push('## Final comparison', '', `Caught up ${s(f.caughtUpMs)} after the load stopped. Rows compared: ${f.rowsCompared}.`, '');
+    out.push('| table | rows | missing | excess |', '|---|---:|---:|---:|');
+    for (const t of f.tables) out.push(`| ${t.table} | ${t.rows} | ${t.missing} | ${t.excess}${t.differing ? ` (+${t.differing} differing)` : ''} |`);
+    out.push(`| Redis clv:* vs customer_lifetime_value | ${f.redis.keys} | ${f.redis.missing} | ${f.redis.extra}${f.redis.stale ? ` (+${f.redis.stale} stale)` : ''} |`, '');
+    out.push(`Data checks failed: ${f.checksFailed.length === 0 ? 'none' : f.checksFailed.join('; ')}.`, '');
+  }
+  out.push('## Slot never past Kafka', '', `${r.slot.samples} samples of confirmed_flush_lsn during the run, each followed by the orders topic's high watermarks: ${r.slot.violations} order(s) committed before a sampled slot position were not in Kafka at that moment.`, '');
+  for (const v of r.slot.firstViolations) out.push(`- order ${v.orderId}: ${v.why}`);
+  out.push('## Load', '', Object.entries(r.load).map(([k, v]) => `${k} ${v}`).join(', '), '');
+  out.push('## Processes', '', '| process | starts | exits not caused by the suite |', '|---|---:|---|');
+  for (const p of r.processes) out.push(`| ${p.name} | ${p.starts} | ${p.unexpectedExits.length === 0 ? 'none' : p.unexpectedExits.map((e) => e.signal ?? `code ${e.code}`).join(', ')} |`);
+  out.push('', '## Faults', '', '| # | at | kind | target | recovery | last to recover | detail |', '|---:|---:|---|---|---:|---|---|');
+  for (const f of r.faults) out.push(`| ${f.n} | ${f.atS} s | ${f.kind} | ${f.target} | ${f.recoveryMs === null ? `STALLED: ${(f.stalled ?? []).join(', ')}` : s(f.recoveryMs)} | ${(f.slowest ?? []).join(', ')} | ${f.detail ?? ''} |`);
+  return `${out.join('\n')}\n`;
+}
