@@ -26,6 +26,9 @@ TPL="$REPO/stack"
 STATE_ID=$(printf '%s' "$STATE" | md5sum | cut -c1-12)
 [ "$STATE" = "$REPO/.stack" ] && STATE_ID=$(printf '%s' "$REPO" | md5sum | cut -c1-12)
 
+# STACK_KAFKA_BROKERS=3 runs three Kafka nodes and STACK_REDIS_CLUSTER=1 a
+# six-node Redis Cluster in place of the single broker and Redis (see the
+# sections below and docs/stack.md).
 # Fixed by docs/CONVENTIONS.md; the STACK_* overrides exist only to run a
 # second, throw-away stack beside the shared one (e.g. to test this script).
 PG_PORT=${STACK_PG_PORT:-55432}
@@ -312,6 +315,97 @@ redis_status() {
   fi
 }
 
+# --- Redis Cluster (STACK_REDIS_CLUSTER=1) ------------------------------------
+# Six redis-server nodes in cluster mode on REDIS_PORT+1..+6 (bus ports +100),
+# state under $STATE/redis-cluster/node-N; created once with
+# `redis-cli --cluster create ... --cluster-replicas 1`, so three masters with
+# one replica each. Replaces the single Redis while the setting is on.
+
+REDIS_CLUSTER_DIR="$STATE/redis-cluster"
+REDIS_CLUSTER_NODES=6
+rc_port() { echo $((REDIS_PORT + $1)); }
+rc_dir() { echo "$REDIS_CLUSTER_DIR/node-$1"; }
+rc_cli() { redis-cli -h "$HOST" -p "$(rc_port "$1")" "${@:2}"; }
+rc_info() { rc_cli "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"; }
+
+redis_cluster_up() {
+  local i port dir
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    port=$(rc_port "$i")
+    dir=$(rc_dir "$i")
+    mkdir -p "$dir"
+    render "$TPL/redis/redis-cluster.conf" "$dir/redis.conf" "PORT=$port" "BUS_PORT=$((port + 100))" "DIR=$dir"
+    if live_pid "$dir/redis.pid" redis-server >/dev/null; then continue; fi
+    rm -f "$dir/redis.pid"
+    port_open "$port" && die "port $port is taken by another process; not starting redis cluster node $i"
+    port_open $((port + 100)) && die "port $((port + 100)) is taken by another process; not starting redis cluster node $i"
+    log "redis-cluster: starting node $i on $HOST:$port"
+    redis-server "$dir/redis.conf" 9>&- || { tail_log "$dir/redis.log"; die "redis-server (cluster node $i) failed"; }
+  done
+  local deadline=$(($(date +%s) + REDIS_TIMEOUT))
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    until [ "$(rc_cli "$i" ping 2>/dev/null)" = PONG ]; do
+      [ "$(date +%s)" -lt "$deadline" ] || { tail_log "$(rc_dir "$i")/redis.log"; die "redis cluster node $i did not answer PING in ${REDIS_TIMEOUT}s"; }
+      sleep 0.1
+    done
+  done
+  # Created once: only when no node knows any other and no slot is assigned.
+  local fresh=1 nodes=()
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    nodes+=("$HOST:$(rc_port "$i")")
+    [ "$(rc_info "$i" cluster_known_nodes)" = 1 ] && [ "$(rc_info "$i" cluster_slots_assigned)" = 0 ] || fresh=0
+  done
+  if [ "$fresh" -eq 1 ]; then
+    log "redis-cluster: creating (3 masters, 3 replicas)"
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$REDIS_CLUSTER_DIR/create.log" 2>&1 ||
+      { tail_log "$REDIS_CLUSTER_DIR/create.log"; die "redis-cli --cluster create failed"; }
+  fi
+  deadline=$(($(date +%s) + REDIS_TIMEOUT))
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    until [ "$(rc_info "$i" cluster_state)" = ok ] && [ "$(rc_info "$i" cluster_known_nodes)" = "$REDIS_CLUSTER_NODES" ]; do
+      [ "$(date +%s)" -lt "$deadline" ] ||
+        die "redis cluster node $i: cluster_state $(rc_info "$i" cluster_state), $(rc_info "$i" cluster_known_nodes) known nodes after ${REDIS_TIMEOUT}s (see $REDIS_CLUSTER_DIR)"
+      sleep 0.2
+    done
+  done
+  # A replica that has not synced with its master yet cannot take over from it.
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    until [ "$(rc_cli "$i" role 2>/dev/null | head -1)" = master ] ||
+      rc_cli "$i" info replication 2>/dev/null | tr -d '\r' | grep -qx 'master_link_status:up'; do
+      [ "$(date +%s)" -lt "$deadline" ] || die "redis cluster node $i: replica not in sync with its master after ${REDIS_TIMEOUT}s"
+      sleep 0.2
+    done
+  done
+  log "redis-cluster: up on $HOST:$(rc_port 1)-$(rc_port "$REDIS_CLUSTER_NODES") (REDIS_CLUSTER_NODES=${nodes[0]},${nodes[1]},${nodes[2]})"
+}
+
+redis_cluster_down() {
+  local i pid
+  for ((i = REDIS_CLUSTER_NODES; i >= 1; i--)); do
+    if pid=$(live_pid "$(rc_dir "$i")/redis.pid" redis-server); then
+      log "redis-cluster: stopping node $i"
+      rc_cli "$i" shutdown >/dev/null 2>&1 || true
+      stop_pid "$pid" 30 "redis cluster node $i"
+    fi
+    rm -f "$(rc_dir "$i")/redis.pid"
+  done
+}
+
+redis_cluster_status() {
+  local i rc=0 pid role
+  for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
+    if [ "$(rc_cli "$i" ping 2>/dev/null)" = PONG ]; then
+      pid=$(live_pid "$(rc_dir "$i")/redis.pid" redis-server || echo '?')
+      role=$(rc_cli "$i" role 2>/dev/null | head -1)
+      printf '%-9s up    %s:%s  pid %s  %s  cluster_state=%s\n' "redis-$i" "$HOST" "$(rc_port "$i")" "$pid" "$role" "$(rc_info "$i" cluster_state)"
+    else
+      printf '%-9s DOWN  %s:%s\n' "redis-$i" "$HOST" "$(rc_port "$i")"
+      rc=1
+    fi
+  done
+  return $rc
+}
+
 # --- Kafka ------------------------------------------------------------------
 
 KAFKA_PID="$KAFKA_DIR/kafka.pid"
@@ -427,6 +521,121 @@ kafka_status() {
   fi
 }
 
+# --- Kafka cluster (STACK_KAFKA_BROKERS=N, N > 1) -------------------------------
+# N nodes, each broker and controller (N controller voters: a quorum survives
+# floor((N-1)/2) dead nodes), node i listening on KAFKA_PORT + 2(i-1) with its
+# controller on the port after; state under $STATE/kafka-i. The jars are the
+# single node's (kafka_classpath). Replaces the single broker while set.
+
+KAFKA_BROKERS_N=${STACK_KAFKA_BROKERS:-1}
+kc_port() { echo $((KAFKA_PORT + 2 * ($1 - 1))); }
+kc_dir() { echo "$STATE/kafka-$1"; }
+kc_voters() {
+  local i v=()
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do v+=("$i@$HOST:$(($(kc_port "$i") + 1))"); done
+  (IFS=,; echo "${v[*]}")
+}
+kc_bootstrap() {
+  local i b=()
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do b+=("$HOST:$(kc_port "$i")"); done
+  (IFS=,; echo "${b[*]}")
+}
+
+kafka_cluster_up() {
+  kafka_classpath
+  local i dir port pid cid_file="$STATE/kafka-cluster-id"
+  [ -s "$cid_file" ] ||
+    head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' | sed 's/^-/A/' >"$cid_file"
+  local pids=() fmt=()
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do
+    dir=$(kc_dir "$i")
+    port=$(kc_port "$i")
+    mkdir -p "$dir/logs"
+    render "$TPL/kafka/server-cluster.properties" "$dir/server.properties" \
+      "NODE_ID=$i" "PORT=$port" "CONTROLLER_PORT=$((port + 1))" "VOTERS=$(kc_voters)" "DIR=$dir"
+    cp "$TPL/kafka/log4j.properties" "$dir/log4j.properties"
+    if [ ! -f "$dir/data/meta.properties" ]; then
+      log "kafka-$i: formatting storage (cluster id $(cat "$cid_file"))"
+      KAFKA_DIR=$dir kafka_java
+      # In parallel: one JVM start each.
+      "${KAFKA_JAVA[@]}" kafka.tools.StorageTool format --ignore-formatted \
+        -t "$(cat "$cid_file")" -c "$dir/server.properties" >"$dir/format.log" 2>&1 9>&- &
+      fmt+=("$!:$i")
+    fi
+  done
+  local f
+  for f in "${fmt[@]}"; do
+    wait "${f%%:*}" || { tail_log "$(kc_dir "${f#*:}")/format.log"; die "kafka-${f#*:} storage format failed"; }
+  done
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do
+    dir=$(kc_dir "$i")
+    port=$(kc_port "$i")
+    KAFKA_DIR=$dir kafka_java
+    if pid=$(live_pid "$dir/kafka.pid" "$dir/server.properties"); then
+      pids+=("$pid")
+      continue
+    fi
+    rm -f "$dir/kafka.pid"
+    port_open "$port" && die "port $port is taken by another process; not starting kafka node $i"
+    port_open $((port + 1)) && die "port $((port + 1)) is taken by another process; not starting kafka node $i"
+    [ -f "$dir/data/meta.properties" ] || die "kafka-$i: storage not formatted"
+    log "kafka-$i: starting on $HOST:$port (controller $((port + 1)))"
+    (
+      cd "$dir" || exit 1
+      setsid nohup "${KAFKA_JAVA[@]}" kafka.Kafka "$dir/server.properties" \
+        </dev/null >>"$dir/kafka.out" 2>&1 9>&- &
+      echo $! >"$dir/kafka.pid"
+    )
+    pids+=("$(cat "$dir/kafka.pid")")
+  done
+  # Up when every broker answers and each sees all N in the cluster metadata.
+  local deadline=$(($(date +%s) + KAFKA_TIMEOUT)) err info
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do
+    until info=$(node "$TPL/probe.mjs" kafka "$HOST:$(kc_port "$i")" 2>&1) &&
+      [ "$(grep -o "@$HOST:" <<<"$info" | wc -l)" -eq "$KAFKA_BROKERS_N" ]; do
+      err=$info
+      if ! kill -0 "${pids[$((i - 1))]}" 2>/dev/null; then
+        tail_log "$(kc_dir "$i")/kafka.out"
+        tail_log "$(kc_dir "$i")/logs/server.log"
+        die "kafka-$i exited during startup"
+      fi
+      if [ "$(date +%s)" -ge "$deadline" ]; then
+        tail_log "$(kc_dir "$i")/logs/server.log"
+        die "kafka-$i did not see all $KAFKA_BROKERS_N brokers on $HOST:$(kc_port "$i") in ${KAFKA_TIMEOUT}s (last: $err)"
+      fi
+      sleep 0.5
+    done
+  done
+  log "kafka: $KAFKA_BROKERS_N brokers up (KAFKA_BROKERS=$(kc_bootstrap))"
+}
+
+kafka_cluster_down() {
+  local i pid
+  for ((i = KAFKA_BROKERS_N; i >= 1; i--)); do
+    if pid=$(live_pid "$(kc_dir "$i")/kafka.pid" "$(kc_dir "$i")/server.properties"); then
+      log "kafka-$i: stopping (pid $pid)"
+      # Each in the background: a broker's controlled shutdown needs the others' quorum.
+      stop_pid "$pid" 60 "kafka-$i" &
+    fi
+  done
+  wait
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do rm -f "$(kc_dir "$i")/kafka.pid"; done
+}
+
+kafka_cluster_status() {
+  local i rc=0 info pid
+  for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do
+    if info=$(node "$TPL/probe.mjs" kafka "$HOST:$(kc_port "$i")" 2>/dev/null); then
+      pid=$(live_pid "$(kc_dir "$i")/kafka.pid" "$(kc_dir "$i")/server.properties" || echo '?')
+      printf '%-9s up    %s:%s  pid %s  %s\n' "kafka-$i" "$HOST" "$(kc_port "$i")" "$pid" "$info"
+    else
+      printf '%-9s DOWN  %s:%s\n' "kafka-$i" "$HOST" "$(kc_port "$i")"
+      rc=1
+    fi
+  done
+  return $rc
+}
+
 # --- schema registry (ours) ---------------------------------------------------
 
 REGISTRY_PID="$REGISTRY_DIR/registry.pid"
@@ -501,7 +710,9 @@ SERVICES=(postgres redis kafka registry)
 svc_fn() { # service action
   case $1 in
   postgres) "pg_$2" ;;
-  redis | kafka | registry) "$1_$2" ;;
+  redis) if [ "${STACK_REDIS_CLUSTER:-0}" = 1 ]; then "redis_cluster_$2"; else "redis_$2"; fi ;;
+  kafka) if [ "$KAFKA_BROKERS_N" -gt 1 ]; then "kafka_cluster_$2"; else "kafka_$2"; fi ;;
+  registry) "$1_$2" ;;
   *) die "unknown service '$1' (one of: ${SERVICES[*]})" ;;
   esac
 }
@@ -539,8 +750,10 @@ cmd_logs() {
   local s=${1:-}
   case $s in
   postgres) tail -n 50 "$PG_LOG" ;;
-  redis) tail -n 50 "$REDIS_DIR/redis.log" ;;
-  kafka) tail -n 50 "$KAFKA_DIR/logs/server.log" ;;
+  redis)
+    if [ "${STACK_REDIS_CLUSTER:-0}" = 1 ]; then tail -n 20 "$REDIS_CLUSTER_DIR"/node-*/redis.log; else tail -n 50 "$REDIS_DIR/redis.log"; fi ;;
+  kafka)
+    if [ "$KAFKA_BROKERS_N" -gt 1 ]; then tail -n 20 "$STATE"/kafka-*/logs/server.log; else tail -n 50 "$KAFKA_DIR/logs/server.log"; fi ;;
   registry) tail -n 50 "$REGISTRY_DIR/registry.log" ;;
   *) die "usage: stack.sh logs postgres|redis|kafka|registry" ;;
   esac

@@ -15,6 +15,7 @@ import type { DeadLetterNote } from '../../src/sinks/postgres/consumer-progress.
 import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { applyClickBatch, type ClickBatchOutcome, type ClickMessage } from './apply.ts';
 import { ensureTopic } from './topic.ts';
+import type { TopicReplication } from '../../src/config/index.ts';
 import { validateClickEvent } from './validate.ts';
 
 /**
@@ -29,6 +30,8 @@ import { validateClickEvent } from './validate.ts';
  */
 
 export interface ClickstreamConsumerOptions {
+  /** Replication of the topics this creates (the clickstream topic, its DLQ): KAFKA_TOPIC_*, default from the cluster. */
+  topicReplication?: TopicReplication;
   kafka: Kafka;
   registry: SchemaRegistry;
   pool: pg.Pool;
@@ -83,8 +86,8 @@ export class ClickstreamConsumer implements Service {
     this.o.onConsumer?.(consumer);
     watchConsumerCrash(consumer, { log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints, name: this.name, isStopping: () => this.stopping !== undefined });
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
-    await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3, { log, signal });
-    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal });
+    await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3, { log, signal, replication: this.o.topicReplication });
+    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal, replication: this.o.topicReplication });
     this.seeker.seekOnGroupJoin(consumer);
     await consumer.subscribe({ topics: [this.o.topic], fromBeginning: true });
     await consumer.run({

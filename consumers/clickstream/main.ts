@@ -42,6 +42,7 @@ export const runClickstreamConsumer = (): Promise<void> => runMain('consumer-cli
     observer: h.metrics, onConsumer: h.onConsumer,
     onRetentionGap: cfg.onRetentionGap,
     onFatal: ctx.fatal, endpoints: ctx.endpoints,
+    topicReplication: cfg.stack.topicReplication,
   });
   h.probe.watchRetentionGaps(() => consumer.retentionGaps());
   log.info({ group: cfg.group, topic: cfg.topic, schemas: cfg.schemas, allowedLatenessSeconds: Number(cfg.allowedLatenessUs / 1_000_000n) }, 'clickstream consumer configured');

@@ -1,6 +1,5 @@
 import kafkajs, { type Admin, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { errorMessage, isPostgresDataError as isDataError } from '../../src/errors.ts';
 import { consumerRetry, watchConsumerCrash } from '../../src/lifecycle/consumer-crash.ts';
@@ -13,6 +12,8 @@ import { applyBatches } from './apply.ts';
 import type { ClvThresholds } from './derived-sql.ts';
 import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../../src/sinks/redis/clv-redis.ts';
+import type { RedisClient } from '../../src/sinks/redis/redis-client.ts';
+import type { TopicReplication } from '../../src/config/index.ts';
 import { ExtraColumnResolver } from '../../src/consumer/column-types.ts';
 import { AUTO_FORMATS, MessageDecoder, type InputFormats } from '../../src/consumer/decode.ts';
 import { BatchAcker } from '../../src/consumer/batch-acker.ts';
@@ -38,7 +39,7 @@ export interface WarehouseConsumerOptions {
   kafka: Kafka;
   registry: SchemaRegistry;
   pool: pg.Pool;
-  redis: Redis;
+  redis: RedisClient;
   schemas: WarehouseSchemas;
   group: string;
   topics: string[];
@@ -75,6 +76,8 @@ export interface WarehouseConsumerOptions {
   /** Where a failure that ends the consumer goes (runMain's ctx.fatal), so the process never stays idle. */
   onFatal?: (err: Error) => void;
   endpoints?: Endpoint[];
+  /** Replication of topics this creates (dead-letter topics, missing source topics): KAFKA_TOPIC_*, default from the cluster. */
+  topicReplication?: TopicReplication;
 }
 
 /** A decoded slice of one partition's batch, with its raw messages for dead-lettering. */
@@ -141,7 +144,7 @@ export class WarehouseConsumer implements Service {
     this.o.onConsumer?.(consumer);
     watchConsumerCrash(consumer, { log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints, name: this.name, isStopping: () => this.stopping !== undefined });
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
-    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal });
+    const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal, replication: this.o.topicReplication });
     const acker = new BatchAcker(consumer, this.sink, log, this.stages);
     this.acker = acker;
     const commit = new GroupCommit<DecodedPart, BatchOutcome>(async (parts) => {
@@ -214,7 +217,7 @@ export class WarehouseConsumer implements Service {
    */
   private async waitForTopics(signal: AbortSignal): Promise<void> {
     const deadline = Date.now() + (this.o.topicWaitMs ?? 30_000);
-    const ready = { log: this.o.log, signal };
+    const ready = { log: this.o.log, signal, replication: this.o.topicReplication };
     for (let attempt = 0; !signal.aborted; attempt++) {
       const existing = new Set(await this.admin!.listTopics());
       const missing = this.o.topics.filter((t) => !existing.has(t));

@@ -1,7 +1,5 @@
 import kafkajs from 'kafkajs';
-import { Redis } from 'ioredis';
 import { kafkaClientConfig } from '../../src/config/kafka.ts';
-import { redisClientOptions } from '../../src/config/redis.ts';
 import { AuthFailedError } from '../../src/errors.ts';
 import { connectRedis } from '../../src/sinks/redis/connect.ts';
 import { createRegistry } from '../../src/consumer/avro.ts';
@@ -17,6 +15,7 @@ import { runMain } from '../../src/lifecycle/run-main.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
+import { createRedisClient } from '../../src/sinks/redis/redis-client.ts';
 
 /**
  * The warehouse consumer process: source-table topics → staging, star
@@ -44,7 +43,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   });
   // Fail fast on a Redis command while disconnected (the outbox keeps the
   // work); reconnect forever in the background.
-  const redis = new Redis(cfg.stack.redisUrl, redisClientOptions(cfg.stack.redis, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true }));
+  const redis = createRedisClient(cfg.stack, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
   // An outage is waited out (the outbox keeps the CLV updates); refused credentials are not.
   await connectRedis(redis).catch((err: Error) => {
@@ -56,6 +55,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
     topics: cfg.topics, redisKeyPrefix: cfg.redisKeyPrefix, log, thresholds: cfg.thresholds, maxMessagesPerTx: cfg.maxMessagesPerTx, txBudgetMs: cfg.txBudgetMs, backlogTxBudgetMs: cfg.backlogTxBudgetMs, partitionsConcurrently: cfg.partitionsConcurrently,
     sessionTimeoutMs: cfg.sessionTimeoutMs, onFatal: ctx.fatal, endpoints: ctx.endpoints,
     topicWaitMs: cfg.topicWaitMs,
+    topicReplication: cfg.stack.topicReplication,
     inputFormats: cfg.inputFormats,
     observer: h.metrics, onConsumer: h.onConsumer,
     onRetentionGap: cfg.onRetentionGap,

@@ -1,10 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { ChainableCommander, Redis } from 'ioredis';
 import type pg from 'pg';
 import { clvPayloadSql } from '../../consumers/warehouse/derived-sql.ts';
-import { clvDeletedKey, clvKey } from '../sinks/redis/clv-redis.ts';
+import { clvDeletedKey, clvKey, clvKeyId, clvWriteArgs, withClvWrite } from '../sinks/redis/clv-redis.ts';
+import { escapeGlob, scanKeys, scriptBatch, type RedisClient } from '../sinks/redis/redis-client.ts';
 import { ClvPostgres } from './clv-pg.ts';
 
 /**
@@ -21,9 +18,9 @@ import { ClvPostgres } from './clv-pg.ts';
  *   survives (see REMOVE_IF_UNCHANGED).
  *
  * Memory stays bounded: rows come in keyset pages, keys in SCAN batches.
+ * On a Redis Cluster the writes go to each key's master and the removal
+ * scan visits every master (src/sinks/redis/redis-client.ts).
  */
-
-const WRITE_SCRIPT = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'sinks', 'redis', 'clv-write.lua'), 'utf8');
 
 // KEYS[1] CLV hash, KEYS[2] its removal marker; ARGV[1] the version the
 // rebuild saw. Deletes only an unchanged hash, and leaves a marker at that
@@ -36,15 +33,13 @@ local marker = tonumber(redis.call('GET', KEYS[2]) or '-1')
 if tonumber(ARGV[1]) > marker then redis.call('SET', KEYS[2], ARGV[1]) end
 return 1`;
 
-type ScriptedRedis = Redis & {
-  clvWrite(hash: string, marker: string, ...args: string[]): Promise<number>;
+type ScriptedRedis = RedisClient & {
   clvRemoveIfUnchanged(hash: string, marker: string, version: string): Promise<number>;
 };
 
-function withScripts(redis: Redis): ScriptedRedis {
-  const r = redis as ScriptedRedis;
+function withScripts(redis: RedisClient): ScriptedRedis {
+  const r = withClvWrite(redis) as ScriptedRedis;
   // defineCommand sends EVALSHA and falls back to EVAL after a NOSCRIPT (a flushed or restarted Redis).
-  if (typeof r.clvWrite !== 'function') redis.defineCommand('clvWrite', { numberOfKeys: 2, lua: WRITE_SCRIPT });
   if (typeof r.clvRemoveIfUnchanged !== 'function') redis.defineCommand('clvRemoveIfUnchanged', { numberOfKeys: 2, lua: REMOVE_IF_UNCHANGED });
   return r;
 }
@@ -65,7 +60,7 @@ export interface RebuildProgress {
 
 export interface RebuildOptions {
   pool: pg.Pool;
-  redis: Redis;
+  redis: RedisClient;
   analyticsSchema: string;
   keyPrefix: string;
   pageSize?: number;
@@ -93,14 +88,11 @@ export async function rebuildRedisClv(opts: RebuildOptions): Promise<RebuildProg
     signal?.throwIfAborted();
     const { rows } = await pool.query<{ customer_id: string; version: string; payload: Record<string, string | null> }>(pageSql, [after, pageSize]);
     if (rows.length === 0) break;
-    const pipe = redis.pipeline() as ChainableCommander & { clvWrite(...a: string[]): ChainableCommander };
-    for (const r of rows) {
+    const results = await scriptBatch(redis, 'clvWrite', rows.map((r) => {
       const pairs = Object.entries(r.payload).flatMap(([k, v]) => (v === null ? [] : [k, v]));
-      pipe.clvWrite(clvKey(keyPrefix, r.customer_id), clvDeletedKey(keyPrefix, r.customer_id), r.version, 'set', ...pairs);
-    }
-    const results = (await pipe.exec()) ?? [];
-    for (const [err, res] of results) {
-      if (err) throw err;
+      return clvWriteArgs(redis, keyPrefix, r.customer_id, [r.version, 'set', ...pairs]);
+    }));
+    for (const res of results) {
       if (res === 1) p.written++;
       else p.unchanged++;
     }
@@ -110,26 +102,22 @@ export async function rebuildRedisClv(opts: RebuildOptions): Promise<RebuildProg
   }
 
   p.phase = 'remove';
-  const hashPrefix = clvKey(keyPrefix, '');
-  let cursor = '0';
-  do {
+  for await (const keys of scanKeys(redis, `${escapeGlob(clvKey(keyPrefix, ''))}*`, pageSize)) {
     signal?.throwIfAborted();
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${escapeGlob(hashPrefix)}*`, 'COUNT', pageSize);
-    cursor = next;
-    const ids = keys.map((k) => k.slice(hashPrefix.length)).filter((id) => /^\d{1,19}$/.test(id));
+    const ids = keys.map((k) => clvKeyId(keyPrefix, k)).filter((id) => id !== undefined);
     p.scanned += keys.length;
     if (ids.length === 0) continue;
     // Versions first, Postgres second: consumers commit to Postgres before
     // they write Redis, so a version seen here whose customer has no row in
     // the later Postgres read is stale for certain. The other order could see
     // "no row", then a row committed and flushed meanwhile, and delete it.
-    const versions = await Promise.all(ids.map((id) => redis.hget(clvKey(keyPrefix, id), 'version')));
+    const versions = await Promise.all(ids.map((id) => redis.hget(clvKey(keyPrefix, id, redis.isCluster), 'version')));
     const live = await store.existing(ids);
     const results = await Promise.all(ids.map((id, i) =>
       live.has(id) || versions[i] == null ? false : removeHashIfUnchanged(redis, keyPrefix, id, versions[i]!)));
     p.removed += results.filter(Boolean).length;
     opts.onProgress?.({ ...p });
-  } while (cursor !== '0');
+  }
   opts.onProgress?.({ ...p });
   return p;
 }
@@ -138,12 +126,8 @@ export async function rebuildRedisClv(opts: RebuildOptions): Promise<RebuildProg
  * Removes the CLV hash of `customerId` if it still holds `version`, leaving a
  * removal marker at that version; false when a writer got there first.
  */
-export async function removeHashIfUnchanged(redis: Redis, keyPrefix: string, customerId: string, version: string): Promise<boolean> {
-  const r = await withScripts(redis).clvRemoveIfUnchanged(clvKey(keyPrefix, customerId), clvDeletedKey(keyPrefix, customerId), version);
+export async function removeHashIfUnchanged(redis: RedisClient, keyPrefix: string, customerId: string, version: string): Promise<boolean> {
+  const c = redis.isCluster;
+  const r = await withScripts(redis).clvRemoveIfUnchanged(clvKey(keyPrefix, customerId, c), clvDeletedKey(keyPrefix, customerId, c), version);
   return r === 1;
-}
-
-/** SCAN MATCH treats * ? [ ] and \ specially; a key prefix is literal. */
-function escapeGlob(s: string): string {
-  return s.replace(/[*?[\]\\]/g, '\\$&');
 }

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { Redis } from 'ioredis';
+import type { RedisClient } from '../sinks/redis/redis-client.ts';
 import { clvKey } from '../sinks/redis/clv-redis.ts';
 import type { ClvCache } from './clv-lookup.ts';
 import type { ClvRecord } from './clv-record.ts';
@@ -13,6 +14,8 @@ import { readInstant } from './instant.ts';
  * an absent field. A removed customer has no hash (only a
  * `<prefix>clv-deleted:<id>` marker), which reads as a miss, so Postgres
  * decides. The API never writes Redis: only version-guarded writers do.
+ * On a Redis Cluster the key is the tagged one (`<prefix>clv:{<id>}`), read
+ * through the cluster client from the master that owns its slot.
  */
 export class RedisClvStore implements ClvCache {
   private corked: Socket | undefined;
@@ -22,7 +25,7 @@ export class RedisClvStore implements ClvCache {
   };
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keyPrefix: string,
   ) {}
 
@@ -31,7 +34,7 @@ export class RedisClvStore implements ClvCache {
     // HMGET of the fields the API reads, not HGETALL: ioredis turns an HGETALL
     // reply into an object field by field, and the API has no use for fields
     // it does not know.
-    const values = await this.redis.hmget(clvKey(this.keyPrefix, customerId), ...CLV_FIELDS);
+    const values = await this.redis.hmget(clvKey(this.keyPrefix, customerId, this.redis.isCluster), ...CLV_FIELDS);
     if (values[VERSION] === null) return undefined;
     return parseClvFields(customerId, values);
   }
@@ -51,9 +54,10 @@ export class RedisClvStore implements ClvCache {
    * which measured more CPU per lookup than it saved (docs/api.md).
    */
   private batchWrites(): void {
-    if (this.corked !== undefined) return;
+    // A cluster client writes to one socket per master; it has no single stream to cork.
+    if (this.corked !== undefined || this.redis.isCluster) return;
     // Undefined until the first connect; after a reconnect, the new socket.
-    const stream = this.redis.stream as Socket | undefined;
+    const stream = (this.redis as Redis).stream as Socket | undefined;
     if (stream === undefined || !stream.writable) return;
     stream.cork();
     this.corked = stream;

@@ -30,6 +30,8 @@ export interface ClvStoreConfig {
   redisUrl: string;
   /** The Redis URL plus ACL user and TLS files. */
   redis: RedisConnection;
+  /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES), or null for the single Redis at redisUrl. */
+  redisClusterNodes: string[] | null;
   /** Schema holding customer_lifetime_value; tests use their own. */
   analyticsSchema: string;
   /** Prefix of every Redis key the consumers write (must be theirs). */
@@ -49,6 +51,7 @@ export function loadClvStoreConfig(env: Env = process.env): ClvStoreConfig {
     warehouseUrl: stack.warehouseUrl,
     redisUrl: stack.redisUrl,
     redis: stack.redis,
+    redisClusterNodes: stack.redisClusterNodes,
     analyticsSchema,
     redisKeyPrefix,
   };

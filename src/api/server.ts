@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { redactUrl } from '../config/env.ts';
-import { redisClientOptions, type RedisConnection } from '../config/redis.ts';
+import type { RedisConnection } from '../config/redis.ts';
+import { createRedisClient, describeRedis, type RedisClient, type RedisTarget } from '../sinks/redis/redis-client.ts';
 import { AuthFailedError } from '../errors.ts';
 import { connectRedis } from '../sinks/redis/connect.ts';
 import type { Service } from '../lifecycle/service.ts';
@@ -23,9 +23,10 @@ import { StatusSampler } from './status/sampler.ts';
  * bounds a stalled server, so each lookup falls back to Postgres within
  * `timeoutMs` whatever state Redis is in. Reconnects in the background.
  */
-export function createLookupRedis(conn: RedisConnection | string, timeoutMs: number, log: Logger): Redis {
-  const c: RedisConnection = typeof conn === 'string' ? { url: conn } : conn;
-  const redis = new Redis(c.url, redisClientOptions(c, {
+export function createLookupRedis(conn: RedisTarget | RedisConnection | string, timeoutMs: number, log: Logger): RedisClient {
+  const target: RedisTarget = typeof conn === 'string' ? { redisUrl: conn, redisClusterNodes: null }
+    : 'url' in conn ? { redisUrl: conn.url, redisClusterNodes: null, redis: conn } : conn;
+  const redis = createRedisClient(target, {
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
@@ -36,7 +37,7 @@ export function createLookupRedis(conn: RedisConnection | string, timeoutMs: num
     // measured more CPU per lookup than it saved; RedisClvStore batches the
     // socket writes of a loop turn itself (src/api/clv-store.ts).
     enableAutoPipelining: false,
-  }));
+  });
   // ioredis emits 'error' on every failed reconnect; ClvLookup logs the outage once, so this stays at debug.
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis connection error'));
   return redis;
@@ -46,7 +47,7 @@ export function createLookupRedis(conn: RedisConnection | string, timeoutMs: num
 export class ApiService implements Service {
   readonly name = 'clv-api';
   private pool: pg.Pool | undefined;
-  private redis: Redis | undefined;
+  private redis: RedisClient | undefined;
   private app: FastifyInstance | undefined;
   private stopping: Promise<void> | undefined;
   private boundUrl: string | undefined;
@@ -76,14 +77,14 @@ export class ApiService implements Service {
     });
     // An idle client losing its connection must not crash the process; the next query reconnects.
     this.pool.on('error', (err) => log.warn({ err }, 'idle warehouse connection failed'));
-    this.redis = createLookupRedis(config.redis, config.redisTimeoutMs, log);
+    this.redis = createLookupRedis(config, config.redisTimeoutMs, log);
     // Waited for briefly, so the first lookups after start-up do not all miss
     // Redis, but not a condition of start-up: Postgres alone can serve, and
     // the client keeps reconnecting in the background.
     let refused: AuthFailedError | undefined;
     const connected = connectRedis(this.redis).then(() => true, (err: Error) => {
       if (err instanceof AuthFailedError) refused = err;
-      else log.warn({ err: err.message, redis: redactUrl(config.redisUrl) }, 'Redis not reachable at start-up; serving from Postgres');
+      else log.warn({ err: err.message, redis: describeRedis(config) }, 'Redis not reachable at start-up; serving from Postgres');
       return false;
     });
     await Promise.race([connected, sleep(1_000, signal)]);
@@ -126,7 +127,7 @@ export class ApiService implements Service {
     log.info({
       url: this.boundUrl,
       warehouse: redactUrl(config.warehouseUrl),
-      redis: redactUrl(config.redisUrl),
+      redis: describeRedis(config),
       analyticsSchema: config.analyticsSchema,
       redisKeyPrefix: config.redisKeyPrefix,
       auth: config.authToken !== undefined ? 'bearer' : 'off',

@@ -1,7 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { Redis } from 'ioredis';
-import { redisClientOptions } from '../config/redis.ts';
 import { connectRedis } from '../sinks/redis/connect.ts';
+import { createRedisClient, describeRedis } from '../sinks/redis/redis-client.ts';
 import pg from 'pg';
 import { rebuildRedisClv, type RebuildProgress } from '../api/clv-rebuild.ts';
 import { CliProgress } from './progress.ts';
@@ -16,7 +15,7 @@ import { createLogger } from '../logger.ts';
  * `npm run redis:rebuild [-- --page-size N]`: refills the CLV hashes in
  * Redis from Postgres (see src/api/clv-rebuild.ts for why it is safe next to
  * running consumers). Same env as the API: WAREHOUSE_DATABASE_URL,
- * REDIS_URL, ANALYTICS_SCHEMA, REDIS_KEY_PREFIX.
+ * REDIS_URL or REDIS_CLUSTER_NODES, ANALYTICS_SCHEMA, REDIS_KEY_PREFIX.
  */
 function pageSize(v: string): number {
   const n = Number(v);
@@ -42,7 +41,7 @@ export async function runRedisRebuild(opts: { pageSize: number }): Promise<void>
   const log = createLogger('redis-rebuild');
 
   const pool = new pg.Pool({ connectionString: cfg.warehouseUrl, max: 2, application_name: 'redis-rebuild' });
-  const redis = new Redis(cfg.redisUrl, redisClientOptions(cfg.redis, { lazyConnect: true, connectTimeout: 5_000, maxRetriesPerRequest: 3 }));
+  const redis = createRedisClient(cfg, { lazyConnect: true, connectTimeout: 5_000, maxRetriesPerRequest: 3 });
   redis.on('error', () => {}); // surfaced by connect() and the commands themselves
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
@@ -66,9 +65,9 @@ export async function runRedisRebuild(opts: { pageSize: number }): Promise<void>
   try {
     await connectRedis(redis).catch((err: Error) => {
       if (err instanceof AuthFailedError) throw err;
-      throw new UnavailableError('SINK_UNAVAILABLE', `Redis at ${redactUrl(cfg.redisUrl)} is not reachable: ${err.message}`, { cause: err });
+      throw new UnavailableError('SINK_UNAVAILABLE', `${describeRedis(cfg)} is not reachable: ${err.message}`, { cause: err });
     });
-    log.info({ warehouse: redactUrl(cfg.warehouseUrl), redis: redactUrl(cfg.redisUrl), analyticsSchema: cfg.analyticsSchema, keyPrefix: cfg.redisKeyPrefix }, 'rebuilding Redis CLV');
+    log.info({ warehouse: redactUrl(cfg.warehouseUrl), redis: describeRedis(cfg), analyticsSchema: cfg.analyticsSchema, keyPrefix: cfg.redisKeyPrefix }, 'rebuilding Redis CLV');
     const result = await rebuildRedisClv({
       pool, redis, analyticsSchema: cfg.analyticsSchema, keyPrefix: cfg.redisKeyPrefix,
       pageSize: opts.pageSize, onProgress, signal: controller.signal,

@@ -1,8 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import kafkajs from 'kafkajs';
-import { Redis } from 'ioredis';
 import { kafkaClientConfig } from '../config/kafka.ts';
-import { redisClientOptions } from '../config/redis.ts';
+import { createRedisClient } from '../sinks/redis/redis-client.ts';
 import { createRegistry } from '../consumer/avro.ts';
 import { loadWarehouseConsumerConfig } from '../../consumers/warehouse/config.ts';
 import { kafkaLogCreator } from '../consumer/kafka-log.ts';
@@ -100,7 +99,7 @@ export async function runReplay(opts: ReplayCliOptions, program: Command): Promi
 
   const live = { staging: opts.staging ?? cfg.schemas.staging, analytics: opts.analytics ?? cfg.schemas.analytics, meta: cfg.schemas.meta };
   const pool = createWarehousePool(cfg.stack.warehouseUrl, 6);
-  const redis = new Redis(cfg.stack.redisUrl, redisClientOptions(cfg.stack.redis, { maxRetriesPerRequest: 1 }));
+  const redis = createRedisClient(cfg.stack, { maxRetriesPerRequest: 1 });
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
   const kafka = new kafkajs.Kafka(kafkaClientConfig(cfg.stack.kafka, { clientId: `replay-${group}`, logCreator: kafkaLogCreator(log) }));
   const controller = new AbortController();

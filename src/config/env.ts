@@ -126,11 +126,16 @@ const BROKER = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9
  * config error at start-up, not a connection timeout later.
  */
 export function brokerList(env: Env, name: string, fallback: string): string[] {
+  return hostPortList(env, name, fallback, 'brokers');
+}
+
+/** A comma-separated `host:port` list (Kafka brokers, Redis Cluster seed nodes); `what` names the items in the error. */
+export function hostPortList(env: Env, name: string, fallback: string, what: string): string[] {
   const items = list(env, name, fallback);
   for (const b of items) {
     const m = BROKER.exec(b);
     const port = m ? Number(m[3]) : 0;
-    if (!m || port < 1 || port > 65535) throw new ConfigError(`${name} must list brokers as host:port[,host:port...], got "${b}"`);
+    if (!m || port < 1 || port > 65535) throw new ConfigError(`${name} must list ${what} as host:port[,host:port...], got "${b}"`);
   }
   return items;
 }

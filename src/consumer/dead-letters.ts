@@ -1,5 +1,6 @@
 import kafkajs, { type Admin, type IHeaders, type KafkaMessage, type Message, type Producer } from 'kafkajs';
 import { createTopicsReady } from '../publisher/topic-ready.ts';
+import type { TopicReplication } from '../config/index.ts';
 import type { Logger } from '../logger.ts';
 import type { DeadLetterNote } from '../sinks/postgres/consumer-progress.ts';
 
@@ -82,6 +83,8 @@ export interface DeadLetterWriterOptions {
   maxMessageBytes?: number;
   /** Ends the wait for the DLQ topic when the consumer stops. */
   signal?: AbortSignal;
+  /** Replication of a DLQ topic this creates (KAFKA_TOPIC_*; default from the cluster). */
+  replication?: TopicReplication;
 }
 
 export class DeadLetterWriter {
@@ -95,10 +98,10 @@ export class DeadLetterWriter {
     private readonly opts: DeadLetterWriterOptions = {},
   ) {}
 
-  /** Auto-creation is off on our brokers: create the topic (broker-default partitions and replication) on first use, and wait until it is served. */
+  /** Auto-creation is off on our brokers: create the topic (broker-default partitions; replication as configured, src/publisher/topic-ready.ts) on first use, and wait until it is served. */
   private async ensureTopic(topic: string): Promise<void> {
     if (this.ensured.has(topic)) return;
-    await createTopicsReady(this.admin, [{ topic }], { log: this.log, signal: this.opts.signal });
+    await createTopicsReady(this.admin, [{ topic }], { log: this.log, signal: this.opts.signal, replication: this.opts.replication });
     this.ensured.add(topic);
   }
 

@@ -77,7 +77,7 @@ export async function runGenerateClickstream(o: ClickstreamGenerateOptions): Pro
   const admin = kafka.admin();
   await Promise.all([producer.connect(), admin.connect()]);
   try {
-    const n = await produceClickstream({ producer, admin, registry: createRegistry(stack.registry), topic: o.topic, partitions: o.partitions }, sends);
+    const n = await produceClickstream({ producer, admin, registry: createRegistry(stack.registry), topic: o.topic, partitions: o.partitions, replication: stack.topicReplication }, sends);
     const kinds = sends.reduce<Record<string, number>>((acc, s) => ({ ...acc, [s.kind]: (acc[s.kind] ?? 0) + 1 }), {});
     log.info({ topic: o.topic, messages: n, ...kinds }, 'clickstream produced');
   } finally {

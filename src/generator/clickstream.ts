@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { SchemaType, type SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { Admin, Producer } from 'kafkajs';
 import { ensureTopic } from '../../consumers/clickstream/topic.ts';
+import type { TopicReplication } from '../config/index.ts';
 import type { EventType } from '../transforms/sessions.ts';
 import { centsToDecimal, Rng } from './rng.ts';
 
@@ -167,8 +168,8 @@ export async function registerClickSchema(registry: SchemaRegistry, topic: strin
  * plan order (the producer is idempotent with one request in flight, so
  * Kafka keeps that order per partition).
  */
-export async function produceClickstream(p: { producer: Producer; admin: Admin; registry: SchemaRegistry; topic: string; partitions?: number; batchSize?: number }, sends: readonly PlannedSend[]): Promise<number> {
-  await ensureTopic(p.admin, p.topic, p.partitions ?? 3);
+export async function produceClickstream(p: { producer: Producer; admin: Admin; registry: SchemaRegistry; topic: string; partitions?: number; batchSize?: number; replication?: TopicReplication }, sends: readonly PlannedSend[]): Promise<number> {
+  await ensureTopic(p.admin, p.topic, p.partitions ?? 3, { replication: p.replication });
   const id = await registerClickSchema(p.registry, p.topic);
   const size = p.batchSize ?? 500;
   for (let i = 0; i < sends.length; i += size) {

@@ -7,6 +7,7 @@ import { KafkajsTransport, sendFailure, type ProduceTransport } from './produce-
 import { RdkafkaTransport } from './rdkafka-transport.ts';
 import { createTopicsReady } from './topic-ready.ts';
 import type { TxTicket } from '../source/acker.ts';
+import type { TopicReplication } from '../config/index.ts';
 
 /**
  * Produces captured events with one idempotent producer (acks=all), kafkajs
@@ -42,7 +43,10 @@ export interface PublisherOptions {
   maxBatchBytes: number;
   maxBatchMessages: number;
   partitions: number;
-  replicationFactor: number;
+  /** Replicas of the topics the capture creates; null: KAFKA_TOPIC_REPLICATION_FACTOR, else from the cluster (src/publisher/topic-ready.ts). */
+  replicationFactor: number | null;
+  /** min.insync.replicas and the cluster default of the replication factor. */
+  replication?: TopicReplication;
   /** `cleanup.policy` of the table topics the capture creates (docs/capture.md, "Topics"). */
   cleanupPolicy: 'compact' | 'delete' | 'compact,delete';
   /** `delete.retention.ms` of compacted table topics: how long a tombstone outlives compaction. */
@@ -61,7 +65,7 @@ export const DEFAULT_PUBLISHER_OPTIONS: PublisherOptions = {
   maxBatchBytes: 2 * 1024 * 1024,
   maxBatchMessages: 20_000,
   partitions: 1,
-  replicationFactor: 1,
+  replicationFactor: null,
   cleanupPolicy: 'compact',
   // A consumer (or a rebuild) that is further behind than this may miss a
   // delete's tombstone and keep the row: 7 days, Kafka's default is 1.
@@ -148,8 +152,8 @@ export class KafkaPublisher {
     if (kind === 'table') configEntries.push({ name: 'cleanup.policy', value: this.opts.cleanupPolicy });
     if (compact) configEntries.push({ name: 'delete.retention.ms', value: String(this.opts.deleteRetentionMs) });
     await createTopicsReady(this.admin, [{
-      topic, numPartitions: this.opts.partitions, replicationFactor: this.opts.replicationFactor, configEntries,
-    }], { log: this.log, signal, via: this.via });
+      topic, numPartitions: this.opts.partitions, replicationFactor: this.opts.replicationFactor ?? undefined, configEntries,
+    }], { log: this.log, signal, via: this.via, replication: this.opts.replication });
     if (this.transport.topicReady) {
       const md = await this.admin.fetchTopicMetadata({ topics: [topic] });
       this.transport.topicReady(topic, md.topics[0]?.partitions.length ?? this.opts.partitions);

@@ -1,6 +1,5 @@
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type { Kafka } from 'kafkajs';
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { InputFormats } from '../consumer/decode.ts';
 import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
@@ -13,6 +12,7 @@ import { fullRefresh } from '../../consumers/warehouse/full-refresh.ts';
 import type { ClvThresholds } from '../../consumers/warehouse/derived-sql.ts';
 import { quoted, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
+import { escapeGlob, scanKeys, unlinkKeys, type RedisClient } from '../sinks/redis/redis-client.ts';
 import { sleep } from '../util/sleep.ts';
 import { covers, replayedCount, resolveRanges, tpKey, type PartitionRange, type ReplayFrom } from './start-offsets.ts';
 import { swapRebuilt, SwapNotReadyError, type SwapResult } from './swap.ts';
@@ -33,7 +33,7 @@ export interface ReplayOptions {
   pool: pg.Pool;
   kafka: Kafka;
   registry: SchemaRegistry;
-  redis: Redis;
+  redis: RedisClient;
   live: WarehouseSchemas;
   group: string;
   topics: string[];
@@ -223,11 +223,6 @@ async function cleanup(o: ReplayOptions, c: { rebuilt: WarehouseSchemas; old: { 
   await o.pool.query(`DELETE FROM ${meta}.dead_letters WHERE consumer_group = $1`, [c.rebuildGroup]);
   await o.pool.query(`DELETE FROM ${meta}.redis_outbox WHERE key_prefix = $1`, [c.rbPrefix]);
   await o.pool.query(`DELETE FROM ${meta}.schema_migrations WHERE migration_set = 'warehouse' AND namespace = $1`, [`${c.rebuilt.staging}/${c.rebuilt.analytics}`]);
-  let cursor = '0';
-  do {
-    const [next, keys] = await o.redis.scan(cursor, 'MATCH', `${c.rbPrefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length) await o.redis.unlink(...keys);
-  } while (cursor !== '0');
+  for await (const keys of scanKeys(o.redis, `${escapeGlob(c.rbPrefix)}*`)) await unlinkKeys(o.redis, keys);
   await c.admin.deleteGroups([c.rebuildGroup]).catch(() => {});
 }

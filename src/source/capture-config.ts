@@ -114,7 +114,9 @@ export function loadCaptureConfig(env: Env = process.env): CaptureConfig {
       lowWaterBytes: low,
       maxBatchMessages: int(env, 'CAPTURE_BATCH_MESSAGES', DEFAULT_PUBLISHER_OPTIONS.maxBatchMessages, { min: 1 }),
       partitions: int(env, 'CAPTURE_TOPIC_PARTITIONS', 1, { min: 1 }),
-      replicationFactor: int(env, 'CAPTURE_TOPIC_REPLICATION', 1, { min: 1 }),
+      // CAPTURE_TOPIC_REPLICATION (older, capture only) wins over the shared KAFKA_TOPIC_REPLICATION_FACTOR.
+      replicationFactor: optionalStr(env, 'CAPTURE_TOPIC_REPLICATION') === undefined ? stack.topicReplication.factor : int(env, 'CAPTURE_TOPIC_REPLICATION', 1, { min: 1 }),
+      replication: stack.topicReplication,
       cleanupPolicy: oneOf(env, 'CAPTURE_TOPIC_CLEANUP_POLICY', ['compact', 'delete', 'compact,delete'] as const, DEFAULT_PUBLISHER_OPTIONS.cleanupPolicy),
       deleteRetentionMs: int(env, 'CAPTURE_TOPIC_DELETE_RETENTION_MS', DEFAULT_PUBLISHER_OPTIONS.deleteRetentionMs, { min: 0 }),
       producer,

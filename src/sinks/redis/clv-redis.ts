@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from '../../logger.ts';
 import { clvPayloadSql } from '../../../consumers/warehouse/derived-sql.ts';
 import { quoted, type WarehouseSchemas } from '../postgres/pool.ts';
+import { scriptBatch, type RedisClient } from './redis-client.ts';
 
 /**
  * CLV figures in Redis, written from the Postgres outbox after the batch
@@ -14,18 +14,35 @@ import { quoted, type WarehouseSchemas } from '../postgres/pool.ts';
  * consumer's retry timer) repairs Redis; a lost Redis is refilled by
  * `npm run redis:rebuild` (src/api/clv-rebuild.ts). Keys: `<prefix>clv:<customer_id>`, a
  * hash of the customer_lifetime_value columns plus `version`.
+ *
+ * On a Redis Cluster the id is a hash tag, `<prefix>clv:{<customer_id>}`
+ * and `<prefix>clv-deleted:{<customer_id>}`: the write script reads and
+ * writes both keys atomically, which a cluster allows only within one hash
+ * slot, and the tag puts a customer's two keys in the same one while
+ * different customers still spread over every master. A single Redis keeps
+ * the untagged names it always had.
  */
 const SCRIPT = readFileSync(join(dirname(fileURLToPath(import.meta.url)), 'clv-write.lua'), 'utf8');
 
-export const clvKey = (prefix: string, customerId: string) => `${prefix}clv:${customerId}`;
-export const clvDeletedKey = (prefix: string, customerId: string) => `${prefix}clv-deleted:${customerId}`;
+const tag = (customerId: string, cluster: boolean) => (cluster ? `{${customerId}}` : customerId);
+export const clvKey = (prefix: string, customerId: string, cluster = false) => `${prefix}clv:${tag(customerId, cluster)}`;
+export const clvDeletedKey = (prefix: string, customerId: string, cluster = false) => `${prefix}clv-deleted:${tag(customerId, cluster)}`;
 
-type ClvRedis = Redis & { clvWrite(k1: string, k2: string, ...args: string[]): Promise<number> };
+/** The customer id of a CLV hash key in either layout; undefined for a key that is not one. */
+export function clvKeyId(prefix: string, key: string): string | undefined {
+  const rest = key.startsWith(`${prefix}clv:`) ? key.slice(`${prefix}clv:`.length) : undefined;
+  const id = rest?.replace(/^\{(.*)\}$/, '$1');
+  return id !== undefined && /^\d{1,19}$/.test(id) ? id : undefined;
+}
 
-function withScript(redis: Redis): ClvRedis {
-  const r = redis as ClvRedis;
-  if (typeof r.clvWrite !== 'function') redis.defineCommand('clvWrite', { numberOfKeys: 2, lua: SCRIPT });
-  return r;
+export function withClvWrite(redis: RedisClient): RedisClient {
+  if (typeof (redis as unknown as { clvWrite?: unknown }).clvWrite !== 'function') redis.defineCommand('clvWrite', { numberOfKeys: 2, lua: SCRIPT });
+  return redis;
+}
+
+/** The clvWrite arguments (both keys, then ARGV) for one customer. */
+export function clvWriteArgs(redis: RedisClient, prefix: string, customerId: string, argv: string[]): string[] {
+  return [clvKey(prefix, customerId, redis.isCluster), clvDeletedKey(prefix, customerId, redis.isCluster), ...argv];
 }
 
 export interface OutboxRow {
@@ -42,19 +59,19 @@ function args(row: { version: string; payload: Record<string, string | null> | n
 }
 
 export class ClvRedisSink {
-  private readonly redis: ClvRedis;
+  private readonly redis: RedisClient;
   private flushing: Promise<number> | undefined;
   private publishing: Promise<void> | undefined;
   private pending: OutboxRow[] = [];
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly pool: pg.Pool,
     private readonly schemas: WarehouseSchemas,
     private readonly keyPrefix: string,
     private readonly log: Logger,
   ) {
-    this.redis = withScript(redis);
+    this.redis = withClvWrite(redis);
   }
 
   /**
@@ -92,13 +109,8 @@ export class ClvRedisSink {
 
   /** Writes outbox rows to Redis, then deletes them from the outbox (only once Redis has them). */
   private async write(rows: readonly OutboxRow[]): Promise<void> {
-    const pipe = this.redis.pipeline();
-    for (const r of rows) {
-      (pipe as unknown as { clvWrite(...a: string[]): void }).clvWrite(clvKey(this.keyPrefix, r.customer_id), clvDeletedKey(this.keyPrefix, r.customer_id), ...args(r));
-    }
-    const results = await pipe.exec();
-    const failed = results?.find(([err]) => err);
-    if (!results || failed) throw failed?.[0] ?? new Error('redis pipeline returned nothing');
+    // Replicated on a cluster before the outbox lets go of the rows (REPLICA_WAIT_MS).
+    await scriptBatch(this.redis, 'clvWrite', rows.map((r) => clvWriteArgs(this.redis, this.keyPrefix, r.customer_id, args(r))), { replicated: true });
     const { meta } = quoted(this.schemas);
     await this.pool.query(`DELETE FROM ${meta}.redis_outbox WHERE id = ANY($1::bigint[])`, [rows.map((r) => r.id)]);
   }

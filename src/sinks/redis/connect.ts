@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-client.ts';
 import { AuthFailedError } from '../../errors.ts';
 
 const REFUSED = /^(WRONGPASS|NOAUTH|NOPERM)\b/;
@@ -9,7 +10,7 @@ const REFUSED = /^(WRONGPASS|NOAUTH|NOPERM)\b/;
  * "Connection is closed", which reads as an outage and would be waited out
  * forever; here it is an AuthFailedError naming the settings instead.
  */
-export async function connectRedis(redis: Redis): Promise<void> {
+export async function connectRedis(redis: RedisClient): Promise<void> {
   let refused: Error | undefined;
   const onError = (e: Error) => { if (REFUSED.test(e.message)) refused = e; };
   redis.on('error', onError);
@@ -18,8 +19,8 @@ export async function connectRedis(redis: Redis): Promise<void> {
   } catch (err) {
     if (refused) {
       redis.disconnect();
-      const { host, port } = redis.options;
-      throw new AuthFailedError(`authentication refused by Redis at ${host}:${port} (REDIS_URL): ${refused.message}; check REDIS_USERNAME / REDIS_PASSWORD`, { cause: refused });
+      const where = redis.isCluster ? 'the Redis Cluster (REDIS_CLUSTER_NODES)' : `Redis at ${(redis as Redis).options.host}:${(redis as Redis).options.port} (REDIS_URL)`;
+      throw new AuthFailedError(`authentication refused by ${where}: ${refused.message}; check REDIS_USERNAME / REDIS_PASSWORD`, { cause: refused });
     }
     throw err;
   } finally {
