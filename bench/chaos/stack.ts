@@ -51,9 +51,9 @@ export class ThrowawayStack {
     };
   }
 
-  /** Bootstrap list: with several brokers the stack puts broker k on STACK_KAFKA_PORT + k - 1. */
+  /** Bootstrap list: with several brokers stack.sh puts node k (from 1) on STACK_KAFKA_PORT + 2(k - 1), its controller on the port after. */
   private bootstrap(): string {
-    return Array.from({ length: this.brokers }, (_, k) => `127.0.0.1:${this.ports.kafka + k}`).join(',');
+    return Array.from({ length: this.brokers }, (_, k) => `127.0.0.1:${this.ports.kafka + 2 * k}`).join(',');
   }
 
   /** `stack.sh <args>` on this stack (async: the suite's load and probes keep running meanwhile). */
