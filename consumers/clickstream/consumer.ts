@@ -4,11 +4,10 @@ import type pg from 'pg';
 import { decodeConfluent } from '../../src/consumer/avro.ts';
 import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
 import { decodeSlice } from '../../src/consumer/slice-decode.ts';
-import { StoredOffsetSeeker, type RetentionGap, type RetentionGapPolicy } from '../../src/consumer/stored-offsets.ts';
-import type { BatchObserver } from '../../src/health/consumer-metrics.ts';
+import { StoredOffsetSeeker, type RetentionGap } from '../../src/consumer/stored-offsets.ts';
+import type { GroupMemberHooks } from '../../src/consumer/member-hooks.ts';
 import { DecodeError, errorMessage, isPostgresDataError as isDataError } from '../../src/errors.ts';
 import { consumerRetry, watchConsumerCrash } from '../../src/lifecycle/consumer-crash.ts';
-import type { Endpoint } from '../../src/lifecycle/endpoints.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import type { Logger } from '../../src/logger.ts';
 import type { DeadLetterNote } from '../../src/sinks/postgres/consumer-progress.ts';
@@ -29,7 +28,7 @@ import { validateClickEvent } from './validate.ts';
  * apply.
  */
 
-export interface ClickstreamConsumerOptions {
+export interface ClickstreamConsumerOptions extends GroupMemberHooks {
   /** Replication of the topics this creates (the clickstream topic, its DLQ): KAFKA_TOPIC_*, default from the cluster. */
   topicReplication?: TopicReplication;
   kafka: Kafka;
@@ -45,15 +44,6 @@ export interface ClickstreamConsumerOptions {
   sessionTimeoutMs?: number;
   /** Partitions when the topic does not exist yet and this consumer creates it. */
   partitions?: number;
-  /** Told of every applied slice (metrics: messages, latency, freshness by Kafka timestamp). */
-  observer?: BatchObserver;
-  /** Called with the kafkajs consumer once created (health: group membership events). */
-  onConsumer?: (consumer: Consumer) => void;
-  /** A stored offset behind the log start: pause the partition (stop, default) or apply on (continue). CONSUMER_ON_RETENTION_GAP. */
-  onRetentionGap?: RetentionGapPolicy;
-  /** Where a failure that ends the consumer goes (runMain's ctx.fatal), so the process never stays idle. */
-  onFatal?: (err: Error) => void;
-  endpoints?: Endpoint[];
 }
 
 export class ClickstreamConsumer implements Service {

@@ -3,7 +3,6 @@ import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type pg from 'pg';
 import { errorMessage, isPostgresDataError as isDataError } from '../../src/errors.ts';
 import { consumerRetry, watchConsumerCrash } from '../../src/lifecycle/consumer-crash.ts';
-import type { Endpoint } from '../../src/lifecycle/endpoints.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { createTopicsReady, waitTopicsReady } from '../../src/publisher/topic-ready.ts';
 import type { Logger } from '../../src/logger.ts';
@@ -24,8 +23,8 @@ import { validateEnvelope } from '../../src/consumer/envelope.ts';
 import { decodeSlice } from '../../src/consumer/slice-decode.ts';
 import { StageTimer } from '../../src/consumer/stage-timer.ts';
 import { sliceMessages, TxSizer } from '../../src/consumer/tx-sizer.ts';
-import { StoredOffsetSeeker, type RetentionGap, type RetentionGapPolicy } from '../../src/consumer/stored-offsets.ts';
-import type { BatchObserver } from '../../src/health/consumer-metrics.ts';
+import { StoredOffsetSeeker, type RetentionGap } from '../../src/consumer/stored-offsets.ts';
+import type { GroupMemberHooks } from '../../src/consumer/member-hooks.ts';
 
 /**
  * The warehouse consumer group: source-table topics → staging, history,
@@ -35,7 +34,7 @@ import type { BatchObserver } from '../../src/health/consumer-metrics.ts';
  * every transaction takes the namespace lock), so batches never race on a
  * key, within or across processes.
  */
-export interface WarehouseConsumerOptions {
+export interface WarehouseConsumerOptions extends GroupMemberHooks {
   kafka: Kafka;
   registry: SchemaRegistry;
   pool: pg.Pool;
@@ -67,15 +66,6 @@ export interface WarehouseConsumerOptions {
   partitionsConcurrently?: number;
   /** Wire format per topic (default: detected per message). */
   inputFormats?: InputFormats;
-  /** Told of every applied transaction (metrics: messages, latency, freshness). */
-  observer?: BatchObserver;
-  /** Called with the kafkajs consumer once created (health: group membership events). */
-  onConsumer?: (consumer: Consumer) => void;
-  /** A stored offset behind the log start: pause the partition (stop, default) or apply on (continue). CONSUMER_ON_RETENTION_GAP. */
-  onRetentionGap?: RetentionGapPolicy;
-  /** Where a failure that ends the consumer goes (runMain's ctx.fatal), so the process never stays idle. */
-  onFatal?: (err: Error) => void;
-  endpoints?: Endpoint[];
   /** Replication of topics this creates (dead-letter topics, missing source topics): KAFKA_TOPIC_*, default from the cluster. */
   topicReplication?: TopicReplication;
 }
