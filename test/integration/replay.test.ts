@@ -203,7 +203,12 @@ describe('replay', () => {
             if (!(r.f > 0 && r.d > 0 && r.c > 0 && r.o > 0 && r.j === r.f)) seen.empty++;
             seen.reads++;
           } catch (err) {
+            // One error already fails the test. Stop here: a pool that fails
+            // every query at once (ended after the test threw) would otherwise
+            // spin this loop in microtasks, starving every timer, the test
+            // timeout included (a CI run hung so).
             seen.errors.push((err as Error).message);
+            return;
           }
         }
       };
