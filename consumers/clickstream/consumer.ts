@@ -1,13 +1,13 @@
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
-import { Partitioners, type Admin, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import { type Admin, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type pg from 'pg';
 import { decodeConfluent } from '../../src/consumer/avro.ts';
 import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
+import { createGroupClients } from '../../src/consumer/group-clients.ts';
 import { decodeSlice } from '../../src/consumer/slice-decode.ts';
 import { StoredOffsetSeeker, type RetentionGap } from '../../src/consumer/stored-offsets.ts';
 import type { GroupMemberHooks } from '../../src/consumer/member-hooks.ts';
 import { DecodeError, errorMessage, isPostgresDataError as isDataError } from '../../src/errors.ts';
-import { consumerRetry, watchConsumerCrash } from '../../src/lifecycle/consumer-crash.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import type { Logger } from '../../src/logger.ts';
 import type { DeadLetterNote } from '../../src/sinks/postgres/consumer-progress.ts';
@@ -62,19 +62,13 @@ export class ClickstreamConsumer implements Service {
 
   async start(signal: AbortSignal): Promise<void> {
     const { kafka, group, log } = this.o;
-    this.admin = kafka.admin();
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
-    const consumer = kafka.consumer({
-      groupId: group,
-      allowAutoTopicCreation: false,
-      maxWaitTimeInMs: 100,
-      sessionTimeout: this.o.sessionTimeoutMs ?? 10_000,
-      heartbeatInterval: Math.min(3000, Math.floor((this.o.sessionTimeoutMs ?? 10_000) / 5)),
-      retry: consumerRetry({ log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints }),
+    const { admin, producer, consumer } = createGroupClients(kafka, {
+      group, log, signal, name: this.name, isStopping: () => this.stopping !== undefined,
+      sessionTimeoutMs: this.o.sessionTimeoutMs, onConsumer: this.o.onConsumer, onFatal: this.o.onFatal, endpoints: this.o.endpoints,
     });
+    this.admin = admin;
+    this.producer = producer;
     this.consumer = consumer;
-    this.o.onConsumer?.(consumer);
-    watchConsumerCrash(consumer, { log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints, name: this.name, isStopping: () => this.stopping !== undefined });
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
     await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3, { log, signal, replication: this.o.topicReplication });
     const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal, replication: this.o.topicReplication });

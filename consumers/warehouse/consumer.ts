@@ -1,8 +1,7 @@
-import kafkajs, { type Admin, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
+import { type Admin, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import type pg from 'pg';
 import { errorMessage, isPostgresDataError as isDataError } from '../../src/errors.ts';
-import { consumerRetry, watchConsumerCrash } from '../../src/lifecycle/consumer-crash.ts';
 import type { Service } from '../../src/lifecycle/service.ts';
 import { createTopicsReady, waitTopicsReady } from '../../src/publisher/topic-ready.ts';
 import type { Logger } from '../../src/logger.ts';
@@ -16,6 +15,7 @@ import type { TopicReplication } from '../../src/config/index.ts';
 import { ExtraColumnResolver } from '../../src/consumer/column-types.ts';
 import { AUTO_FORMATS, MessageDecoder, type InputFormats } from '../../src/consumer/decode.ts';
 import { BatchAcker } from '../../src/consumer/batch-acker.ts';
+import { createGroupClients } from '../../src/consumer/group-clients.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
 import { GroupCommit } from '../../src/consumer/group-commit.ts';
@@ -116,23 +116,15 @@ export class WarehouseConsumer implements Service {
   async start(signal: AbortSignal): Promise<void> {
     this.signal = signal;
     const { kafka, group, log } = this.o;
-    this.admin = kafka.admin();
-    this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
-    const consumer = kafka.consumer({
-      groupId: group,
-      allowAutoTopicCreation: false,
+    const { admin, producer, consumer } = createGroupClients(kafka, {
+      group, log, signal, name: this.name, isStopping: () => this.stopping !== undefined,
+      sessionTimeoutMs: this.o.sessionTimeoutMs, onConsumer: this.o.onConsumer, onFatal: this.o.onFatal, endpoints: this.o.endpoints,
       // Large enough that a waiting backlog fills the backlog budget's transactions.
-      maxBytesPerPartition: this.o.maxBytesPerPartition ?? 4 << 20,
-      maxBytes: this.o.maxBytes ?? 32 << 20,
-      maxWaitTimeInMs: 100,
-      sessionTimeout: this.o.sessionTimeoutMs ?? 10_000,
-      heartbeatInterval: Math.min(3000, Math.floor((this.o.sessionTimeoutMs ?? 10_000) / 5)),
-      // Postgres or the registry being down is a pause, not a reason to die; a fatal error ends the process.
-      retry: consumerRetry({ log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints }),
+      consumerConfig: { maxBytesPerPartition: this.o.maxBytesPerPartition ?? 4 << 20, maxBytes: this.o.maxBytes ?? 32 << 20 },
     });
+    this.admin = admin;
+    this.producer = producer;
     this.consumer = consumer;
-    this.o.onConsumer?.(consumer);
-    watchConsumerCrash(consumer, { log, signal, onFatal: this.o.onFatal, endpoints: this.o.endpoints, name: this.name, isStopping: () => this.stopping !== undefined });
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
     const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal, replication: this.o.topicReplication });
     const acker = new BatchAcker(consumer, this.sink, log, this.stages);
