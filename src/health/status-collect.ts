@@ -186,16 +186,42 @@ async function groupStatus(admin: Admin | null, wh: pg.Pool, schemas: WarehouseS
   }
 }
 
-/** Collects everything `status` shows; never throws (an unreachable part becomes an `error` row). */
-export async function collectStatus(t: StatusTargets): Promise<PipelineStatus> {
-  const problems: string[] = [];
-  const warnings: string[] = [];
+/** The connections a status check reads through: one Kafka admin, the warehouse and the source database. */
+export interface StatusClients {
+  admin: Admin;
+  wh: pg.Pool;
+  src: pg.Pool;
+  close(): Promise<void>;
+}
+
+/** Opens (lazily: nothing connects before the first check) the clients for `targets`; close() releases them. */
+export function openStatusClients(t: StatusTargets): StatusClients {
   const kafka = new kafkajs.Kafka(kafkaClientConfig(t.kafka ?? { brokers: t.kafkaBrokers, protocol: 'PLAINTEXT' }, { clientId: 'shopstream-status', logLevel: kafkajs.logLevel.NOTHING, connectionTimeout: t.timeoutMs, requestTimeout: t.timeoutMs * 2, retry: { retries: 1, initialRetryTime: 200 } }));
   const admin = kafka.admin();
   const wh = new pg.Pool({ connectionString: t.warehouseUrl, max: 2, connectionTimeoutMillis: t.timeoutMs, application_name: 'shopstream-status' });
   const src = new pg.Pool({ connectionString: t.sourceUrl, max: 1, connectionTimeoutMillis: t.timeoutMs, application_name: 'shopstream-status' });
   wh.on('error', () => {});
   src.on('error', () => {});
+  return {
+    admin, wh, src,
+    close: async () => {
+      await admin.disconnect().catch(() => {});
+      await Promise.all([wh.end().catch(() => {}), src.end().catch(() => {})]);
+    },
+  };
+}
+
+/**
+ * Collects everything `status` shows; never throws (an unreachable part
+ * becomes an `error` row). A process that checks again and again (the status
+ * page's sampler) passes its own long-lived clients; without them the check
+ * opens its own and closes them.
+ */
+export async function collectStatus(t: StatusTargets, held?: StatusClients): Promise<PipelineStatus> {
+  const clients = held ?? openStatusClients(t);
+  const { admin, wh, src } = clients;
+  const problems: string[] = [];
+  const warnings: string[] = [];
   try {
     const kafkaOk = await admin.connect().then(() => true, (err: unknown) => { problems.push(`Kafka ${t.kafkaBrokers.join(',')}: ${errorMessage(err)}`); return false; });
     const [processes, groups, slot, deadLetters, outbox] = await Promise.all([
@@ -213,8 +239,7 @@ export async function collectStatus(t: StatusTargets): Promise<PipelineStatus> {
     if (outbox.state === 'error') problems.push(`redis outbox: ${outbox.detail}`); else if (outbox.state === 'warn') warnings.push(`redis outbox: ${outbox.detail}`);
     return { ok: problems.length === 0, checkedAt: new Date().toISOString(), processes, groups, slot, deadLetters, outbox, problems, warnings };
   } finally {
-    await admin.disconnect().catch(() => {});
-    await Promise.all([wh.end().catch(() => {}), src.end().catch(() => {})]);
+    if (!held) await clients.close();
   }
 }
 

@@ -1,5 +1,5 @@
 import { errorMessage } from '../../errors.ts';
-import { collectStatus, type PipelineStatus, type StatusTargets } from '../../health/status-collect.ts';
+import { collectStatus, openStatusClients, type PipelineStatus, type StatusClients, type StatusTargets } from '../../health/status-collect.ts';
 import { metricsUrlOf } from '../../health/status-targets.ts';
 import type { Logger } from '../../logger.ts';
 import { sleep } from '../../util/sleep.ts';
@@ -61,6 +61,8 @@ export class StatusSampler {
   private prev: Counters | undefined;
   private controller: AbortController | undefined;
   private loop: Promise<void> | undefined;
+  /** Held from the first sample to stop(): a sample every few seconds should not open a Kafka admin and two pools each time. */
+  private clients: StatusClients | undefined;
 
   constructor(private readonly o: SamplerOptions) {
     this.history = new RingBuffer(o.capacity);
@@ -81,6 +83,9 @@ export class StatusSampler {
   async stop(): Promise<void> {
     this.controller?.abort();
     await this.loop;
+    const clients = this.clients;
+    this.clients = undefined;
+    await clients?.close();
   }
 
   private async run(signal: AbortSignal): Promise<void> {
@@ -98,7 +103,8 @@ export class StatusSampler {
   /** Takes one sample now (the loop's step; tests call it directly). */
   async sampleOnce(): Promise<StatusView> {
     const { targets } = this.o;
-    const [status, metrics, clv] = await Promise.all([collectStatus(targets), this.scrape(), this.readClv()]);
+    this.clients ??= openStatusClients(targets);
+    const [status, metrics, clv] = await Promise.all([collectStatus(targets, this.clients), this.scrape(), this.readClv()]);
     const now = Date.now();
     const capture = aggregate(metrics, 'capture_events_total', 'sum').get('');
     const applied = aggregate(metrics, 'consumer_messages_applied_total', 'sum', 'group');
