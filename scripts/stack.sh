@@ -327,6 +327,13 @@ rc_port() { echo $((REDIS_PORT + $1)); }
 rc_dir() { echo "$REDIS_CLUSTER_DIR/node-$1"; }
 rc_cli() { redis-cli -h "$HOST" -p "$(rc_port "$1")" "${@:2}"; }
 rc_info() { rc_cli "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n "s/^$2://p"; }
+# Masters in node $1's view, as "all/with-slots". A node restarted after its
+# replica took over still calls itself a master until gossip demotes it, with
+# cluster_state ok all the while; "3/3" on every node means that has settled.
+rc_masters() {
+  rc_cli "$1" cluster nodes 2>/dev/null | tr -d '\r' |
+    awk '$3 ~ /master/ && $3 !~ /fail/ { n++; if (NF > 8) s++ } END { printf "%d/%d", n, s }'
+}
 
 redis_cluster_up() {
   local i port dir
@@ -362,9 +369,10 @@ redis_cluster_up() {
   fi
   deadline=$(($(date +%s) + REDIS_TIMEOUT))
   for ((i = 1; i <= REDIS_CLUSTER_NODES; i++)); do
-    until [ "$(rc_info "$i" cluster_state)" = ok ] && [ "$(rc_info "$i" cluster_known_nodes)" = "$REDIS_CLUSTER_NODES" ]; do
+    until [ "$(rc_info "$i" cluster_state)" = ok ] && [ "$(rc_info "$i" cluster_known_nodes)" = "$REDIS_CLUSTER_NODES" ] &&
+      [ "$(rc_masters "$i")" = "$((REDIS_CLUSTER_NODES / 2))/$((REDIS_CLUSTER_NODES / 2))" ]; do
       [ "$(date +%s)" -lt "$deadline" ] ||
-        die "redis cluster node $i: cluster_state $(rc_info "$i" cluster_state), $(rc_info "$i" cluster_known_nodes) known nodes after ${REDIS_TIMEOUT}s (see $REDIS_CLUSTER_DIR)"
+        die "redis cluster node $i: cluster_state $(rc_info "$i" cluster_state), $(rc_info "$i" cluster_known_nodes) known nodes, masters/with slots $(rc_masters "$i") after ${REDIS_TIMEOUT}s (see $REDIS_CLUSTER_DIR)"
       sleep 0.2
     done
   done
