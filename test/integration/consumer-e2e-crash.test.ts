@@ -9,12 +9,12 @@ import { groupLag, waitCaughtUp } from '../../src/consumer/lag.ts';
 import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
 import { DEFAULT_MIX, TrafficGenerator, type TrafficMix } from '../../src/generator/writer.ts';
 import { Rng } from '../../src/generator/rng.ts';
-import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
-import { createWarehousePool, isoSql, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { isoSql, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
+import { createTestWarehouse, dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
 
 /**
  * Issue 6: the warehouse consumer *process* is SIGKILLed in the middle of a
@@ -52,15 +52,11 @@ describe('source → capture → Kafka → warehouse consumer process, SIGKILLed
     const slot = h?.id;
     await h?.cleanup();
     if (wh) {
-      if (schemas) await wh.query(`DROP SCHEMA IF EXISTS "${schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.meta}" CASCADE`);
+      await dropTestWarehouse(wh, schemas, redis, slot);
       // pg_replication_slots is cluster-wide: a slot left behind would pin WAL of the shared stack.
       const left = slot ? (await wh.query('SELECT slot_name FROM pg_replication_slots WHERE slot_name = $1', [slot])).rowCount : 0;
       await wh.end();
       if (left) throw new Error(`replication slot ${slot} was not dropped`);
-    }
-    if (h) {
-      const keys = await redis.keys(`${h.id}:*`);
-      if (keys.length) await redis.del(...keys);
     }
     redis.disconnect();
   });
@@ -73,23 +69,16 @@ describe('source → capture → Kafka → warehouse consumer process, SIGKILLed
     const s = h.id;
     const src = h.pool;
     const topics = TABLE_NAMES.map((t) => h!.topic(t));
-    const group = `${s}_wh`;
-    schemas = { staging: `${s}_stg`, analytics: `${s}_an`, meta: `${s}_wmeta` };
-    wh = createWarehousePool(stackEnv.warehouseUrl, 4);
-    // The child migrates too (idempotent); doing it here first lets the test read the offsets table from the start.
-    await migrate(wh, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
+    const tw = await createTestWarehouse(s);
+    ({ schemas, pool: wh } = tw);
+    const group = tw.group;
     const kafka = new kafkajs.Kafka({ clientId: 'e2e-crash', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
     const admin = kafka.admin();
     await admin.connect();
     stops.push(() => admin.disconnect());
 
     const childEnv = {
-      ...process.env,
-      WAREHOUSE_DATABASE_URL: stackEnv.warehouseUrl, KAFKA_BROKERS: stackEnv.kafkaBrokers.join(','),
-      SCHEMA_REGISTRY_URL: stackEnv.registryUrl, REDIS_URL: stackEnv.redisUrl,
-      TOPIC_PREFIX: s, SOURCE_SCHEMA: s, CONSUMER_GROUP: group,
-      STAGING_SCHEMA: schemas.staging, ANALYTICS_SCHEMA: schemas.analytics, META_SCHEMA: schemas.meta,
-      REDIS_KEY_PREFIX: `${s}:`, LOG_LEVEL: 'error', CONSUMER_HEALTH_PORT: '0',
+      ...process.env, ...tw.env, LOG_LEVEL: 'error', CONSUMER_HEALTH_PORT: '0',
       // Several transactions per fetched batch, so kills land between and inside them; the
       // shortest session the broker accepts, so a restarted member gets the partitions back fast.
       CONSUMER_MAX_MESSAGES_PER_TX: '200', CONSUMER_SESSION_TIMEOUT_MS: '6000',

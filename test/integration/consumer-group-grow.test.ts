@@ -11,13 +11,13 @@ import { CHAOS_MIX } from '../../bench/chaos/load.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { TrafficGenerator } from '../../src/generator/writer.ts';
-import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { diffStagingWithSource } from '../../src/rebuild/source-compare.ts';
 import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
-import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
+import { createTestWarehouse, dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
 
 /**
  * Issue 12, a group that grows: the warehouse group goes from one member to
@@ -45,12 +45,8 @@ describe('warehouse group growing from 1 to 3 members and shrinking, under load'
     for (const m of members) if (m.child.exitCode === null && m.child.signalCode === null) { m.child.kill('SIGKILL'); await exited(m.child); }
     for (const stop of stops.reverse()) await stop().catch(() => {});
     await h?.cleanup();
-    if (wh && schemas) await wh.query(`DROP SCHEMA IF EXISTS "${schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${schemas.meta}" CASCADE`);
+    await dropTestWarehouse(wh, schemas, redis, h?.id);
     await wh?.end();
-    if (h) {
-      const keys = await redis.keys(`${h.id}:*`);
-      if (keys.length) await redis.del(...keys);
-    }
     redis.disconnect();
   });
 
@@ -59,19 +55,16 @@ describe('warehouse group growing from 1 to 3 members and shrinking, under load'
     h = await createHarness(uniqueId('grow'));
     const s = h.id;
     const topics = TABLE_NAMES.map((t) => h!.topic(t));
-    const group = `${s}_wh`;
-    schemas = { staging: `${s}_stg`, analytics: `${s}_an`, meta: `${s}_wmeta` };
-    wh = createWarehousePool(stackEnv.warehouseUrl, 4);
-    await migrate(wh, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
+    const tw = await createTestWarehouse(s);
+    ({ schemas, pool: wh } = tw);
+    const group = tw.group;
     const kafka = new kafkajs.Kafka({ clientId: 'grow-test', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
     const admin = kafka.admin();
     await admin.connect();
     stops.push(() => admin.disconnect());
 
     const env = {
-      ...process.env, WAREHOUSE_DATABASE_URL: stackEnv.warehouseUrl, KAFKA_BROKERS: stackEnv.kafkaBrokers.join(','),
-      SCHEMA_REGISTRY_URL: stackEnv.registryUrl, REDIS_URL: stackEnv.redisUrl, TOPIC_PREFIX: s, SOURCE_SCHEMA: s, CONSUMER_GROUP: group,
-      STAGING_SCHEMA: schemas.staging, ANALYTICS_SCHEMA: schemas.analytics, META_SCHEMA: schemas.meta, REDIS_KEY_PREFIX: `${s}:`,
+      ...process.env, ...tw.env,
       LOG_LEVEL: 'info', CONSUMER_HEALTH_PORT: '0', CONSUMER_MAX_MESSAGES_PER_TX: '40', CONSUMER_SESSION_TIMEOUT_MS: '6000',
     };
     const start = (name: string): Member => {

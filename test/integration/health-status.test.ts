@@ -14,9 +14,8 @@ import { groupLag } from '../../src/consumer/lag.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import type { PipelineStatus } from '../../src/health/status-collect.ts';
 import { TrafficGenerator } from '../../src/generator/writer.ts';
-import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
-import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
-import { dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
+import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { createTestWarehouse, dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
 /**
@@ -100,16 +99,13 @@ describe('health, metrics, status and the watchdog against real processes', () =
   it('reports healthy, then a stalled consumer unhealthy on /readyz and in status, then the consumer exits non-zero', async () => {
     h = await createHarness(uniqueId('health'));
     const s = h.id;
-    schemas = { staging: `${s}_stg`, analytics: `${s}_an`, meta: `${s}_wmeta` };
-    const group = `${s}_wh`;
+    const tw = await createTestWarehouse(s);
+    ({ schemas, pool: wh } = tw);
+    const group = tw.group;
     const topics = TABLE_NAMES.map((t) => h!.topic(t));
-    wh = createWarehousePool(stackEnv.warehouseUrl, 4);
-    await migrate(wh, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
     const env: NodeJS.ProcessEnv = {
       ...process.env, ...h.env,
-      WAREHOUSE_DATABASE_URL: stackEnv.warehouseUrl, KAFKA_BROKERS: stackEnv.kafkaBrokers.join(','), SCHEMA_REGISTRY_URL: stackEnv.registryUrl, REDIS_URL: stackEnv.redisUrl,
-      SOURCE_SCHEMA: s, CONSUMER_GROUP: group, CLICKSTREAM_GROUP: `${s}_click`, CLICKSTREAM_TOPIC: `${s}.clickstream`,
-      STAGING_SCHEMA: schemas.staging, ANALYTICS_SCHEMA: schemas.analytics, META_SCHEMA: schemas.meta, REDIS_KEY_PREFIX: `${s}:`,
+      ...tw.env, CLICKSTREAM_GROUP: `${s}_click`, CLICKSTREAM_TOPIC: `${s}.clickstream`,
       CAPTURE_METRICS_PORT: '0', CONSUMER_HEALTH_PORT: '0', CAPTURE_SNAPSHOT: 'initial', LOG_LEVEL: 'info',
       CONSUMER_TOPIC_WAIT_MS: '3000', CONSUMER_SESSION_TIMEOUT_MS: '6000',
     };

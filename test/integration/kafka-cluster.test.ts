@@ -9,13 +9,13 @@ import { groupLag } from '../../src/consumer/lag.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { DEFAULT_MIX, TrafficGenerator } from '../../src/generator/writer.ts';
 import { Rng } from '../../src/generator/rng.ts';
-import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { runVerify } from '../../src/rebuild/verify.ts';
-import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
 import { parseLsn } from '../../src/source/lsn.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
+import { createTestWarehouse, dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
 import { startThrowawayKafkaCluster, type ThrowawayKafkaCluster } from '../helpers/throwaway-kafka-cluster.ts';
 
 /**
@@ -48,12 +48,8 @@ describe('three-broker Kafka: capture → warehouse consumer while brokers die',
     for (const c of children) if (c.exitCode === null && c.signalCode === null) { c.kill('SIGKILL'); await exited(c); }
     for (const stop of stops.reverse()) await stop().catch(() => {});
     await h?.cleanup();
-    if (wh && schemas) await wh.query(`DROP SCHEMA IF EXISTS "${schemas.staging}", "${schemas.analytics}", "${schemas.meta}" CASCADE`);
+    await dropTestWarehouse(wh, schemas, redis, h?.id);
     await wh?.end();
-    if (h) {
-      const keys = await redis.keys(`${h.id}:*`);
-      if (keys.length) await redis.del(...keys);
-    }
     redis.disconnect();
     await cluster?.stop();
   }, 120_000);
@@ -66,21 +62,16 @@ describe('three-broker Kafka: capture → warehouse consumer while brokers die',
     h = await createHarness(uniqueId('kcluster'));
     const s = h.id;
     const topics = TABLE_NAMES.map((t) => h!.topic(t));
-    const group = `${s}_wh`;
-    schemas = { staging: `${s}_stg`, analytics: `${s}_an`, meta: `${s}_wmeta` };
-    wh = createWarehousePool(stackEnv.warehouseUrl, 4);
-    await migrate(wh, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
+    const tw = await createTestWarehouse(s, { kafkaBrokers: cluster.brokers });
+    ({ schemas, pool: wh } = tw);
+    const group = tw.group;
     const kafka = new kafkajs.Kafka({ clientId: 'kafka-cluster-test', brokers: cluster.brokers, logLevel: kafkajs.logLevel.NOTHING });
     const admin = kafka.admin();
     await admin.connect();
     stops.push(() => admin.disconnect());
 
     const consumerEnv = {
-      ...process.env, WAREHOUSE_DATABASE_URL: stackEnv.warehouseUrl, KAFKA_BROKERS: brokers,
-      SCHEMA_REGISTRY_URL: stackEnv.registryUrl, REDIS_URL: stackEnv.redisUrl,
-      TOPIC_PREFIX: s, SOURCE_SCHEMA: s, CONSUMER_GROUP: group,
-      STAGING_SCHEMA: schemas.staging, ANALYTICS_SCHEMA: schemas.analytics, META_SCHEMA: schemas.meta,
-      REDIS_KEY_PREFIX: `${s}:`, LOG_LEVEL: 'error', CONSUMER_HEALTH_PORT: '0', CONSUMER_SESSION_TIMEOUT_MS: '6000',
+      ...process.env, ...tw.env, LOG_LEVEL: 'error', CONSUMER_HEALTH_PORT: '0', CONSUMER_SESSION_TIMEOUT_MS: '6000',
     };
     const captureEnv = { ...h.env, KAFKA_BROKERS: brokers, CAPTURE_SNAPSHOT: 'initial', CAPTURE_TOPIC_PARTITIONS: '3', LOG_LEVEL: 'error' };
     const consumer = spawn(process.execPath, ['--import', 'tsx', MAIN], { env: consumerEnv, stdio: ['ignore', 'ignore', 'inherit'] });

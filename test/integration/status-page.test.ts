@@ -9,9 +9,8 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createHarness, waitFor, type Harness } from '../../bench/capture/harness.ts';
 import { TrafficGenerator } from '../../src/generator/writer.ts';
-import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
-import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
-import { dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
+import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { createTestWarehouse, dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
 import { healthListening, spawnCli, type CliProcess } from '../helpers/spawn-cli.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
@@ -54,15 +53,12 @@ describe.skipIf(!haveChromium && process.env.CI !== 'true')('status page in head
     expect(haveChromium, `${CHROMIUM} is missing: install Debian's chromium package (.ci/run does)`).toBe(true);
     h = await createHarness(uniqueId('statuspage'));
     const s = h.id;
-    schemas = { staging: `${s}_stg`, analytics: `${s}_an`, meta: `${s}_wmeta` };
-    const group = `${s}_wh`;
-    wh = createWarehousePool(stackEnv.warehouseUrl, 4);
-    await migrate(wh, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
+    const tw = await createTestWarehouse(s);
+    ({ schemas, pool: wh } = tw);
+    const group = tw.group;
     const env: NodeJS.ProcessEnv = {
       ...process.env, ...h.env,
-      WAREHOUSE_DATABASE_URL: stackEnv.warehouseUrl, KAFKA_BROKERS: stackEnv.kafkaBrokers.join(','), SCHEMA_REGISTRY_URL: stackEnv.registryUrl, REDIS_URL: stackEnv.redisUrl,
-      SOURCE_SCHEMA: s, CONSUMER_GROUP: group, CLICKSTREAM_GROUP: `${s}_click`, CLICKSTREAM_TOPIC: `${s}.clickstream`,
-      STAGING_SCHEMA: schemas.staging, ANALYTICS_SCHEMA: schemas.analytics, META_SCHEMA: schemas.meta, REDIS_KEY_PREFIX: `${s}:`,
+      ...tw.env, CLICKSTREAM_GROUP: `${s}_click`, CLICKSTREAM_TOPIC: `${s}.clickstream`,
       CAPTURE_METRICS_PORT: '0', CONSUMER_HEALTH_PORT: '0', CLICKSTREAM_HEALTH_PORT: '-1', CAPTURE_SNAPSHOT: 'initial', LOG_LEVEL: 'info',
       CONSUMER_TOPIC_WAIT_MS: '3000', CONSUMER_SESSION_TIMEOUT_MS: '6000', WATCHDOG_INTERVAL_MS: '500',
     };
