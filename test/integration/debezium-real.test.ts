@@ -204,5 +204,12 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
     // The TOASTed value arrived whole on both sides.
     const toast = cOurs.filter((r) => r.table === 'products' && (r.fields['after.product_name']?.length ?? 0) > 20_000);
     expect(toast.length).toBeGreaterThanOrEqual(2);
+    // The update that left it unchanged (price and category only): `after` holds the full value from the before image, on both sides.
+    for (const [who, recs] of [['ours', cOurs], ['Debezium', cOn]] as const) {
+      const unchanged = recs.filter((r) => r.table === 'products' && r.fields.op === 'u' && r.fields['before.category'] === 'books' && r.fields['after.category'] === 'games' && r.fields['after.price'] === '12345.67');
+      expect(unchanged, `${who}: the unchanged-TOAST update`).toHaveLength(1);
+      expect(unchanged[0]!.fields['after.product_name']?.length, who).toBe(22_400);
+      expect(unchanged[0]!.fields['after.product_name'], who).toBe(unchanged[0]!.fields['before.product_name']);
+    }
   }, 420_000);
 });
