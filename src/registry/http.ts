@@ -80,12 +80,23 @@ export function stringParam(query: unknown, name: string): string | undefined {
 
 const MAX_INT = 2 ** 31 - 1;
 
-/** offset / limit of GET /schemas; a value that is not an integer counts as absent (docs/registry.md). */
-export function pageParam(query: unknown, name: string, fallback: number): number {
+/** An offset / limit value; one that is not an integer counts as absent (docs/registry.md). */
+function pageParam(query: unknown, name: string, fallback: number): number {
   const v = stringParam(query, name);
   if (v === undefined || !/^-?\d+$/.test(v.trim())) return fallback;
   const n = Number(v);
   return name === 'offset' ? Math.max(0, n) : n;
+}
+
+/**
+ * Confluent's paging of a listing: skip `offset`, then at most `limit`; a
+ * limit of 0 or below is no limit (Confluent falls back to its default,
+ * which is unbounded except for GET /schemas: see docs/registry.md).
+ */
+export function page<T>(query: unknown, items: T[]): T[] {
+  const offset = pageParam(query, 'offset', 0);
+  const limit = pageParam(query, 'limit', -1);
+  return items.slice(offset, limit <= 0 ? undefined : offset + limit);
 }
 
 /** "latest" and -1 mean the latest version (returned as -1); otherwise 1..2^31-1, else 42202. */

@@ -3,7 +3,7 @@ import type avsc from 'avsc';
 import type { Logger } from '../logger.ts';
 import { checkCompatibility, parseAvroSchema, versionsToCheck, type CompatibilityLevel, type ParsedSchema } from './compatibility.ts';
 import { restErrors } from './errors.ts';
-import { checkSubjectName, flag, parseSchemaRequest, parseVersion, sendJson, sendRaw, stringParam } from './http.ts';
+import { checkSubjectName, flag, page, parseSchemaRequest, parseVersion, sendJson, sendRaw, stringParam } from './http.ts';
 import type { RegistryStore, SubjectVersion } from './store.ts';
 
 type SubjectParams = { Params: { subject: string } };
@@ -14,8 +14,8 @@ export function registerSubjectRoutes(app: FastifyInstance, store: RegistryStore
   // deletedOnly wins over deleted, as in Confluent's LookupFilter.
   app.get('/subjects', async (req, reply) => {
     const prefix = stringParam(req.query, 'subjectPrefix') ?? '';
-    if (flag(req.query, 'deletedOnly')) return sendJson(req, reply, await store.deletedSubjects(prefix));
-    return sendJson(req, reply, await store.subjects(flag(req.query, 'deleted'), prefix));
+    const subjects = flag(req.query, 'deletedOnly') ? await store.deletedSubjects(prefix) : await store.subjects(flag(req.query, 'deleted'), prefix);
+    return sendJson(req, reply, page(req.query, subjects));
   });
 
   app.post<SubjectParams>('/subjects/:subject/versions', async (req, reply) => {
@@ -52,11 +52,13 @@ export function registerSubjectRoutes(app: FastifyInstance, store: RegistryStore
     sendJson(req, reply, await store.deleteSubject(req.params.subject, flag(req.query, 'permanent'))),
   );
 
+  // 40401 when the subject has no version (soft-deleted ones count with deleted or
+  // deletedOnly); otherwise the filtered list, possibly empty, as Confluent.
   app.get<SubjectParams>('/subjects/:subject/versions', async (req, reply) => {
-    const deleted = flag(req.query, 'deleted');
-    const versions = await store.versions(req.params.subject, deleted);
+    const deletedOnly = flag(req.query, 'deletedOnly');
+    const versions = await store.versions(req.params.subject, deletedOnly || flag(req.query, 'deleted'));
     if (versions.length === 0) throw restErrors.subjectNotFound(req.params.subject);
-    return sendJson(req, reply, versions.map((v) => v.version));
+    return sendJson(req, reply, page(req.query, deletedOnly ? versions.filter((v) => v.deleted) : versions).map((v) => v.version));
   });
 
   app.get<VersionParams>('/subjects/:subject/versions/:version', async (req, reply) => {

@@ -3,7 +3,7 @@ import { basicChecker } from '../api/auth.ts';
 import type { Logger } from '../logger.ts';
 import { parseCompatibilityLevel, SUPPORTED_SCHEMA_TYPES, type CompatibilityLevel } from './compatibility.ts';
 import { RegistryRestError, restErrors } from './errors.ts';
-import { flag, negotiate, pageParam, parseSchemaId, sendJson, sendRaw, stringParam, unsupportedContentType } from './http.ts';
+import { flag, negotiate, page, parseSchemaId, sendJson, sendRaw, stringParam, unsupportedContentType } from './http.ts';
 import { registerOpsRoutes, RegistryMetrics } from './routes-ops.ts';
 import { registerSubjectRoutes, versionBody } from './routes-subjects.ts';
 import type { RegistryStore } from './store.ts';
@@ -110,26 +110,24 @@ export function buildApp(store: RegistryStore, log: Logger, metrics: RegistryMet
     return sendRaw(req, reply, found.schema);
   });
 
+  // 404 only for an id nothing uses any more; an id whose subject-versions are all
+  // soft-deleted (or filtered out) lists nothing, as Confluent does.
   app.get<{ Params: { id: string } }>('/schemas/ids/:id/versions', async (req, reply) => {
     const id = parseSchemaId(req.params.id);
     if (!(await store.schemaById(id))) throw restErrors.schemaNotFound(id);
-    return sendJson(req, reply, await store.versionsOfId(id, flag(req.query, 'deleted')));
+    return sendJson(req, reply, page(req.query, await store.versionsOfId(id, flag(req.query, 'deleted'), stringParam(req.query, 'subject'))));
   });
 
   app.get<{ Params: { id: string } }>('/schemas/ids/:id/subjects', async (req, reply) => {
     const id = parseSchemaId(req.params.id);
-    const subjects = await store.subjectsOfId(id, flag(req.query, 'deleted'), stringParam(req.query, 'subject'));
-    if (subjects.length === 0) throw restErrors.schemaNotFound(id);
-    return sendJson(req, reply, subjects);
+    if (!(await store.schemaById(id))) throw restErrors.schemaNotFound(id);
+    return sendJson(req, reply, page(req.query, await store.subjectsOfId(id, flag(req.query, 'deleted'), stringParam(req.query, 'subject'))));
   });
 
   // Confluent's GET /schemas: every subject-version (subjectPrefix, deleted, latestOnly), paged by offset/limit.
   app.get('/schemas', async (req, reply) => {
-    const offset = pageParam(req.query, 'offset', 0);
-    const limit = pageParam(req.query, 'limit', -1);
     const all = await store.allVersions(stringParam(req.query, 'subjectPrefix') ?? '', flag(req.query, 'deleted'), flag(req.query, 'latestOnly'));
-    const page = all.slice(offset, limit < 0 ? undefined : offset + limit);
-    return sendJson(req, reply, page.map(versionBody));
+    return sendJson(req, reply, page(req.query, all).map(versionBody));
   });
 
   app.get('/config', async (req, reply) => sendJson(req, reply, { compatibilityLevel: await store.globalLevel() }));

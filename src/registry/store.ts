@@ -191,11 +191,11 @@ export class RegistryStore {
     return row && { schema: row.schema, schemaType: row.schema_type };
   }
 
-  async versionsOfId(id: number, includeDeleted: boolean): Promise<{ subject: string; version: number }[]> {
+  async versionsOfId(id: number, includeDeleted: boolean, subject?: string): Promise<{ subject: string; version: number }[]> {
     const r = await this.pool.query<{ subject: string; version: number }>(
       `SELECT subject, version FROM ${this.s}.subject_versions
-       WHERE schema_id = $1 AND ($2 OR NOT deleted) ORDER BY subject, version`,
-      [id, includeDeleted],
+       WHERE schema_id = $1 AND ($2 OR NOT deleted) AND ($3::text IS NULL OR subject = $3) ORDER BY subject, version`,
+      [id, includeDeleted, subject ?? null],
     );
     return r.rows;
   }

@@ -52,11 +52,16 @@ export interface FieldDiff {
 
 /**
  * Field-by-field differences of two record sets, matched by id. A record on
- * one side only is a difference of the pseudo-field `(record)`. Fields whose
- * name matches `allowed` are left out; a field that only one side has counts,
- * unless it is null on the side that has it.
+ * one side only is a difference of the pseudo-field `(record)`. A difference
+ * `allowed` accepts (it sees the two values and both records) is left out;
+ * a field that only one side has counts, unless it is null on the side that
+ * has it.
  */
-export function diffRecords(ours: CanonicalRecord[], theirs: CanonicalRecord[], allowed: (field: string) => boolean): FieldDiff[] {
+export function diffRecords(
+  ours: CanonicalRecord[],
+  theirs: CanonicalRecord[],
+  allowed: (d: FieldDiff, ours: CanonicalRecord, theirs: CanonicalRecord) => boolean,
+): FieldDiff[] {
   const byId = new Map(theirs.map((r) => [r.id, r]));
   const diffs: FieldDiff[] = [];
   for (const o of ours) {
@@ -64,10 +69,11 @@ export function diffRecords(ours: CanonicalRecord[], theirs: CanonicalRecord[], 
     byId.delete(o.id);
     if (!t) { diffs.push({ id: o.id, field: '(record)', ours: 'present', theirs: undefined }); continue; }
     for (const f of new Set([...Object.keys(o.fields), ...Object.keys(t.fields)])) {
-      if (allowed(f)) continue;
       const a = o.fields[f] ?? null;
       const b = t.fields[f] ?? null;
-      if (a !== b) diffs.push({ id: o.id, field: f, ours: o.fields[f], theirs: t.fields[f] });
+      if (a === b) continue;
+      const d = { id: o.id, field: f, ours: o.fields[f], theirs: t.fields[f] };
+      if (!allowed(d, o, t)) diffs.push(d);
     }
   }
   for (const t of byId.values()) diffs.push({ id: t.id, field: '(record)', ours: undefined, theirs: 'present' });

@@ -23,7 +23,7 @@ const DECIMALS: Record<string, [number, number]> = {
 };
 const NOT_NULL = new Set([
   'customers.customer_id', 'customers.email', 'customers.first_name', 'customers.last_name', 'customers.customer_segment', 'customers.created_at', 'customers.updated_at',
-  'products.product_id', 'products.product_name', 'products.category', 'products.price', 'products.updated_at',
+  'products.product_id', 'products.product_name', 'products.price', 'products.updated_at', // category: nullable (migrations/source/0002)
   'orders.order_id', 'orders.customer_id', 'orders.order_date', 'orders.status', 'orders.updated_at',
   'order_items.order_id', 'order_items.product_id', 'order_items.quantity', 'order_items.unit_price', 'order_items.discount',
 ]);

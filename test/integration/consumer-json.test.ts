@@ -19,8 +19,8 @@ import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
  * Debezium's JsonConverter output (schemas on and off, decimals as base64
  * and as strings), detected per message: staging equals the simulated
  * source, the derived tables equal the batch recomputation, and a malformed
- * JSON message goes to the dead-letter topic with its original bytes like a
- * malformed Avro one.
+ * JSON message goes to the dead-letter topic with its original bytes and
+ * provenance headers exactly as the malformed Avro message beside it does.
  */
 describe('warehouse consumer on Debezium JSON', () => {
   const id = uniqueId('cons_json');
@@ -44,7 +44,7 @@ describe('warehouse consumer on Debezium JSON', () => {
     redis.disconnect();
   });
 
-  it('applies Avro and JSON (schemas on/off) alike and dead-letters malformed JSON', async () => {
+  it('applies Avro and JSON (schemas on/off) alike and dead-letters malformed JSON as it does malformed Avro', async () => {
     await Promise.all([admin.connect(), producer.connect()]);
     await admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: 1 })), waitForLeaders: true });
     await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
@@ -54,7 +54,9 @@ describe('warehouse consumer on Debezium JSON', () => {
     const sim = new ShopSim(7);
     sim.randomWorkload(60);
     const malformed = Buffer.from('{"schema":{"type":"struct"},"payload":{"op":"c","after":{"customer_id":1');
-    const byTopic = new Map<string, Array<{ key: Buffer | null; value: Buffer | null }>>();
+    let badAvro: Buffer = Buffer.alloc(0);
+    let badOffsets: number[] = [];
+    const byTopic = new Map<string, Array<{ key: Buffer | null; value: Buffer | null; headers?: Record<string, string> }>>();
     sim.events.forEach((ev, i) => {
       const row = (ev.after ?? ev.before)!;
       const topic = `${id}.public.${ev.table}`;
@@ -66,10 +68,17 @@ describe('warehouse consumer on Debezium JSON', () => {
         : { key: jsonKey(ev.table, row, o), value: jsonEnvelope(ev, o) };
       const list = byTopic.get(topic) ?? [];
       list.push(msg);
-      if (i === 5) list.push({ key: Buffer.from('{"customer_id":1}'), value: malformed });
+      if (i === 5) {
+        // The malformed JSON, then a malformed Avro message (valid magic byte and schema id, truncated body) beside it.
+        badOffsets = [list.length, list.length + 1];
+        badAvro = encoders.get(ev.table)!.encodeValue(ev).subarray(0, 7);
+        list.push({ key: Buffer.from('{"customer_id":1}'), value: malformed, headers: { origin: 'json' } });
+        list.push({ key: Buffer.from('{"customer_id":1}'), value: badAvro, headers: { origin: 'avro' } });
+      }
       byTopic.set(topic, list);
     });
-    const dlqTopic = `${id}.public.${sim.events[5]!.table}.dlq`;
+    const sourceTopic = `${id}.public.${sim.events[5]!.table}`;
+    const dlqTopic = `${sourceTopic}.dlq`;
     await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
 
     const consumer = new WarehouseConsumer({
@@ -95,19 +104,27 @@ describe('warehouse consumer on Debezium JSON', () => {
     } finally {
       client.release();
     }
-    const dead = await pool.query(`SELECT dlq_topic, error FROM "${schemas.meta}".dead_letters`);
-    expect(dead.rows).toHaveLength(1);
-    expect(dead.rows[0]).toMatchObject({ dlq_topic: dlqTopic });
+    // Both bad messages are dead letters the same way: a row each, and the DLQ record with the original bytes and provenance.
+    const dead = await pool.query(`SELECT topic, "offset"::int, dlq_topic, error FROM "${schemas.meta}".dead_letters ORDER BY "offset"`);
+    expect(dead.rows.map((r) => [r.topic, r.offset, r.dlq_topic])).toEqual(badOffsets.map((o) => [sourceTopic, o, dlqTopic]));
     expect(dead.rows[0].error).toMatch(/^DECODE_FAILED: malformed JSON/);
+    expect(dead.rows[1].error).toMatch(/^DECODE_FAILED/);
 
     const reader = kafka.consumer({ groupId: `${id}-dlq` });
     await reader.connect();
     await reader.subscribe({ topic: dlqTopic, fromBeginning: true });
-    const got: Buffer[] = [];
-    await reader.run({ eachMessage: async ({ message }) => { if (message.value) got.push(message.value); } });
+    const got: Array<{ value: Buffer; headers: Record<string, string> }> = [];
+    await reader.run({ eachMessage: async ({ message }) => {
+      if (message.value) got.push({ value: message.value, headers: Object.fromEntries(Object.entries(message.headers ?? {}).map(([k, v]) => [k, String(v)])) });
+    } });
     const until = Date.now() + 30_000;
-    while (got.length < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    while (got.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
     await reader.disconnect();
-    expect(got).toEqual([malformed]);
+    expect(got.map((g) => g.value)).toEqual([malformed, badAvro]);
+    for (const [i, origin] of ['json', 'avro'].entries()) {
+      expect(got[i]!.headers, origin).toMatchObject({ origin, 'dlq.source.topic': sourceTopic, 'dlq.source.partition': '0', 'dlq.source.offset': String(badOffsets[i]) });
+      expect(got[i]!.headers['dlq.error'], origin).toBe(dead.rows[i].error);
+    }
+    expect(Object.keys(got[0]!.headers).sort()).toEqual(Object.keys(got[1]!.headers).sort());
   });
 });

@@ -19,7 +19,7 @@ import { stagingRows } from '../../consumers/warehouse/staging-apply.ts';
 import { canonicalRecords, diffColumnSchemas, diffRecords, summarise, type CanonicalRecord } from '../helpers/debezium-compare.ts';
 import { debeziumClasspath, freePort, startDebezium, stopDebezium } from '../helpers/debezium.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
-import { DEBEZIUM_ALLOWED_DIFFERENCES, runWorkload } from '../helpers/debezium-workload.ts';
+import { allowedDifference, DEBEZIUM_ALLOWED_DIFFERENCES, runWorkload } from '../helpers/debezium-workload.ts';
 
 /**
  * Real Debezium 3.0.8 (PostgreSQL connector, Kafka Connect standalone,
@@ -166,8 +166,7 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
       return out;
     };
     const [cOurs, cOn, cOff, cStr, cDbl] = [await canonical(s, ours), await canonical(sides.on, on), await canonical(sides.off, off), await canonical(sides.str, str), await canonical(sides.dbl, dbl)];
-    const allowed = (f: string) => DEBEZIUM_ALLOWED_DIFFERENCES.some((a) => a.field.test(f));
-    const drift = diffRecords(cOurs, cOn, allowed);
+    const drift = diffRecords(cOurs, cOn, allowedDifference);
     expect(summarise(drift), 'ours vs Debezium: differences not in docs/encodings.md').toEqual({});
     // Every allow-listed difference is real (else it would hide nothing and should go).
     const raw = diffRecords(cOurs, cOn, () => false);
@@ -177,13 +176,23 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
     // The processing-time fields of the two connectors differ by nature; all else must be equal.
     // Debezium's converters and decimal modes against each other: only processing times and names may differ.
     for (const [what, other] of [['schemas off', cOff], ['decimal string', cStr], ['decimal double', cDbl]] as const) {
-      const converters = diffRecords(cOn, other, (f) => /^(ts_ms|ts_us|ts_ns|source\.name)$/.test(f));
+      const converters = diffRecords(cOn, other, (d) => /^(ts_ms|ts_us|ts_ns|source\.name)$/.test(d.field));
       expect(summarise(converters), `schemas on vs ${what}`).toEqual({});
     }
     // Processing times are real µs and ns, not ms padded with zeros.
     const ourUs = cOurs.map((r) => r.fields.ts_us).filter((x): x is string => !!x);
     expect(ourUs.filter((x) => !x.endsWith('000')).length, 'envelope ts_us with sub-ms digits').toBeGreaterThan(ourUs.length / 2);
     expect(cOurs.every((r) => !r.fields.op || (r.fields['source.ts_ns'] === `${r.fields['source.ts_us']}000`)), 'source.ts_ns = ts_us × 1000').toBe(true);
+    // The envelope's three are one reading: ts_ms = ts_us / 1000 and ts_us = ts_ns / 1000 (truncated), on both sides.
+    for (const [who, recs] of [['ours', cOurs], ['Debezium', cOn]] as const) {
+      const changes = recs.filter((r) => r.fields.op);
+      const bad = changes.filter((r) => {
+        const big = (x: string | null | undefined) => BigInt(x ?? -1);
+        const [ms, us, ns] = [big(r.fields.ts_ms), big(r.fields.ts_us), big(r.fields.ts_ns)];
+        return ns < 0n || us !== ns / 1000n || ms !== us / 1000n;
+      });
+      expect(bad.map((r) => r.id), `${who}: envelope ts_ms/ts_us/ts_ns of one instant`).toEqual([]);
+    }
     // Column schemas: our registered Avro Value record against Debezium's JSON schema.
     for (const t of TABLE_NAMES) {
       const res = await fetch(`${stackEnv.registryUrl}/subjects/${s}.${s}.${t}-value/versions/latest`);
@@ -195,5 +204,12 @@ describe.runIf(enabled)('real Debezium beside our capture', () => {
     // The TOASTed value arrived whole on both sides.
     const toast = cOurs.filter((r) => r.table === 'products' && (r.fields['after.product_name']?.length ?? 0) > 20_000);
     expect(toast.length).toBeGreaterThanOrEqual(2);
+    // The update that left it unchanged (price and category only): `after` holds the full value from the before image, on both sides.
+    for (const [who, recs] of [['ours', cOurs], ['Debezium', cOn]] as const) {
+      const unchanged = recs.filter((r) => r.table === 'products' && r.fields.op === 'u' && r.fields['before.category'] === 'books' && r.fields['after.category'] === 'games' && r.fields['after.price'] === '12345.67');
+      expect(unchanged, `${who}: the unchanged-TOAST update`).toHaveLength(1);
+      expect(unchanged[0]!.fields['after.product_name']?.length, who).toBe(22_400);
+      expect(unchanged[0]!.fields['after.product_name'], who).toBe(unchanged[0]!.fields['before.product_name']);
+    }
   }, 420_000);
 });

@@ -62,12 +62,39 @@ describe('listing endpoints', () => {
     expect((await call('GET', '/subjects?deletedOnly=true&deleted=true')).body).toEqual(['a-value']);
     expect((await call('GET', '/subjects?deletedOnly=true&subjectPrefix=b')).body).toEqual([]);
     expect((await call('GET', '/subjects?subjectPrefix=c')).body).toEqual(['c-key']);
+    // Paged like Confluent's: offset, then limit; a limit of 0 or below is no limit.
+    expect((await call('GET', '/subjects?deleted=true&offset=1&limit=1')).body).toEqual(['b-value']);
+    expect((await call('GET', '/subjects?deleted=true&offset=1&limit=0')).body).toEqual(['b-value', 'c-key']);
+
+    // A subject's versions: deletedOnly lists its soft-deleted ones (possibly none); 40401 only without any version.
+    expect((await call('GET', '/subjects/b-value/versions')).body).toEqual([2]);
+    expect((await call('GET', '/subjects/b-value/versions?deletedOnly=true')).body).toEqual([1]);
+    expect((await call('GET', '/subjects/b-value/versions?deleted=true&limit=1&offset=1')).body).toEqual([2]);
+    expect((await call('GET', '/subjects/c-key/versions?deletedOnly=true')).body).toEqual([]);
+    expect((await call('GET', '/subjects/a-value/versions?deletedOnly=true')).body).toEqual([1]);
+    const gone = await call('GET', '/subjects/a-value/versions');
+    expect([gone.status, gone.body.error_code]).toEqual([404, 40401]);
 
     // The subjects and subject-versions behind an id.
     expect((await call('GET', `/schemas/ids/${idA}/subjects`)).body).toEqual(['c-key']);
     expect((await call('GET', `/schemas/ids/${idA}/subjects?deleted=true`)).body).toEqual(['a-value', 'c-key']);
     expect((await call('GET', `/schemas/ids/${idA}/subjects?deleted=true&subject=a-value`)).body).toEqual(['a-value']);
+    expect((await call('GET', `/schemas/ids/${idA}/subjects?deleted=true&offset=1`)).body).toEqual(['c-key']);
     expect((await call('GET', `/schemas/ids/${idA}/versions?deleted=true`)).body).toEqual([{ subject: 'a-value', version: 1 }, { subject: 'c-key', version: 1 }]);
+    expect((await call('GET', `/schemas/ids/${idA}/versions?deleted=true&subject=c-key`)).body).toEqual([{ subject: 'c-key', version: 1 }]);
+    expect((await call('GET', `/schemas/ids/${idA}/versions?deleted=true&limit=1`)).body).toEqual([{ subject: 'a-value', version: 1 }]);
+    // The id is still in use (by a soft-deleted version): an empty list, not 40403, as Confluent.
+    expect((await call('GET', `/schemas/ids/${idA}/subjects?subject=a-value`)).body).toEqual([]);
+    const idOnlyDeleted = (await call('POST', '/subjects/d-value/versions', rec('D'))).body.id;
+    await call('DELETE', '/subjects/d-value');
+    expect((await call('GET', `/schemas/ids/${idOnlyDeleted}`)).status).toBe(200);
+    expect((await call('GET', `/schemas/ids/${idOnlyDeleted}/subjects`)).body).toEqual([]);
+    expect((await call('GET', `/schemas/ids/${idOnlyDeleted}/versions`)).body).toEqual([]);
+    expect((await call('GET', `/schemas/ids/${idOnlyDeleted}/subjects?deleted=true`)).body).toEqual(['d-value']);
+    // Hard-deleted everywhere: the id is gone.
+    await call('DELETE', '/subjects/d-value?permanent=true');
+    const hard = await call('GET', `/schemas/ids/${idOnlyDeleted}/subjects?deleted=true`);
+    expect([hard.status, hard.body.error_code]).toEqual([404, 40403]);
     const missing = await call('GET', '/schemas/ids/987654/subjects');
     expect([missing.status, missing.body.error_code]).toEqual([404, 40403]);
     const bad = await call('GET', '/schemas/ids/abc/subjects');

@@ -18,7 +18,7 @@ const decode = (buf: Buffer) => validateEnvelope(decodeDebeziumJson(buf, opts));
 const REAL = readFileSync(fileURLToPath(new URL('./fixtures/debezium-3.0.8-json.jsonl', import.meta.url)), 'utf8')
   .trim().split('\n').map((l) => JSON.parse(l) as { topic: string; key: string; value: string });
 
-// Every column type of migrations/source/0001_demo_schema.sql: bigint, text, numeric(p,s) (null too), int, timestamptz.
+// Every column type of migrations/source/0001_demo_schema.sql and 0002: bigint, text (null too: products.category), numeric(p,s) (null too), int, timestamptz.
 const rows: FixtureEvent[] = [
   { table: 'customers', op: 'c', lsn: 2n ** 60n + 7n, commitTime: '2024-05-01T10:00:00.123456Z', txId: 2n ** 40n,
     after: { customer_id: 9007199254740993n, email: ' Ann@X.io', first_name: 'Ann', last_name: 'Lee "q" \\ ü', customer_segment: 'gold', created_at: '2024-01-01T00:00:00.000001Z', updated_at: '2024-05-01T10:00:00.123456Z' } },
@@ -31,6 +31,8 @@ const rows: FixtureEvent[] = [
     after: { order_id: 100, product_id: 10, quantity: 2147483647, unit_price: '0.05', discount: '0.99' } },
   { table: 'order_items', op: 'r', lsn: 14n, commitTime: '2024-05-01T10:00:03Z',
     after: { order_id: 101, product_id: 11, quantity: 1, unit_price: '1234.50', discount: '0.00' } },
+  { table: 'products', op: 'c', lsn: 15n, commitTime: '2024-05-01T10:00:04Z',
+    after: { product_id: 12, product_name: 'Uncategorised', category: null, price: '0.00', rating: '5.00', updated_at: '2024-05-01T10:00:04Z' } },
 ];
 
 describe('Debezium JSON (JsonConverter) → the validated envelope', () => {
@@ -52,6 +54,9 @@ describe('Debezium JSON (JsonConverter) → the validated envelope', () => {
     expect(p.after).toMatchObject({ price: '99999999.99', rating: '4.50', updated_at: '2024-05-01T10:00:01.000000Z' });
     expect(decode(jsonEnvelope(rows[2]!, { schemas: true })).before).toMatchObject({ customer_id: '9007199254740993', status: 'cancelled' });
     expect(decode(jsonEnvelope(rows[3]!, { schemas: false })).after).toEqual({ order_id: '100', product_id: '10', quantity: '2147483647', unit_price: '0.05', discount: '0.99' });
+    for (const schemas of [true, false]) {
+      expect(decode(jsonEnvelope(rows[5]!, { schemas })).after).toEqual({ product_id: '12', product_name: 'Uncategorised', category: null, price: '0.00', rating: '5.00', updated_at: '2024-05-01T10:00:04.000000Z' });
+    }
   });
 
   it('decodes the real connector output of every demo table and op, schemas on equal to schemas off', () => {
