@@ -1,4 +1,5 @@
 import kafkajs, { type Admin, type IHeaders, type KafkaMessage, type Message, type Producer } from 'kafkajs';
+import { EveryPartitionSender } from '../publisher/kafkajs-send.ts';
 import { createTopicsReady } from '../publisher/topic-ready.ts';
 import type { TopicReplication } from '../config/index.ts';
 import type { Logger } from '../logger.ts';
@@ -90,18 +91,25 @@ export interface DeadLetterWriterOptions {
 export class DeadLetterWriter {
   private readonly ensured = new Set<string>();
   private readonly limits = new Map<string, number>();
+  private readonly sender: EveryPartitionSender;
 
   constructor(
-    private readonly producer: Producer,
+    producer: Producer,
     private readonly admin: Admin,
     private readonly log: Logger,
     private readonly opts: DeadLetterWriterOptions = {},
-  ) {}
+  ) {
+    // A dead letter a leader change dropped would be a message lost: see EveryPartitionSender.
+    this.sender = new EveryPartitionSender(producer, log);
+  }
 
   /** Auto-creation is off on our brokers: create the topic (broker-default partitions; replication as configured, src/publisher/topic-ready.ts) on first use, and wait until it is served. */
   private async ensureTopic(topic: string): Promise<void> {
     if (this.ensured.has(topic)) return;
     await createTopicsReady(this.admin, [{ topic }], { log: this.log, signal: this.opts.signal, replication: this.opts.replication });
+    const md = await this.admin.fetchTopicMetadata({ topics: [topic] });
+    const partitions = md.topics[0]?.partitions.length;
+    if (partitions) this.sender.setPartitionCount(topic, partitions);
     this.ensured.add(topic);
   }
 
@@ -157,7 +165,7 @@ export class DeadLetterWriter {
     // An oversized record's place in the topic is taken by a small note, so the order stays the source's.
     const outgoing = records.map((r, i) => (tooLarge.has(i) ? this.noteRecord(topic, partition, items[i]!, r) : r));
     const { chunks } = planChunks(outgoing.map(estimateRecordBytes), limit);
-    for (const chunk of chunks) await this.producer.send({ topic: dlq, acks: -1, messages: chunk.map((i) => outgoing[i]!) });
+    for (const chunk of chunks) await this.sender.send([{ topic: dlq, messages: chunk.map((i) => outgoing[i]!) }], { acks: -1 });
     for (const i of tooLarge) {
       const m = items[i]!.message;
       notes[i] = {

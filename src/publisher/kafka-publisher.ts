@@ -116,7 +116,7 @@ export class KafkaPublisher {
   ) {
     this.transport = opts.producer === 'rdkafka'
       ? new RdkafkaTransport(brokers, opts, log)
-      : new KafkajsTransport(kafka, via);
+      : new KafkajsTransport(kafka, via, log);
     if (!linearGrouping && opts.producer === 'kafkajs') {
       // kafkajs' quadratic per-partition grouping is still in place: keep sends small.
       this.opts = { ...opts, maxBatchMessages: Math.min(opts.maxBatchMessages, 1000) };

@@ -3,6 +3,8 @@ import { KafkaRefusedError, UnavailableError } from '../errors.ts';
 import { classify } from '../lifecycle/classify.ts';
 import type { Endpoint } from '../lifecycle/endpoints.ts';
 import { CompressionTypes, Partitioners, type Message, type Producer } from './kafkajs.ts';
+import { EveryPartitionSender } from './kafkajs-send.ts';
+import type { Logger } from '../logger.ts';
 import type { OutMessage } from './kafka-publisher.ts';
 
 /**
@@ -36,16 +38,24 @@ export function sendFailure(err: unknown, via: Endpoint | undefined): Unavailabl
  * idempotent requests per broker anyway, and on a retriable error it hands
  * the failed batch's sequence numbers back before retrying; a second send
  * queued behind it would take them and overtake the failed batch, reordering
- * a key. Throughput comes from batch size instead (group commit).
+ * a key. Throughput comes from batch size instead (group commit). Sends go
+ * through EveryPartitionSender: kafkajs alone can skip a partition whose
+ * leader moved during the send.
  */
 export class KafkajsTransport implements ProduceTransport {
   readonly name = 'kafkajs' as const;
   readonly maxInFlight = 1;
   private readonly producer: Producer;
+  private readonly sender: EveryPartitionSender;
 
-  constructor(kafka: KafkaClient, private readonly via?: Endpoint) {
+  constructor(kafka: KafkaClient, private readonly via?: Endpoint, log?: Logger) {
     // kafkajs 2's default, named: RdkafkaTransport computes keyed partitions with the same function.
     this.producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+    this.sender = new EveryPartitionSender(this.producer, log);
+  }
+
+  topicReady(topic: string, partitions: number): void {
+    this.sender.setPartitionCount(topic, partitions);
   }
 
   async connect(): Promise<void> {
@@ -60,10 +70,7 @@ export class KafkajsTransport implements ProduceTransport {
       list.push({ key: m.key, value: m.value, headers: m.headers });
     }
     try {
-      await this.producer.sendBatch({
-        acks: -1, compression: CompressionTypes.None,
-        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-      });
+      await this.sender.send([...byTopic].map(([topic, messages]) => ({ topic, messages })), { acks: -1, compression: CompressionTypes.None });
     } catch (err) {
       throw sendFailure(err, this.via);
     }
