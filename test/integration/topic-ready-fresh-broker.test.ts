@@ -2,6 +2,7 @@ import kafkajs from 'kafkajs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ensureTopic as ensureClickTopic } from '../../consumers/clickstream/topic.ts';
 import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
+import { consumerRetry } from '../../src/lifecycle/consumer-crash.ts';
 import { createLogger } from '../../src/logger.ts';
 import { DEFAULT_PUBLISHER_OPTIONS, KafkaPublisher, type OutMessage } from '../../src/publisher/kafka-publisher.ts';
 import { createTopicsReady } from '../../src/publisher/topic-ready.ts';
@@ -94,12 +95,15 @@ describe('topics created on a just-started broker', () => {
       const consumerPath = async () => {
         await ensureClickTopic(admin, 'clickstream.events', 3, { log });
         await producer.send({ topic: 'clickstream.events', acks: -1, messages: Array.from({ length: 30 }, (_, i) => ({ key: `u${i}`, value: `e${i}` })) });
-        const consumer = k2.consumer({ groupId: `fresh-${round}`, sessionTimeout: 6000, heartbeatInterval: 1000 });
+        // Our consumers' restart policy (createGroupClients): on a fresh broker the group coordinator
+        // may still be loading (__consumer_offsets is being created), which kafkajs reports as a crash
+        // after its retries; the policy must restart the consumer in place, never leave it dead.
+        const consumer = k2.consumer({ groupId: `fresh-${round}`, sessionTimeout: 6000, heartbeatInterval: 1000, retry: consumerRetry({ log, signal: new AbortController().signal }) });
         await consumer.connect();
         await consumer.subscribe({ topics: ['clickstream.events'], fromBeginning: true });
         const got = new Set<string>();
-        let crashed: unknown;
-        consumer.on(consumer.events.CRASH, (e) => { crashed = e.payload.error; });
+        const crashes: Array<{ error: string; restart: boolean }> = [];
+        consumer.on(consumer.events.CRASH, (e) => { crashes.push({ error: e.payload.error.message, restart: e.payload.restart }); });
         try {
           await new Promise<void>((resolve, reject) => {
             const t = setTimeout(() => reject(new Error(`round ${round}: read ${got.size}/30 in 60 s`)), 60_000);
@@ -111,7 +115,7 @@ describe('topics created on a just-started broker', () => {
         } finally {
           await consumer.disconnect();
         }
-        expect(crashed).toBeUndefined();
+        expect(crashes.filter((c) => !c.restart), `round ${round}`).toEqual([]);
       };
 
       // All three at once, as the demo starts the capture and the consumers together.
