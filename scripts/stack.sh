@@ -496,6 +496,7 @@ kafka_up() {
     if ! kill -0 "$pid" 2>/dev/null; then
       tail_log "$KAFKA_DIR/kafka.out"
       tail_log "$KAFKA_DIR/logs/server.log"
+      kafka_exit_reason "$KAFKA_DIR/logs/server.log"
       die "kafka exited during startup"
     fi
     if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -505,6 +506,15 @@ kafka_up() {
     sleep 0.5
   done
   log "kafka: up on $HOST:$KAFKA_PORT"
+}
+
+# The first ERROR or shutdown reason in server.log, since the tail shows only the shutdown sequence.
+kafka_exit_reason() {
+  local reason
+  [ -f "$1" ] || return 0
+  reason=$(grep -m1 -E 'ERROR|FATAL|Shutting down because' "$1" | cut -c1-400)
+  [ -n "$reason" ] && echo "[stack] kafka: first error in $1: $reason" >&2
+  return 0
 }
 
 kafka_down() {
@@ -605,6 +615,7 @@ kafka_cluster_up() {
       if ! kill -0 "${pids[$((i - 1))]}" 2>/dev/null; then
         tail_log "$(kc_dir "$i")/kafka.out"
         tail_log "$(kc_dir "$i")/logs/server.log"
+        kafka_exit_reason "$(kc_dir "$i")/logs/server.log"
         die "kafka-$i exited during startup"
       fi
       if [ "$(date +%s)" -ge "$deadline" ]; then
