@@ -156,6 +156,9 @@ pg_paths() {
     home=$(getent passwd postgres | cut -d: -f6)
     PG_DIR="${home:-/var/lib/postgresql}/stack-$STATE_ID"
     warn "postgres: user postgres cannot reach $REPO; cluster in $PG_DIR (linked from .stack/pg)"
+    # .stack/pg is gone but the cluster is not: the state was removed by hand.
+    [ -f "$PG_DIR/data/PG_VERSION" ] &&
+      warn "postgres: reusing the cluster an earlier $STATE left in $PG_DIR (its databases and replication slot included); for an empty one, stop the stack and remove that directory too"
     mkdir -p "$STATE" "$PG_DIR"
     [ -e "$STATE/pg" ] || ln -s "$PG_DIR" "$STATE/pg"
   elif [ -L "$STATE/pg" ]; then
