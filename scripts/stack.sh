@@ -156,6 +156,9 @@ pg_paths() {
     home=$(getent passwd postgres | cut -d: -f6)
     PG_DIR="${home:-/var/lib/postgresql}/stack-$STATE_ID"
     warn "postgres: user postgres cannot reach $REPO; cluster in $PG_DIR (linked from .stack/pg)"
+    # .stack/pg is gone but the cluster is not: the state was removed by hand.
+    [ -f "$PG_DIR/data/PG_VERSION" ] &&
+      warn "postgres: reusing the cluster an earlier $STATE left in $PG_DIR (its databases and replication slot included); for an empty one, stop the stack and remove that directory too"
     mkdir -p "$STATE" "$PG_DIR"
     [ -e "$STATE/pg" ] || ln -s "$PG_DIR" "$STATE/pg"
   elif [ -L "$STATE/pg" ]; then
@@ -496,6 +499,7 @@ kafka_up() {
     if ! kill -0 "$pid" 2>/dev/null; then
       tail_log "$KAFKA_DIR/kafka.out"
       tail_log "$KAFKA_DIR/logs/server.log"
+      kafka_exit_reason "$KAFKA_DIR/logs/server.log"
       die "kafka exited during startup"
     fi
     if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -505,6 +509,15 @@ kafka_up() {
     sleep 0.5
   done
   log "kafka: up on $HOST:$KAFKA_PORT"
+}
+
+# The first ERROR or shutdown reason in server.log, since the tail shows only the shutdown sequence.
+kafka_exit_reason() {
+  local reason
+  [ -f "$1" ] || return 0
+  reason=$(grep -m1 -E 'ERROR|FATAL|Shutting down because' "$1" | cut -c1-400)
+  [ -n "$reason" ] && echo "[stack] kafka: first error in $1: $reason" >&2
+  return 0
 }
 
 kafka_down() {
@@ -605,6 +618,7 @@ kafka_cluster_up() {
       if ! kill -0 "${pids[$((i - 1))]}" 2>/dev/null; then
         tail_log "$(kc_dir "$i")/kafka.out"
         tail_log "$(kc_dir "$i")/logs/server.log"
+        kafka_exit_reason "$(kc_dir "$i")/logs/server.log"
         die "kafka-$i exited during startup"
       fi
       if [ "$(date +%s)" -ge "$deadline" ]; then

@@ -25,9 +25,23 @@ export interface ThrowawayKafka {
   stop(): Promise<void>;
 }
 
+/**
+ * `TEST_PORT_RANGE=lo-hi` keeps the throw-away servers inside a range of
+ * one's own, when several checkouts run tests on one machine at once.
+ */
+export function testPortRange(env: NodeJS.ProcessEnv = process.env): { lo: number; hi: number } {
+  const v = env.TEST_PORT_RANGE;
+  if (v === undefined || v === '') return { lo: 40_000, hi: 48_999 };
+  const m = /^(\d+)-(\d+)$/.exec(v);
+  const [lo, hi] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!(lo >= 1024 && hi <= 65535 && lo <= hi)) throw new Error(`TEST_PORT_RANGE must be lo-hi (1024-65535), got ${JSON.stringify(v)}`);
+  return { lo, hi };
+}
+
 export async function freePort(): Promise<number> {
+  const { lo, hi } = testPortRange();
   for (let i = 0; i < 50; i++) {
-    const port = 40_000 + Math.floor(Math.random() * 9_000);
+    const port = lo + Math.floor(Math.random() * (hi - lo + 1));
     const ok = await new Promise<boolean>((resolve) => {
       const srv = net.createServer();
       srv.once('error', () => resolve(false));
@@ -35,7 +49,7 @@ export async function freePort(): Promise<number> {
     });
     if (ok) return port;
   }
-  throw new Error('no free port in 40000-48999');
+  throw new Error(`no free port in ${lo}-${hi}`);
 }
 
 export function kafkaClasspath(): string {

@@ -7,8 +7,11 @@ import kafkajs from 'kafkajs';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyClickstream } from '../../consumers/clickstream/batch-recompute.ts';
+import { createRegistry } from '../../src/consumer/avro.ts';
 import { groupLag } from '../../src/consumer/lag.ts';
 import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
+import { DEFAULT_PLAN, planClickstream, produceClickstream, type PlannedSend } from '../../src/generator/clickstream.ts';
 import { DEFAULT_MIX, TrafficGenerator } from '../../src/generator/writer.ts';
 import { migrate } from '../../src/migrations/runner.ts';
 import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
@@ -18,12 +21,14 @@ import { sleep } from '../../src/util/sleep.ts';
 import { freePort } from '../helpers/throwaway-kafka.ts';
 
 /**
- * Issue 10, "always on": while the capture and the warehouse consumer run
- * as processes under a steady load, the broker, Postgres and the schema
- * registry are each restarted. Afterwards every staging table equals the
- * source row for row, every derived table equals its batch recomputation,
- * Redis equals Postgres, and neither process exited: each one rode out the
- * outages (runMain restarts its services in-process on a retriable failure).
+ * Issue 10, "always on": while the capture, the warehouse consumer and the
+ * clickstream consumer run as processes under a steady load (shop writes
+ * and clickstream events), the broker, Postgres and the schema registry are
+ * each restarted. Afterwards every staging table equals the source row for
+ * row, every derived table (warehouse and clickstream models) equals its
+ * batch recomputation, Redis equals Postgres, and no process exited: each
+ * one rode out the outages (runMain restarts its services in-process on a
+ * retriable failure).
  *
  * The shared stack is never restarted: this file brings up a stack of its
  * own (scripts/stack.sh with STACK_STATE and STACK_*_PORT) and removes it.
@@ -84,7 +89,7 @@ describe('capture and consumer processes through broker, Postgres and registry r
     rmSync(state, { recursive: true, force: true });
   }, 200_000);
 
-  it('ends with every table equal to its recomputation and both processes alive', async () => {
+  it('ends with every table equal to its recomputation and every process alive', async () => {
     const ctx = `seed ${SEED}`;
     const src = new pg.Pool({ connectionString: urls.source, max: 3 });
     src.on('error', () => {});
@@ -95,6 +100,8 @@ describe('capture and consumer processes through broker, Postgres and registry r
     const admin = kafka.admin();
     const redis = new Redis(urls.redis, { maxRetriesPerRequest: 1 });
     const topics = TABLE_NAMES.map((t) => `shop.public.${t}`);
+    const clickTopic = 'clickstream.events';
+    const clickProducer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
     try {
       await migrate(src, 'source');
       await migrate(wh, 'warehouse');
@@ -112,10 +119,39 @@ describe('capture and consumer processes through broker, Postgres and registry r
       await gen.seedCatalog(120, 30);
       spawnApp('capture', 'src/cli/capture.ts');
       spawnApp('consumer', 'consumers/warehouse/main.ts');
+      spawnApp('clickstream', 'consumers/clickstream/main.ts');
 
       // Steady load; a write that fails while Postgres restarts is simply not made (the source is the truth).
       let writing = true;
       let writeFailures = 0;
+      // Clickstream events, one chunk a second; a chunk whose send fails (broker or registry away) is sent
+      // again whole, so some events arrive twice, which the consumer must absorb (event_id is the key).
+      const registry = createRegistry(urls.registry);
+      await Promise.all([admin.connect(), clickProducer.connect()]);
+      const clickSent: PlannedSend[] = [];
+      let clickPlan: PlannedSend[] = [];
+      let clickPlans = 0;
+      let clickFailures = 0;
+      const clicker = (async () => {
+        let chunk: PlannedSend[] = [];
+        while (writing) {
+          if (chunk.length === 0) {
+            if (clickPlan.length === 0) {
+              clickPlan = planClickstream({ ...DEFAULT_PLAN, seed: SEED + clickPlans, visitors: 300, startMs: Date.UTC(2026, 4, 1 + clickPlans, 8) });
+              clickPlans += 1;
+            }
+            chunk = clickPlan.splice(0, 25);
+          }
+          try {
+            await produceClickstream({ producer: clickProducer, admin, registry, topic: clickTopic, partitions: 3 }, chunk);
+            clickSent.push(...chunk);
+            chunk = [];
+          } catch {
+            clickFailures += 1;
+          }
+          await sleep(1000);
+        }
+      })();
       const writer = (async () => {
         while (writing) {
           try {
@@ -130,18 +166,24 @@ describe('capture and consumer processes through broker, Postgres and registry r
         }
       })();
 
-      const applied = async (): Promise<number> => {
-        const { rows } = await wh.query(`SELECT coalesce(sum(next_offset), 0)::text AS n FROM cdc_meta.consumer_offsets WHERE consumer_group = 'warehouse'`);
+      const applied = async (group: string): Promise<number> => {
+        const { rows } = await wh.query(`SELECT coalesce(sum(next_offset), 0)::text AS n FROM cdc_meta.consumer_offsets WHERE consumer_group = $1`, [group]);
         return Number(rows[0].n);
       };
+      // Both groups apply something new after each restart.
       const progress = async (what: string) => {
-        let before = -1;
+        const before = new Map<string, number>();
+        const moved = new Set<string>();
         const deadline = Date.now() + 120_000;
         for (;;) {
           expect(alive(), `${what} (${ctx})`).toEqual([]);
-          const n = await applied().catch(() => -1);
-          if (before < 0) before = n;
-          else if (n > before) return;
+          for (const group of ['warehouse', 'clickstream']) {
+            const n = await applied(group).catch(() => -1);
+            if (n < 0) continue;
+            if (!before.has(group)) before.set(group, n);
+            else if (n > before.get(group)!) moved.add(group);
+          }
+          if (moved.size === 2) return;
           if (Date.now() > deadline) throw new Error(`no progress ${what} in 120 s (${ctx})\n${children.map((c) => `${c.name}:\n${tail(c.log)}`).join('\n')}`);
           await sleep(500);
         }
@@ -156,16 +198,16 @@ describe('capture and consumer processes through broker, Postgres and registry r
         await sleep(2000);
       }
       writing = false;
-      await writer;
+      await Promise.all([writer, clicker]);
 
       // Drain, then compare everything.
-      await admin.connect();
       const counts = async (pool: pg.Pool, name: (t: TableName) => string) =>
         JSON.stringify((await pool.query(`SELECT ${TABLE_NAMES.map((t) => `(SELECT count(*) FROM ${name(t)})`).join(', ')}`)).rows[0]);
       const deadline = Date.now() + 120_000;
       while (Date.now() < deadline) {
         const lag = await groupLag(admin, wh, schemas, 'warehouse', topics).catch(() => -1);
-        if (lag === 0 && (await counts(src, (t) => `public.${t}`)) === (await counts(wh, (t) => `staging.stg_${t}`))) break;
+        const clickLag = await groupLag(admin, wh, schemas, 'clickstream', [clickTopic]).catch(() => -1);
+        if (lag === 0 && clickLag === 0 && (await counts(src, (t) => `public.${t}`)) === (await counts(wh, (t) => `staging.stg_${t}`))) break;
         await sleep(500);
       }
       await sleep(1500);
@@ -183,6 +225,13 @@ describe('capture and consumer processes through broker, Postgres and registry r
       const client = await wh.connect();
       try {
         for (const d of await diffDerivedTables(client, schemas)) expect(d, `${d.table} (${ctx})`).toMatchObject({ missing: 0, unexpected: 0 });
+        // Clickstream: every event sent is staged once, and every model equals the batch SQL.
+        const staged = await client.query<{ event_id: string }>('SELECT event_id::text FROM staging.stg_events');
+        expect(new Set(staged.rows.map((r) => r.event_id)), ctx).toEqual(new Set(clickSent.map((p) => p.value.event_id)));
+        for (const c of await verifyClickstream(client, schemas)) {
+          expect({ table: c.table, missing: c.missing, unexpected: c.unexpected, sample: c.sample }, ctx).toEqual({ table: c.table, missing: 0, unexpected: 0, sample: [] });
+          expect(c.expectedRows, `${c.table} (${ctx})`).toBeGreaterThan(0);
+        }
       } finally {
         client.release();
       }
@@ -191,16 +240,18 @@ describe('capture and consumer processes through broker, Postgres and registry r
       expect(await diffRedisClv(wh, redis, schemas, ''), ctx).toEqual({ missing: [], stale: [], extra: [] });
       // Not vacuous: real traffic, some of it refused while Postgres was down, and both processes never exited.
       expect(gen.stats.orders, ctx).toBeGreaterThan(50);
+      expect(clickSent.length, ctx).toBeGreaterThan(500);
       expect(alive(), ctx).toEqual([]);
       // What the processes went through (from their logs): waits and in-process restarts.
       const seen = Object.fromEntries(children.map((c) => {
         const text = readFileSync(c.log, 'utf8');
         return [c.name, { waiting: (text.match(/"msg":"waiting for /g) ?? []).length, restarted: (text.match(/restarting the services/g) ?? []).length, consumerRestarts: (text.match(/consumer failed; restarting it/g) ?? []).length }];
       }));
-      if (process.env.TEST_VERBOSE) console.log(JSON.stringify({ seed: SEED, restarts, writeFailures, stats: gen.stats, seen }));
+      if (process.env.TEST_VERBOSE) console.log(JSON.stringify({ seed: SEED, restarts, writeFailures, clickSent: clickSent.length, clickFailures, stats: gen.stats, seen }));
     } finally {
       for (const { child } of children) child.kill('SIGTERM');
       await Promise.all(children.map(({ child }) => new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())))));
+      await clickProducer.disconnect().catch(() => {});
       await admin.disconnect().catch(() => {});
       redis.disconnect();
       await src.end().catch(() => {});
