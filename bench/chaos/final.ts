@@ -1,12 +1,12 @@
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import kafkajs, { type Admin } from 'kafkajs';
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { verifyClickstream } from '../../consumers/clickstream/batch-recompute.ts';
 import { groupLag } from '../../src/consumer/lag.ts';
 import { runVerify } from '../../src/rebuild/verify.ts';
 import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
+import type { RedisClient } from '../../src/sinks/redis/redis-client.ts';
 import { parseLsn } from '../../src/source/lsn.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { highWatermarks } from './probes.ts';
@@ -62,7 +62,7 @@ export async function waitCatchUp(o: { source: pg.Pool; warehouse: pg.Pool; admi
   return null;
 }
 
-export async function compareAll(o: { source: pg.Pool; warehouse: pg.Pool; redis: Redis; schemas: WarehouseSchemas; redisKeyPrefix: string; caughtUpMs: number | null }): Promise<FinalComparison> {
+export async function compareAll(o: { source: pg.Pool; warehouse: pg.Pool; redis: RedisClient; schemas: WarehouseSchemas; redisKeyPrefix: string; caughtUpMs: number | null }): Promise<FinalComparison> {
   const wh = await o.warehouse.connect();
   const src = await o.source.connect();
   try {

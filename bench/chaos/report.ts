@@ -6,14 +6,14 @@ export function reportMarkdown(r: ChaosReport): string {
   const out: string[] = [];
   out.push(`# Chaos run, seed ${r.seed}`, '');
   out.push(`${r.ok ? 'PASSED' : 'FAILED'}: ${r.faults.length} faults in ${r.minutes} min (run ${r.durationS} s in all, started ${r.startedAt}),`);
-  out.push(`on a throw-away stack with ${r.stack.kafkaBrokers} Kafka broker(s) and a ${r.stack.redis} Redis; stall bound ${s(r.stallBoundMs)}.`);
+  out.push(`on a throw-away stack with ${r.stack.kafkaBrokers} Kafka broker(s) and ${r.stack.redis === 'single' ? 'a single Redis' : `a ${r.stack.redis}`}; stall bound ${s(r.stallBoundMs)}.`);
   out.push(`Load average ${r.machine.loadavgStart.map((x) => x.toFixed(1)).join('/')} at the start, ${r.machine.loadavgEnd.map((x) => x.toFixed(1)).join('/')} at the end (2 cores, shared).`, '');
   if (r.error) out.push('Error:', '', '```', r.error, '```', '');
   out.push('## Recovery by kind', '', '| kind | faults | recovered | p50 | max |', '|---|---:|---:|---:|---:|');
   for (const k of r.summary.byKind) out.push(`| ${k.kind} | ${k.faults} | ${k.recovered} | ${s(k.p50Ms)} | ${s(k.maxMs)} |`);
   const a = r.summary.all;
   out.push(`| **all** | ${a.faults} | ${a.recovered} | ${s(a.p50Ms)} | ${s(a.maxMs)} |`, '');
-  out.push('Recovery: from the fault (for a zombie member, from its SIGCONT) until every process made progress again: the capture confirmed the WAL position of the fault, every consumer member applied messages, both groups were stable with every running member in them and stored offsets at the high watermarks of the fault, the API answered a CLV lookup, the registry its subject list.', '');
+  out.push('Recovery: from the fault (for a zombie member, from its SIGCONT) until every process made progress again: the capture confirmed the WAL position of the fault, every consumer member applied messages, both groups were stable with every running member in them and stored offsets at the high watermarks of the fault, every Redis outbox row of the fault was written to Redis, the API answered a CLV lookup, the registry its subject list.', '');
   if (r.final) {
     const f = r.final;
     out.push('## Final comparison', '', `Caught up ${s(f.caughtUpMs)} after the load stopped. Rows compared: ${f.rowsCompared}.`, '');
