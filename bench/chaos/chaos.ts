@@ -58,7 +58,7 @@ export interface ChaosReport {
   minutes: number;
   startedAt: string;
   durationS: number;
-  stack: { kafkaBrokers: number; redis: string; logs: string };
+  stack: { kafkaBrokers: number; redis: string; logs: string; keptState?: string };
   stallBoundMs: number;
   faults: FaultRecord[];
   summary: ReturnType<typeof summarize>;
@@ -105,7 +105,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   try {
     log(`chaos: seed ${o.seed}, ${o.minutes} min, at most ${maxFaults} faults (${kinds.join(', ')}); ${brokers} broker(s), ${redisCluster ? 'Redis Cluster' : 'single Redis'}; stack under ${state}`);
     await stack.up();
-    stops.push(() => stack.down());
+    stops.push(() => stack.down(report.final?.ok === false));
     const source = new pg.Pool({ connectionString: u.source, max: 4 });
     const warehouse = createWarehousePool(u.warehouse, 4);
     for (const p of [source, warehouse]) p.on('error', () => {});
@@ -215,6 +215,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await redis.connect().catch(() => {});
     const caughtUpMs = await waitCatchUp({ source, warehouse, admin, schemas: SCHEMAS, slot: SLOT, groups, timeoutMs: 300_000 });
     report.final = await compareAll({ source, warehouse, redis, schemas: SCHEMAS, redisKeyPrefix: '', caughtUpMs });
+    // Servers are stopped either way; after a failed comparison the data stays (`STACK_STATE=<dir> stack.sh up` brings it back).
+    if (!report.final.ok) report.stack.keptState = state;
     const first = await firstOrderRecords({ brokers: u.kafka.split(','), admin, registryUrl: u.registry, topic: 'shop.public.orders' });
     const inSource = new Set((await source.query<{ id: string }>('SELECT order_id::text AS id FROM public.orders')).rows.map((r) => Number(r.id)));
     const violations = checkSlotSamples(sampler.samples, shop.orderLsns, first, inSource);

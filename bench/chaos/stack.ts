@@ -98,8 +98,10 @@ export class ThrowawayStack {
     return this.stack('up', 'postgres', 'redis', 'kafka');
   }
 
-  async down(): Promise<void> {
+  /** Stops every server; removes the state too unless `keep` (a failed comparison: its rows stay to be looked at). */
+  async down(keep = false): Promise<void> {
     await this.stack('down', 'postgres', 'redis', 'kafka').catch((err) => console.error(String(err)));
+    if (keep) return;
     let pgDir: string | undefined;
     try {
       pgDir = readlinkSync(join(this.state, 'pg'));
