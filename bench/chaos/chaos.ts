@@ -104,8 +104,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const procs = new Map<string, Supervised>();
   try {
     log(`chaos: seed ${o.seed}, ${o.minutes} min, at most ${maxFaults} faults (${kinds.join(', ')}); ${brokers} broker(s), ${redisCluster ? 'Redis Cluster' : 'single Redis'}; stack under ${state}`);
-    await stack.up();
+    // Registered before up(): a stack that came up halfway (a port taken, a broker that did not start) is stopped too.
     stops.push(() => stack.down(report.final?.ok === false));
+    await stack.up();
     const source = new pg.Pool({ connectionString: u.source, max: 4 });
     const warehouse = createWarehousePool(u.warehouse, 4);
     for (const p of [source, warehouse]) p.on('error', () => {});
