@@ -58,7 +58,7 @@ export interface ChaosReport {
   minutes: number;
   startedAt: string;
   durationS: number;
-  stack: { kafkaBrokers: number; redis: string; logs: string; keptState?: string };
+  stack: { kafkaBrokers: number; redis: string; captureProducer: string; logs: string; keptState?: string };
   stallBoundMs: number;
   faults: FaultRecord[];
   summary: ReturnType<typeof summarize>;
@@ -97,7 +97,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const load0 = loadavg();
   const report: ChaosReport = {
     seed: o.seed, minutes: o.minutes, startedAt: new Date(t0).toISOString(), durationS: 0,
-    stack: { kafkaBrokers: brokers, redis: redisCluster ? 'Redis Cluster (3 masters, 3 replicas)' : 'single', logs }, stallBoundMs, faults: [], summary: summarize([]), final: null,
+    stack: { kafkaBrokers: brokers, redis: redisCluster ? 'Redis Cluster (3 masters, 3 replicas)' : 'single', captureProducer: process.env.CAPTURE_PRODUCER ?? 'kafkajs', logs }, stallBoundMs, faults: [], summary: summarize([]), final: null,
     slot: { samples: 0, violations: 0, firstViolations: [] }, load: {}, processes: [], machine: { loadavgStart: load0, loadavgEnd: [], cpuSeconds: 0 }, ok: false,
   };
   const stops: Array<() => Promise<unknown>> = [];

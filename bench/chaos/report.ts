@@ -6,7 +6,7 @@ export function reportMarkdown(r: ChaosReport): string {
   const out: string[] = [];
   out.push(`# Chaos run, seed ${r.seed}`, '');
   out.push(`${r.ok ? 'PASSED' : 'FAILED'}: ${r.faults.length} faults in ${r.minutes} min (run ${r.durationS} s in all, started ${r.startedAt}),`);
-  out.push(`on a throw-away stack with ${r.stack.kafkaBrokers} Kafka broker(s) and ${r.stack.redis === 'single' ? 'a single Redis' : `a ${r.stack.redis}`}; stall bound ${s(r.stallBoundMs)}.`);
+  out.push(`on a throw-away stack with ${r.stack.kafkaBrokers} Kafka broker(s) and ${r.stack.redis === 'single' ? 'a single Redis' : `a ${r.stack.redis}`}, capture producer ${r.stack.captureProducer ?? 'kafkajs'}; stall bound ${s(r.stallBoundMs)}.`);
   out.push(`Load average ${r.machine.loadavgStart.map((x) => x.toFixed(1)).join('/')} at the start, ${r.machine.loadavgEnd.map((x) => x.toFixed(1)).join('/')} at the end (2 cores, shared).`, '');
   if (r.error) out.push('Error:', '', '```', r.error, '```', '');
   if (r.stack.keptState) out.push(`The stack's state is kept in ${r.stack.keptState} (servers stopped): \`STACK_STATE=${r.stack.keptState} bash scripts/stack.sh up postgres\` with the run's ports brings its rows back.`, '');
