@@ -2,26 +2,28 @@ import { mkdtempSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import kafkajs from 'kafkajs';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { ensureTopic } from '../../consumers/clickstream/topic.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { migrate } from '../../src/migrations/runner.ts';
+import { createRedisClient } from '../../src/sinks/redis/redis-client.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { compareAll, firstOrderRecords, waitCatchUp, type FinalComparison } from './final.ts';
 import { inject } from './faults.ts';
 import { ClickLoad, ShopLoad } from './load.ts';
 import { checkSlotSamples, ProgressProbe, SlotSampler, type GroupSpec } from './probes.ts';
-import { FaultSchedule, fitsAnother, summarize, type FaultKind, type FaultRecord } from './schedule.ts';
+import { RedisClusterView } from './redis-cluster.ts';
+import { FaultSchedule, fitsAnother, stackKinds, summarize, unfitKinds, type FaultKind, type FaultRecord } from './schedule.ts';
 import { ThrowawayStack } from './stack.ts';
 import { Supervised, type ProcessSpec } from './supervisor.ts';
 
 /**
  * One chaos run (`npm run chaos`, docs/operations.md "Chaos runs"): its own
  * stack, the whole pipeline as supervised processes (capture, two warehouse
- * members, the clickstream consumer, the API, the registry), steady shop
+ * members, the clickstream consumer, the API, the registry) on one or
+ * three Kafka brokers and a single Redis or a Redis Cluster, steady shop
  * and clickstream load, and seeded faults one after the other, each
  * measured until every process made progress again. Then the load stops,
  * everything catches up and is compared.
@@ -30,7 +32,9 @@ export interface ChaosOptions {
   minutes: number;
   seed: number;
   maxFaults: number;
-  /** First of the ports the run takes (about 20 from here). */
+  /** Stop after this many faults of each kind (k full rounds of the schedule), if the time lasts. */
+  faultsPerKind?: number;
+  /** First of the ports the run takes (about 20 from here; with a Redis Cluster also +21..+26 and +121..+126). */
   portBase: number;
   /** A fault not recovered from after this long is a stall (reported, and the run fails). */
   stallBoundMs?: number;
@@ -42,6 +46,8 @@ export interface ChaosOptions {
   reserveMs?: number;
   /** Kafka brokers of the throw-away stack (STACK_KAFKA_BROKERS; 1 unless the stack offers more). */
   brokers?: number;
+  /** A six-node Redis Cluster (STACK_REDIS_CLUSTER=1) instead of one redis-server. */
+  redisCluster?: boolean;
   log?: (line: string) => void;
   /** Aborted (Ctrl-C): no further fault; the run stops its processes and its stack and reports what it had. */
   signal?: AbortSignal;
@@ -52,7 +58,7 @@ export interface ChaosReport {
   minutes: number;
   startedAt: string;
   durationS: number;
-  stack: { kafkaBrokers: number; redis: string; logs: string };
+  stack: { kafkaBrokers: number; redis: string; captureProducer: string; logs: string; keptState?: string };
   stallBoundMs: number;
   faults: FaultRecord[];
   summary: ReturnType<typeof summarize>;
@@ -74,26 +80,33 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const log = o.log ?? ((l: string) => console.log(l));
   const stallBoundMs = o.stallBoundMs ?? 120_000;
   const brokers = o.brokers ?? Number(process.env.STACK_KAFKA_BROKERS ?? 1);
+  const redisCluster = o.redisCluster ?? process.env.STACK_REDIS_CLUSTER === '1';
+  const kinds = o.kinds ?? stackKinds({ redisCluster });
+  const unfit = unfitKinds(kinds, { redisCluster });
+  if (unfit) throw new RangeError(unfit);
+  const maxFaults = Math.min(o.maxFaults, o.faultsPerKind ? o.faultsPerKind * kinds.length : Infinity);
   const b = o.portBase;
   const state = mkdtempSync(join(tmpdir(), 'chaos-stack-'));
   // Apart from the stack's state, which is removed at the end: the process logs stay for a look afterwards.
   const logs = mkdtempSync(join(tmpdir(), 'chaos-logs-'));
-  const stack = new ThrowawayStack(state, { pg: b, redis: b + 1, kafka: b + 2, kafkaController: b + 6, registry: b + 10 }, brokers);
+  // Brokers on b+2..b+7 (node k and its controller at b+2k, b+2k+1); cluster nodes from the Redis port + 1, so that Redis moves to b+20.
+  const stack = new ThrowawayStack(state, { pg: b, redis: redisCluster ? b + 20 : b + 1, kafka: b + 2, kafkaController: b + 6, registry: b + 10 }, { brokers, redisCluster });
   const u = stack.urls;
   const t0 = Date.now();
   const cpu0 = process.cpuUsage();
   const load0 = loadavg();
   const report: ChaosReport = {
     seed: o.seed, minutes: o.minutes, startedAt: new Date(t0).toISOString(), durationS: 0,
-    stack: { kafkaBrokers: brokers, redis: 'single', logs }, stallBoundMs, faults: [], summary: summarize([]), final: null,
+    stack: { kafkaBrokers: brokers, redis: redisCluster ? 'Redis Cluster (3 masters, 3 replicas)' : 'single', captureProducer: process.env.CAPTURE_PRODUCER ?? 'kafkajs', logs }, stallBoundMs, faults: [], summary: summarize([]), final: null,
     slot: { samples: 0, violations: 0, firstViolations: [] }, load: {}, processes: [], machine: { loadavgStart: load0, loadavgEnd: [], cpuSeconds: 0 }, ok: false,
   };
   const stops: Array<() => Promise<unknown>> = [];
   const procs = new Map<string, Supervised>();
   try {
-    log(`chaos: seed ${o.seed}, ${o.minutes} min, at most ${o.maxFaults} faults; stack under ${state}`);
+    log(`chaos: seed ${o.seed}, ${o.minutes} min, at most ${maxFaults} faults (${kinds.join(', ')}); ${brokers} broker(s), ${redisCluster ? 'Redis Cluster' : 'single Redis'}; stack under ${state}`);
+    // Registered before up(): a stack that came up halfway (a port taken, a broker that did not start) is stopped too.
+    stops.push(() => stack.down(report.final?.ok === false));
     await stack.up();
-    stops.push(() => stack.down());
     const source = new pg.Pool({ connectionString: u.source, max: 4 });
     const warehouse = createWarehousePool(u.warehouse, 4);
     for (const p of [source, warehouse]) p.on('error', () => {});
@@ -104,7 +117,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const admin = kafka.admin();
     await admin.connect();
     stops.push(() => admin.disconnect());
-    const redis = new Redis(u.redis, { maxRetriesPerRequest: 1, lazyConnect: true });
+    const redis = createRedisClient({ redisUrl: u.redis, redisClusterNodes: u.redisClusterNodes }, { maxRetriesPerRequest: 1, lazyConnect: true });
     redis.on('error', () => {});
     stops.push(async () => redis.disconnect());
 
@@ -114,6 +127,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       CAPTURE_TOPIC_PARTITIONS: '3', CAPTURE_METRICS_PORT: '-1', CONSUMER_HEALTH_PORT: '-1', CLICKSTREAM_HEALTH_PORT: '-1',
       CONSUMER_SESSION_TIMEOUT_MS: String(SESSION_MS), CLICKSTREAM_SESSION_TIMEOUT_MS: String(SESSION_MS), CONSUMER_MAX_MESSAGES_PER_TX: '200',
     };
+    if (u.redisClusterNodes) env.REDIS_CLUSTER_NODES = u.redisClusterNodes.join(',');
+    else delete env.REDIS_CLUSTER_NODES;
     for (const k of ['STAGING_SCHEMA', 'ANALYTICS_SCHEMA', 'META_SCHEMA', 'REDIS_KEY_PREFIX', 'SOURCE_SCHEMA', 'CONSUMER_GROUP', 'CAPTURE_SLOT']) delete env[k];
     const specs: ProcessSpec[] = [
       { name: 'registry', main: 'src/registry/main.ts', healthPort: b + 10, env: { ...env, REGISTRY_PORT: String(b + 10), REGISTRY_DATABASE_URL: u.registryDb } },
@@ -159,19 +174,20 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     log(`chaos: pipeline up and applying after ${((Date.now() - t0) / 1000).toFixed(0)} s; faults start`);
 
     const schedule = new FaultSchedule({
-      seed: o.seed, kinds: o.kinds, consumerTargets: ['warehouse-1', 'warehouse-2', 'clickstream'], zombieTargets: ['warehouse-1', 'warehouse-2'],
+      seed: o.seed, kinds, consumerTargets: ['warehouse-1', 'warehouse-2', 'clickstream'], zombieTargets: ['warehouse-1', 'warehouse-2'],
       minGapMs: o.gapMs?.[0] ?? 3000, maxGapMs: o.gapMs?.[1] ?? 12_000, sessionTimeoutMs: SESSION_MS,
     });
+    const rcView = redisCluster ? new RedisClusterView(stack.redisNodePorts) : undefined;
     const endAt = Date.now() + o.minutes * 60_000;
     for (let n = 1; ; n++) {
       const next = schedule.next();
       if (o.signal?.aborted) throw new Error('interrupted');
-      if (!fitsAnother({ now: Date.now(), endAt, faultsSoFar: report.faults.length, maxFaults: o.maxFaults, next, reserveMs: o.reserveMs ?? 60_000 })) break;
+      if (!fitsAnother({ now: Date.now(), endAt, faultsSoFar: report.faults.length, maxFaults, next, reserveMs: o.reserveMs ?? 60_000 })) break;
       await sleep(next.gapMs, o.signal);
       if (o.signal?.aborted) throw new Error('interrupted');
       let base = await probe.baseline();
       const at = Date.now();
-      const injected = await inject(next, { stack, admin, processes: procs, topics, backoffMs: 1000, n });
+      const injected = await inject(next, { stack, admin, processes: procs, topics: [...topics, CLICK_TOPIC], backoffMs: 1000, n, redisCluster: rcView, signal: o.signal });
       // A zombie is measured from its SIGCONT: what it and the group do after it woke up.
       if (next.kind === 'zombie-consumer') base = await probe.baseline();
       let pending: string[] = [];
@@ -200,6 +216,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await redis.connect().catch(() => {});
     const caughtUpMs = await waitCatchUp({ source, warehouse, admin, schemas: SCHEMAS, slot: SLOT, groups, timeoutMs: 300_000 });
     report.final = await compareAll({ source, warehouse, redis, schemas: SCHEMAS, redisKeyPrefix: '', caughtUpMs });
+    // Servers are stopped either way; after a failed comparison the data stays (`STACK_STATE=<dir> stack.sh up` brings it back).
+    if (!report.final.ok) report.stack.keptState = state;
     const first = await firstOrderRecords({ brokers: u.kafka.split(','), admin, registryUrl: u.registry, topic: 'shop.public.orders' });
     const inSource = new Set((await source.query<{ id: string }>('SELECT order_id::text AS id FROM public.orders')).rows.map((r) => Number(r.id)));
     const violations = checkSlotSamples(sampler.samples, shop.orderLsns, first, inSource);

@@ -1,5 +1,6 @@
 import type { Admin } from 'kafkajs';
 import { sleep } from '../../src/util/sleep.ts';
+import { mastersOf, type RedisClusterView } from './redis-cluster.ts';
 import type { PlannedFault } from './schedule.ts';
 import { killAndWait, type Broker, type ThrowawayStack } from './stack.ts';
 import type { Supervised } from './supervisor.ts';
@@ -10,6 +11,15 @@ import type { Supervised } from './supervisor.ts';
  * here the way a service manager would, with `stack.sh up <service>` after
  * the same short backoff. Resolves with the moment recovery is counted
  * from: the fault itself, or for a zombie member the SIGCONT.
+ *
+ * A fault on a replicated server starts from a whole cluster, as an
+ * operator's next failure would: a broker is killed only once every
+ * partition of the pipeline's topics has its full ISR again, a Redis master
+ * only once three masters each have a replica in sync (stack.sh up waits
+ * for that after every restart). Otherwise the suite would be testing a
+ * double fault (two brokers out of three, or a master without a replica),
+ * which stalls writes by design (min.insync.replicas=2) or loses a slot
+ * range's copy.
  */
 export interface FaultContext {
   stack: ThrowawayStack;
@@ -18,8 +28,11 @@ export interface FaultContext {
   /** Topics whose partition leaders count when choosing a broker to kill. */
   topics: string[];
   backoffMs: number;
-  /** Fault number, for alternating between the controller and the busiest leader. */
+  /** Fault number, for alternating between the controller and the busiest leader, and for turns among Redis masters. */
   n: number;
+  /** The Redis Cluster's nodes, when the stack runs one. */
+  redisCluster?: RedisClusterView;
+  signal?: AbortSignal;
 }
 
 export interface Injected {
@@ -61,18 +74,68 @@ export async function inject(f: PlannedFault, c: FaultContext): Promise<Injected
       await c.stack.stack('up', 'redis');
       return { from: now, detail: `SIGKILL redis-server pid ${pid}, restarted after ${Date.now() - now} ms` };
     }
+    case 'kill-redis-master':
+      return killRedisMaster(c);
     case 'kill-broker': {
+      const isrWaitMs = c.stack.brokers > 1 ? await waitFullIsr(c, 180_000) : 0;
       const b = await chooseBroker(c);
+      const at = Date.now();
       await killAndWait(b.broker.pid);
       await sleep(c.backoffMs);
       await c.stack.stack('up', 'kafka');
-      return { from: now, detail: `SIGKILL broker ${b.broker.nodeId} pid ${b.broker.pid} (${b.why}), restarted after ${Date.now() - now} ms` };
+      const isr = isrWaitMs > 0 ? `, full ISR after ${isrWaitMs} ms before the kill` : '';
+      return { from: at, detail: `SIGKILL broker ${b.broker.nodeId} pid ${b.broker.pid} (${b.why}), restarted after ${Date.now() - at} ms${isr}` };
     }
     case 'pg-restart': {
       await c.stack.pgRestartImmediate();
       return { from: now, detail: `pg_ctl restart -m immediate, back after ${Date.now() - now} ms` };
     }
   }
+}
+
+/**
+ * SIGKILL of the Redis master whose turn it is (masters by port, the n-th
+ * modulo three: after failovers that is another node than at the start),
+ * while the warehouse keeps writing CLV hashes to it; then wait until its
+ * replica serves its slots as a master, then restart the node the way a
+ * service manager would (`stack.sh up redis`, which returns once the
+ * cluster agrees on three masters and every replica, the old master
+ * among them, is in sync).
+ */
+async function killRedisMaster(c: FaultContext): Promise<Injected> {
+  const rc = c.redisCluster;
+  if (!rc) throw new Error('kill-redis-master needs a Redis Cluster stack');
+  const masters = mastersOf(await rc.view());
+  const withReplica = masters.filter((m) => m.replica);
+  if (withReplica.length === 0) throw new Error(`no Redis master has a healthy replica (masters ${masters.map((m) => m.master.port).join(',')})`);
+  const { master, replica } = withReplica[c.n % withReplica.length]!;
+  const pid = c.stack.redisNodePid(master.port);
+  if (pid === undefined) throw new Error(`Redis master on ${master.port} has no live pid file`);
+  const at = Date.now();
+  await killAndWait(pid);
+  await rc.waitTakeover(master.port, replica!.id, 60_000, c.signal);
+  const tookOverMs = Date.now() - at;
+  await sleep(c.backoffMs);
+  await c.stack.stack('up', 'redis');
+  return { from: at, detail: `SIGKILL Redis master :${master.port} pid ${pid}; replica :${replica!.port} took over after ${tookOverMs} ms; node back (a replica, in sync) after ${Date.now() - at} ms` };
+}
+
+/** Waits until every partition of the pipeline's topics has as many in-sync replicas as replicas; resolves with the time waited. */
+async function waitFullIsr(c: FaultContext, timeoutMs: number): Promise<number> {
+  const t0 = Date.now();
+  let short = '?';
+  while (Date.now() - t0 < timeoutMs && !c.signal?.aborted) {
+    try {
+      const meta = await c.admin.fetchTopicMetadata({ topics: c.topics });
+      const under = meta.topics.flatMap((t) => t.partitions.filter((p) => p.isr.length < p.replicas.length).map((p) => `${t.name}/${p.partitionId}`));
+      if (under.length === 0) return Date.now() - t0;
+      short = `${under.length} under-replicated, e.g. ${under[0]}`;
+    } catch (err) {
+      short = String(err);
+    }
+    await sleep(500);
+  }
+  throw new Error(`partitions not fully in sync after ${timeoutMs} ms before a broker kill (${short})`);
 }
 
 /**

@@ -1,12 +1,12 @@
 import { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import kafkajs, { type Admin } from 'kafkajs';
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { verifyClickstream } from '../../consumers/clickstream/batch-recompute.ts';
 import { groupLag } from '../../src/consumer/lag.ts';
 import { runVerify } from '../../src/rebuild/verify.ts';
 import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { diffRedisClv } from '../../src/sinks/redis/compare.ts';
+import type { RedisClient } from '../../src/sinks/redis/redis-client.ts';
 import { parseLsn } from '../../src/source/lsn.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { highWatermarks } from './probes.ts';
@@ -25,6 +25,8 @@ export interface TableComparison {
   missing: number;
   excess: number;
   differing?: number;
+  /** Up to five keys of each kind of difference, when there is one (to look the rows up after a failed run). */
+  keys?: { missing: string[]; excess: string[]; differing?: string[] };
 }
 
 export interface FinalComparison {
@@ -62,25 +64,27 @@ export async function waitCatchUp(o: { source: pg.Pool; warehouse: pg.Pool; admi
   return null;
 }
 
-export async function compareAll(o: { source: pg.Pool; warehouse: pg.Pool; redis: Redis; schemas: WarehouseSchemas; redisKeyPrefix: string; caughtUpMs: number | null }): Promise<FinalComparison> {
+export async function compareAll(o: { source: pg.Pool; warehouse: pg.Pool; redis: RedisClient; schemas: WarehouseSchemas; redisKeyPrefix: string; caughtUpMs: number | null }): Promise<FinalComparison> {
   const wh = await o.warehouse.connect();
   const src = await o.source.connect();
   try {
     const v = await runVerify(wh, o.schemas, { source: { client: src, schema: 'public' } });
     const { an } = quoted(o.schemas);
     const tables: TableComparison[] = [];
-    for (const s of v.source ?? []) tables.push({ table: `staging.stg_${s.table}`, rows: s.sourceRows, missing: s.missing, excess: s.unexpected, differing: s.differing });
+    const keys = (missing: string[], excess: string[], differing?: string[]) =>
+      missing.length + excess.length + (differing?.length ?? 0) > 0 ? { keys: { missing, excess, ...(differing?.length ? { differing } : {}) } } : {};
+    for (const s of v.source ?? []) tables.push({ table: `staging.stg_${s.table}`, rows: s.sourceRows, missing: s.missing, excess: s.unexpected, differing: s.differing, ...keys(s.samples.missing, s.samples.unexpected, s.samples.differing) });
     for (const d of v.recompute) {
       const n = Number((await wh.query(`SELECT count(*) AS n FROM ${an}.${d.table}`)).rows[0].n);
-      tables.push({ table: `analytics.${d.table}`, rows: n, missing: d.missing, excess: d.unexpected });
+      tables.push({ table: `analytics.${d.table}`, rows: n, missing: d.missing, excess: d.unexpected, ...keys(d.keys.missing, d.keys.unexpected) });
     }
     for (const m of await verifyClickstream(wh, o.schemas)) tables.push({ table: `analytics.${m.table}`, rows: m.expectedRows, missing: m.missing, excess: m.unexpected });
     const diff = await diffRedisClv(o.warehouse, o.redis, o.schemas, o.redisKeyPrefix);
-    const keys = Number((await wh.query(`SELECT count(*) AS n FROM ${an}.customer_lifetime_value`)).rows[0].n);
-    const redis = { keys, missing: diff.missing.length, stale: diff.stale.length, extra: diff.extra.length };
+    const clvRows = Number((await wh.query(`SELECT count(*) AS n FROM ${an}.customer_lifetime_value`)).rows[0].n);
+    const redis = { keys: clvRows, missing: diff.missing.length, stale: diff.stale.length, extra: diff.extra.length };
     const checksFailed = v.checks.filter((c) => c.failures > 0).map((c) => `${c.name}: ${c.failures}`);
     const ok = tables.every((t) => t.missing === 0 && t.excess === 0 && !t.differing) && checksFailed.length === 0 && redis.missing + redis.stale + redis.extra === 0 && o.caughtUpMs !== null;
-    return { caughtUpMs: o.caughtUpMs, tables, checksFailed, redis, rowsCompared: tables.reduce((a, t) => a + t.rows, 0) + keys, ok };
+    return { caughtUpMs: o.caughtUpMs, tables, checksFailed, redis, rowsCompared: tables.reduce((a, t) => a + t.rows, 0) + clvRows, ok };
   } finally {
     src.release();
     wh.release();

@@ -1,7 +1,7 @@
 import type { Admin } from 'kafkajs';
 import type pg from 'pg';
 import { readStoredOffsets } from '../../src/sinks/postgres/consumer-progress.ts';
-import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { parseLsn } from '../../src/source/lsn.ts';
 import type { Supervised } from './supervisor.ts';
 
@@ -16,6 +16,10 @@ import type { Supervised } from './supervisor.ts';
  *   stable with every running member in it, and each group's offsets
  *   stored in Postgres reached the high watermarks taken at the fault
  *   (everything in Kafka then is applied, no partition left behind);
+ * - Redis: every CLV row in the Redis outbox at the fault was written to
+ *   Redis (the outbox holds no row with an id up to the largest id at the
+ *   fault): after a Redis or Redis-master kill, the writes that failed
+ *   meanwhile went through;
  * - API: GET /customers/:id/clv answers (200, or 404 for a customer without
  *   CLV); registry: GET /subjects 200.
  */
@@ -26,6 +30,8 @@ export interface Baseline {
   applied: Map<string, { pid: number | undefined; n: number }>;
   /** Per group: topic/partition -> high watermark at the fault. */
   highs: Map<string, Map<string, bigint>>;
+  /** Largest Redis outbox id at the fault (0: empty). */
+  outboxMax: bigint;
 }
 
 export interface GroupSpec {
@@ -92,7 +98,10 @@ export class ProgressProbe {
       const h = await highWatermarks(this.o.admin, g.topics).catch(() => this.o.lastHighs());
       highs.set(g.group, new Map([...(h ?? new Map<string, bigint>())].filter(([k]) => g.topics.some((t) => k.startsWith(`${t}/`)))));
     }
-    return { at, walLsn: parseLsn(rows[0]!.l), applied, highs };
+    const { meta } = quoted(this.o.schemas);
+    const ob = await withTimeout(this.o.warehouse.query<{ m: string | null }>(`SELECT max(id)::text AS m FROM ${meta}.redis_outbox`), 3000, 'outbox')
+      .then((r) => BigInt(r.rows[0]?.m ?? '0'), () => 0n);
+    return { at, walLsn: parseLsn(rows[0]!.l), applied, highs, outboxMax: ob };
   }
 
   /** The processes that have not made progress since the baseline (empty: recovered). */
@@ -126,6 +135,12 @@ export class ProgressProbe {
         return true;
       });
     }
+    await check('redis outbox', async () => {
+      if (b.outboxMax === 0n) return true;
+      const { meta } = quoted(this.o.schemas);
+      const r = await withTimeout(this.o.warehouse.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${meta}.redis_outbox WHERE id <= $1`, [b.outboxMax.toString()]), 3000, 'outbox');
+      return r.rows[0]!.n === '0';
+    });
     // 404 is an answer too (a customer without orders has no CLV yet): what counts is that lookups are served.
     await check('api', async () => [200, 404].includes((await http(this.o.api.spec.healthPort, `/customers/${this.o.apiCustomerId()}/clv`)).status));
     await check('registry', async () => (await http(this.o.registry.spec.healthPort, '/subjects')).status === 200);

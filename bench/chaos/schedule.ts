@@ -7,9 +7,27 @@ import { Rng } from '../../src/generator/rng.ts';
  * the injecting and measuring.
  */
 export const FAULT_KINDS = [
-  'kill-capture', 'kill-consumer', 'kill-api', 'kill-registry', 'kill-redis', 'kill-broker', 'pg-restart', 'zombie-consumer',
+  'kill-capture', 'kill-consumer', 'kill-api', 'kill-registry', 'kill-redis', 'kill-redis-master', 'kill-broker', 'pg-restart', 'zombie-consumer',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/**
+ * The kinds a stack offers: 'kill-redis' (SIGKILL of the one redis-server)
+ * with a single Redis, 'kill-redis-master' (SIGKILL of a master, its
+ * replica takes over, the node comes back as a replica) with a Redis
+ * Cluster; every other kind on both.
+ */
+export function stackKinds(s: { redisCluster: boolean }): FaultKind[] {
+  return FAULT_KINDS.filter((k) => k !== (s.redisCluster ? 'kill-redis' : 'kill-redis-master'));
+}
+
+/** Kinds the stack cannot take, as one line naming them; undefined when all fit. */
+export function unfitKinds(kinds: readonly FaultKind[], s: { redisCluster: boolean }): string | undefined {
+  const ok = new Set(stackKinds(s));
+  const bad = kinds.filter((k) => !ok.has(k));
+  if (bad.length === 0) return undefined;
+  return `--kinds ${bad.join(', ')} needs ${s.redisCluster ? 'a single Redis (without --redis-cluster)' : 'a Redis Cluster (--redis-cluster)'}`;
+}
 
 export interface PlannedFault {
   kind: FaultKind;
@@ -49,7 +67,7 @@ export class FaultSchedule {
   constructor(private readonly o: ScheduleOptions) {
     if (o.minGapMs < 0 || o.maxGapMs < o.minGapMs) throw new RangeError(`gap range ${o.minGapMs}..${o.maxGapMs} ms is empty`);
     this.rng = new Rng(o.seed);
-    this.kinds = o.kinds ?? FAULT_KINDS;
+    this.kinds = o.kinds ?? stackKinds({ redisCluster: false });
     if (this.kinds.length === 0) throw new RangeError('no fault kinds to schedule');
     if (this.kinds.includes('kill-consumer') && o.consumerTargets.length === 0) throw new RangeError('kill-consumer needs a target');
     if (this.kinds.includes('zombie-consumer') && o.zombieTargets.length === 0) throw new RangeError('zombie-consumer needs a target');
@@ -78,7 +96,7 @@ export class FaultSchedule {
 }
 
 const DEFAULT_TARGETS: Record<Exclude<FaultKind, 'kill-consumer' | 'zombie-consumer'>, string> = {
-  'kill-capture': 'capture', 'kill-api': 'api', 'kill-registry': 'registry', 'kill-redis': 'redis', 'kill-broker': 'kafka', 'pg-restart': 'postgres',
+  'kill-capture': 'capture', 'kill-api': 'api', 'kill-registry': 'registry', 'kill-redis': 'redis', 'kill-redis-master': 'redis master', 'kill-broker': 'kafka', 'pg-restart': 'postgres',
 };
 
 /** Fisher-Yates with the seeded generator. */

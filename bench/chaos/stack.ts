@@ -14,6 +14,9 @@ import { promisify } from 'node:util';
  * (kafka.pid for the single broker; one per broker when the stack runs
  * STACK_KAFKA_BROKERS brokers), each with the node.id of the properties
  * file on its command line, so the suite needs no knowledge of the layout.
+ * With a Redis Cluster (STACK_REDIS_CLUSTER=1) its six nodes listen on the
+ * Redis port + 1..6 (bus ports + 100), each with its pid file under
+ * redis-cluster/node-N.
  */
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const run = promisify(execFile);
@@ -26,6 +29,11 @@ export interface StackPorts {
   registry: number;
 }
 
+export interface StackShape {
+  brokers: number;
+  redisCluster: boolean;
+}
+
 export interface Broker {
   nodeId: number;
   pid: number;
@@ -35,11 +43,28 @@ export interface Broker {
 export class ThrowawayStack {
   readonly env: Record<string, string>;
 
-  constructor(readonly state: string, readonly ports: StackPorts, readonly brokers = 1) {
+  readonly brokers: number;
+  readonly redisCluster: boolean;
+
+  constructor(readonly state: string, readonly ports: StackPorts, shape: StackShape = { brokers: 1, redisCluster: false }) {
+    this.brokers = shape.brokers;
+    this.redisCluster = shape.redisCluster;
     this.env = {
       STACK_STATE: state, STACK_PG_PORT: String(ports.pg), STACK_REDIS_PORT: String(ports.redis), STACK_KAFKA_PORT: String(ports.kafka),
-      STACK_KAFKA_CONTROLLER_PORT: String(ports.kafkaController), STACK_REGISTRY_PORT: String(ports.registry), STACK_KAFKA_BROKERS: String(brokers),
+      STACK_KAFKA_CONTROLLER_PORT: String(ports.kafkaController), STACK_REGISTRY_PORT: String(ports.registry), STACK_KAFKA_BROKERS: String(shape.brokers),
+      // Explicit either way: a STACK_REDIS_CLUSTER in the caller's shell must not change this stack.
+      STACK_REDIS_CLUSTER: shape.redisCluster ? '1' : '0',
     };
+  }
+
+  /** The six Redis Cluster node ports (the Redis port + 1..6); empty with a single Redis. */
+  get redisNodePorts(): number[] {
+    return this.redisCluster ? Array.from({ length: 6 }, (_, i) => this.ports.redis + 1 + i) : [];
+  }
+
+  /** Pid of the Redis Cluster node on this port, if it runs. */
+  redisNodePid(port: number): number | undefined {
+    return livePid(join(this.state, 'redis-cluster', `node-${port - this.ports.redis}`, 'redis.pid'));
   }
 
   get urls() {
@@ -48,6 +73,8 @@ export class ThrowawayStack {
       source: `postgres://postgres@127.0.0.1:${p.pg}/shop`, warehouse: `postgres://postgres@127.0.0.1:${p.pg}/warehouse`,
       registryDb: `postgres://postgres@127.0.0.1:${p.pg}/registry`, registry: `http://127.0.0.1:${p.registry}`,
       redis: `redis://127.0.0.1:${p.redis}`, kafka: this.bootstrap(),
+      /** REDIS_CLUSTER_NODES: the first three nodes as seeds (the client learns the rest); null with a single Redis. */
+      redisClusterNodes: this.redisCluster ? this.redisNodePorts.slice(0, 3).map((x) => `127.0.0.1:${x}`) : null,
     };
   }
 
@@ -71,8 +98,10 @@ export class ThrowawayStack {
     return this.stack('up', 'postgres', 'redis', 'kafka');
   }
 
-  async down(): Promise<void> {
+  /** Stops every server; removes the state too unless `keep` (a failed comparison: its rows stay to be looked at). */
+  async down(keep = false): Promise<void> {
     await this.stack('down', 'postgres', 'redis', 'kafka').catch((err) => console.error(String(err)));
+    if (keep) return;
     let pgDir: string | undefined;
     try {
       pgDir = readlinkSync(join(this.state, 'pg'));

@@ -10,9 +10,11 @@ import type { FaultKind } from '../../bench/chaos/schedule.ts';
  * order (whichever fit in the time). Nothing lost,
  * nothing counted twice, Redis equal to Postgres, the slot never confirmed
  * past Kafka, and every fault recovered from within the stall bound.
- * CHAOS_TEST_SEED replays another schedule.
+ * CHAOS_TEST_SEED replays another schedule; CHAOS_TEST_PORT_BASE moves its
+ * ~16 ports (default 43200..43215).
  */
 const SEED = Number(process.env.CHAOS_TEST_SEED ?? 20261202);
+const PORT_BASE = Number(process.env.CHAOS_TEST_PORT_BASE ?? 43200);
 const STALL_BOUND_MS = 90_000;
 // A broker kill and restart costs 40-60 s on a loaded 2-core machine (the JVM start): the short run
 // leaves it, and the API kill, to the long runs (bench-results/chaos/); restart-servers.test.ts restarts the broker.
@@ -22,7 +24,7 @@ describe('chaos suite, short run', () => {
   it('survives seeded faults of several kinds with every table equal to its recomputation', async () => {
     const lines: string[] = [];
     const report = await runChaos({
-      minutes: 1.25, seed: SEED, maxFaults: 8, portBase: 43200, stallBoundMs: STALL_BOUND_MS, gapMs: [1000, 3000], reserveMs: 10_000, kinds: KINDS,
+      minutes: 1.25, seed: SEED, maxFaults: 8, portBase: PORT_BASE, stallBoundMs: STALL_BOUND_MS, gapMs: [1000, 3000], reserveMs: 10_000, kinds: KINDS,
       log: (l) => { lines.push(l); if (process.env.TEST_VERBOSE) console.log(l); },
     });
     const ctx = `seed ${SEED}\n${lines.join('\n')}\n${reportMarkdown(report)}`;

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { checkSlotSamples, metricSum } from '../../bench/chaos/probes.ts';
-import { FAULT_KINDS, FaultSchedule, fitsAnother, quantile, summarize, type FaultRecord } from '../../bench/chaos/schedule.ts';
+import { FaultSchedule, fitsAnother, quantile, stackKinds, summarize, type FaultRecord } from '../../bench/chaos/schedule.ts';
+
+const FAULT_KINDS = stackKinds({ redisCluster: false });
 
 const opts = { consumerTargets: ['warehouse-1', 'warehouse-2', 'clickstream'], zombieTargets: ['warehouse-1', 'warehouse-2'], minGapMs: 1000, maxGapMs: 5000, sessionTimeoutMs: 6000 };
 
