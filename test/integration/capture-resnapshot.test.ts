@@ -135,10 +135,13 @@ describe('capture: incremental re-snapshot, end to end', () => {
     // The issue's reproduction: the update's own LSN is early, its commit comes after the signal and every chunk.
     const tx = new pg.Client({ connectionString: p.h.config().sourceUrl });
     await tx.connect();
-    const open = tx.query(`BEGIN; UPDATE ${s}.products SET price = 999.00 WHERE product_id = 8; SELECT pg_sleep(6); COMMIT;`);
+    let committed = false;
+    const open = tx.query(`BEGIN; UPDATE ${s}.products SET price = 999.00 WHERE product_id = 8; SELECT pg_sleep(6); COMMIT;`).then((r) => { committed = true; return r; });
     await sleep(1500);
     await signal(p, 'products');
     await waitFor('re-snapshot finished before the commit', async () => ((await snapshotsPending(p)) === 0 ? true : null), 30_000);
+    // The whole re-snapshot (40 rows in chunks of 16: three windows) ran while the update was uncommitted.
+    expect(committed).toBe(false);
     await open;
     await tx.end();
     await settle(p, ['products']);
@@ -194,16 +197,24 @@ describe('capture: incremental re-snapshot, end to end', () => {
     await open.query('BEGIN');
     await open.query(`UPDATE ${s}.customers SET first_name = 'long-tx' WHERE customer_id = 4321`);
     await signal(p, 'customers');
-    await waitFor('first chunk recorded', async () => {
+    const rowsDone = async () => {
       const { rows } = await p.h.pool.query(`SELECT rows_done FROM ${s}_meta.capture_incremental_snapshots`).catch(() => ({ rows: [{ rows_done: 0 }] }));
-      if (rows.length === 0) return { rowsDone: N }; // all chunks done before this poll saw one
-      return Number(rows[0].rows_done) > 0 ? { rowsDone: Number(rows[0].rows_done) } : null;
+      return rows.length === 0 ? null : Number(rows[0].rows_done);
+    };
+    const firstChunk = await waitFor('first chunk recorded', async () => {
+      const n = await rowsDone();
+      return n === null ? { n: N } : n > 0 ? { n } : null;
     }, 60_000);
     // inside the snapshot: a delete of a key not read yet, a delete of one read already, an insert beyond the end
     await p.h.pool.query(`DELETE FROM ${s}.customers WHERE customer_id IN (4990, 3)`);
     await p.h.pool.query(`INSERT INTO ${s}.customers (customer_id, email, first_name, last_name, customer_segment) VALUES (${N + 1}, 'new@x.io', 'N', 'W', 'gold')`);
     await open.query('COMMIT');
     await open.end();
+    // All of that landed while the re-snapshot was between its first and last chunk (10 chunks of 500).
+    expect(firstChunk.n).toBeLessThan(N);
+    const stillAt = await rowsDone();
+    expect(stillAt).not.toBeNull();
+    expect(stillAt!).toBeLessThan(N);
     await waitFor('re-snapshot finished', async () => ((await snapshotsPending(p)) === 0 ? true : null), 120_000);
     writing = false;
     await writer;
@@ -262,7 +273,12 @@ describe('capture: incremental re-snapshot, end to end', () => {
     const atKill = (await progress())!;
     child.kill('SIGKILL');
     await exited(child);
-    expect(atKill).toBeLessThan(total);
+    expect(child.signalCode).toBe('SIGKILL');
+    // Read after the process is dead: the request is still pending, part done, so the kill hit the middle of the re-snapshot.
+    const afterKill = await progress();
+    expect(afterKill).not.toBeNull();
+    expect(afterKill!).toBeGreaterThanOrEqual(atKill);
+    expect(afterKill!).toBeLessThan(total);
     // while it is down: a deleted order (its lines go too), a new one, more updates
     await p.h.pool.query(`DELETE FROM ${s}.orders WHERE order_id = ${ORDERS - 5}`);
     await p.h.pool.query(`DELETE FROM ${s}.orders WHERE order_id = 7`);
@@ -274,7 +290,7 @@ describe('capture: incremental re-snapshot, end to end', () => {
     await waitFor('resumed past the kill point', async () => {
       await touch(++round);
       const n = await progress();
-      return n === null || n > atKill ? true : null;
+      return n === null || n > afterKill! ? true : null;
     }, 120_000);
     await settle(p, ['order_items', 'orders']);
     expect(await diff(p, 'order_items')).toEqual({ extra: [], missing: [] });
@@ -284,6 +300,6 @@ describe('capture: incremental re-snapshot, end to end', () => {
     const msgs = await consumeUntil([p.h.topic('order_items')], (all) => all.filter((m) => m.value?.source?.snapshot === 'incremental').length >= total - 400, 60_000);
     const reads = msgs.filter((m) => m.value?.source?.snapshot === 'incremental').length;
     expect(reads).toBeGreaterThanOrEqual(total - 400);
-    expect(reads).toBeLessThan(total + atKill);
+    expect(reads).toBeLessThan(total + afterKill!);
   });
 });
