@@ -178,6 +178,25 @@ describe('capture: incremental re-snapshot, end to end', () => {
       return o && Number(o[0]!.high) > 0 ? true : null;
     }, 60_000);
 
+    // Holds the re-snapshot between its chunks, so the changes below land inside it for certain (unheld, the 10
+    // chunks can all be done within one poll): the capture's progress update of the first chunk waits on an
+    // advisory lock the test holds. The capture code is unchanged; it reads one chunk ahead, then waits.
+    const HOLD = 1717;
+    await p.h.pool.query(`CREATE FUNCTION ${s}_meta.test_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_advisory_xact_lock(${HOLD}); RETURN NEW; END $$`);
+    await p.h.pool.query(`CREATE TRIGGER test_hold BEFORE UPDATE ON ${s}_meta.capture_incremental_snapshots FOR EACH ROW EXECUTE FUNCTION ${s}_meta.test_hold()`);
+    const holder = new pg.Client({ connectionString: p.h.config().sourceUrl });
+    await holder.connect();
+    await holder.query('SELECT pg_advisory_lock($1)', [HOLD]);
+    let held = true;
+    const release = async () => {
+      if (!held) return;
+      held = false;
+      await holder.query('SELECT pg_advisory_unlock($1)', [HOLD]);
+      await holder.end();
+    };
+    stops.push(release);
+
     let writing = true;
     let writes = 0;
     const segs = ['silver', 'gold', 'platinum', 'bronze'];
@@ -192,29 +211,27 @@ describe('capture: incremental re-snapshot, end to end', () => {
         if (i % 25 === 0) await sleep(1);
       }
     })();
+    stops.push(async () => { writing = false; await writer.catch(() => {}); });
     const open = new pg.Client({ connectionString: p.h.config().sourceUrl });
     await open.connect();
     await open.query('BEGIN');
     await open.query(`UPDATE ${s}.customers SET first_name = 'long-tx' WHERE customer_id = 4321`);
     await signal(p, 'customers');
-    const rowsDone = async () => {
-      const { rows } = await p.h.pool.query(`SELECT rows_done FROM ${s}_meta.capture_incremental_snapshots`).catch(() => ({ rows: [{ rows_done: 0 }] }));
-      return rows.length === 0 ? null : Number(rows[0].rows_done);
-    };
-    const firstChunk = await waitFor('first chunk recorded', async () => {
-      const n = await rowsDone();
-      return n === null ? { n: N } : n > 0 ? { n } : null;
-    }, 60_000);
-    // inside the snapshot: a delete of a key not read yet, a delete of one read already, an insert beyond the end
+    await waitFor('the re-snapshot held after its first chunk', async () => (await p.h.pool.query(
+      `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'shopstream-capture-incremental' AND a.datname = current_database()`)).rows[0].n > 0, 60_000);
+    const pending = (await p.h.pool.query(`SELECT rows_done FROM ${s}_meta.capture_incremental_snapshots`)).rows;
+    expect(pending).toEqual([{ rows_done: '0' }]);
+    // inside the snapshot: a delete of a key read already (chunk 1), a delete of one not read yet, an insert beyond the end
     await p.h.pool.query(`DELETE FROM ${s}.customers WHERE customer_id IN (4990, 3)`);
     await p.h.pool.query(`INSERT INTO ${s}.customers (customer_id, email, first_name, last_name, customer_segment) VALUES (${N + 1}, 'new@x.io', 'N', 'W', 'gold')`);
     await open.query('COMMIT');
     await open.end();
-    // All of that landed while the re-snapshot was between its first and last chunk (10 chunks of 500).
-    expect(firstChunk.n).toBeLessThan(N);
-    const stillAt = await rowsDone();
-    expect(stillAt).not.toBeNull();
-    expect(stillAt!).toBeLessThan(N);
+    // Key 3's chunk was read and published before its delete: it is in the topic as a read.
+    const early = await consumeUntil([p.h.topic('customers')], (all) => all.some((m) => m.value?.op === 'r' && m.key?.customer_id === 3n), 30_000);
+    expect(early.some((m) => m.value?.op === 'r' && m.key?.customer_id === 3n)).toBe(true);
+    expect(early.some((m) => m.value?.op === 'r' && m.key?.customer_id === 4990n)).toBe(false);
+    await release();
     await waitFor('re-snapshot finished', async () => ((await snapshotsPending(p)) === 0 ? true : null), 120_000);
     writing = false;
     await writer;
@@ -235,7 +252,7 @@ describe('capture: incremental re-snapshot, end to end', () => {
     const reads = msgs.filter((m) => m.value?.op === 'r');
     expect(new Set(reads.map((m) => String(m.key.customer_id))).size).toBe(reads.length);
     expect(reads.every((m) => m.value.source.snapshot === 'incremental')).toBe(true);
-  });
+  }, 240_000);
 
   it('a capture SIGKILLed in the middle of a chunked re-snapshot resumes from its last chunk with nothing lost', async () => {
     const ORDERS = 3000;
@@ -301,5 +318,5 @@ describe('capture: incremental re-snapshot, end to end', () => {
     const reads = msgs.filter((m) => m.value?.source?.snapshot === 'incremental').length;
     expect(reads).toBeGreaterThanOrEqual(total - 400);
     expect(reads).toBeLessThan(total + afterKill!);
-  });
+  }, 300_000);
 });

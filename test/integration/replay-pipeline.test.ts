@@ -10,6 +10,7 @@ import { groupLag } from '../../src/consumer/lag.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { TrafficGenerator } from '../../src/generator/writer.ts';
+import { ReplayRefusedError } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { replayGuardKey, replayWarehouse } from '../../src/rebuild/replay.ts';
@@ -252,6 +253,13 @@ describe('replay on the whole pipeline', () => {
     expect(await count(`SELECT count(*)::int n FROM ${stg}.stg_orders WHERE gift_note IS NOT NULL AND promised_at IS NOT NULL`)).toBeGreaterThan(5);
     expect(await count(`SELECT count(*)::int n FROM ${stg}.stg_order_items WHERE tax_rate = 0.0825`)).toBeGreaterThan(5);
     expect(await count(`SELECT count(*)::int n FROM ${stg}.customer_changes WHERE loyalty_tier = 'gold'`)).toBeGreaterThan(5);
+    // History carries the source's values: each customer's latest change holds what staging (equal to the source, above) holds.
+    expect(await count(`SELECT count(*)::int n FROM ${stg}.stg_customers c CROSS JOIN LATERAL (
+      SELECT h.loyalty_tier FROM ${stg}.customer_changes h WHERE h.customer_id = c.customer_id ORDER BY h.seq DESC, h.lsn DESC LIMIT 1) h
+      WHERE h.loyalty_tier IS DISTINCT FROM c.loyalty_tier`)).toBe(0);
+    expect(await count(`SELECT count(*)::int n FROM ${stg}.stg_orders o CROSS JOIN LATERAL (
+      SELECT h.gift_note FROM ${stg}.order_status_changes h WHERE h.order_id = o.order_id ORDER BY h.seq DESC, h.lsn DESC LIMIT 1) h
+      WHERE h.gift_note IS DISTINCT FROM o.gift_note`)).toBe(0);
     expect(await count(`SELECT count(*)::int n FROM ${stg}.order_status_changes WHERE gift_note IS NOT NULL`)).toBeGreaterThan(5);
     const types = await wh.query(`SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = $1
       AND column_name IN ('loyalty_tier', 'weight_g', 'gift_note', 'promised_at', 'tax_rate') ORDER BY 1, 2`, [schemas.staging]);
@@ -272,14 +280,52 @@ describe('replay on the whole pipeline', () => {
     await h.pool.query(`ALTER TABLE ${s}.customers ADD COLUMN loyalty_points int NOT NULL DEFAULT 0`);
     await h.pool.query(`UPDATE ${s}.customers SET loyalty_points = 50 WHERE customer_id % 7 = 0`);
     // Rows untouched since the ALTER hold the default in the source without a change event: the re-snapshot brings them.
+    const beforeResnapshot = Date.now();
+    await new Promise((r) => setTimeout(r, 50));
     for (const t of TABLE_NAMES) await resnapshot(t);
     await settledAndClean('after the re-snapshot');
     expect((await wh.query(`SELECT count(*)::int n FROM "${schemas.staging}".stg_customers WHERE loyalty_points = 0`)).rows[0].n).toBeGreaterThan(10);
+
+    // A rewind to before the re-snapshot: its rows and everything since are re-applied onto the live tables, which end identical.
+    const tables = await snapshotTables();
+    const rw = await rewindGroup({ pool: wh, admin, schemas, group, topics, to: { kind: 'timestamp', ms: beforeResnapshot }, lockKeys: [namespaceLockSql(schemas).params[0]!], log });
+    expect(new Set(rw.moved.map((m) => m.topic))).toEqual(new Set(topics));
+    expect(rw.messages).toBeGreaterThan(100);
+    await waitFor('the rewind over the re-snapshot to be re-applied', async () => (await wh.query(`SELECT count(*)::int n FROM "${schemas.meta}".consumer_offsets WHERE consumer_group = $1 AND rewind_pending`, [group])).rows[0].n === 0, 60_000);
+    await settledAndClean('after a rewind over the re-snapshot');
+    expect(await snapshotTables()).toEqual(tables);
     const result = await replayWarehouse({
       pool: wh, kafka, registry: createRegistry(stackEnv.registryUrl), redis, live: schemas, group, topics,
       redisKeyPrefix: `${h.id}:`, from: { kind: 'earliest' }, log, maxMessagesPerTx: 200, pollMs: 100,
     });
     expect(result.messages).toBeGreaterThan(500);
     await settledAndClean('after the rebuild following the re-snapshot');
+  }, 300_000);
+
+  it('a rebuild after the log start moved, lacking rows the live tables hold, is refused and nothing swapped; after a re-snapshot it is swapped in', async () => {
+    await settledAndClean('before the trim');
+    // Every customer's changes removed from Kafka after the live group applied them (what delete retention does): no retention gap for the group.
+    const ct = h.topic('customers');
+    for (const o of await admin.fetchTopicOffsets(ct)) await admin.deleteTopicRecords({ topic: ct, partitions: [{ partition: o.partition, offset: o.high }] });
+    const before = await snapshotTables();
+    const stored = await readStoredOffsets(wh, schemas, group);
+    const rebuild = () => replayWarehouse({
+      pool: wh, kafka, registry: createRegistry(stackEnv.registryUrl), redis, live: schemas, group, topics,
+      redisKeyPrefix: `${h.id}:`, from: { kind: 'earliest' }, log, maxMessagesPerTx: 200, pollMs: 100,
+    });
+    const err = await rebuild().then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ReplayRefusedError);
+    expect(String((err as Error).message)).toMatch(/lack rows the live ones hold \(stg_customers: \d+.*re-snapshot/);
+    expect(await snapshotTables()).toEqual(before);
+    expect(await readStoredOffsets(wh, schemas, group)).toEqual(stored);
+    const left = await wh.query(`SELECT nspname FROM pg_namespace WHERE nspname LIKE $1`, [`${h.id}\\_%\\_\\_rb\\_%`]);
+    expect(left.rows).toEqual([]);
+
+    // The way back of docs/operations.md: re-snapshot, let the live group catch up, rebuild.
+    await resnapshot('customers');
+    await settledAndClean('after re-snapshotting customers');
+    const result = await rebuild();
+    expect(result.messages).toBeGreaterThan(0);
+    await settledAndClean('after the rebuild following the trim and the re-snapshot');
   }, 300_000);
 });
