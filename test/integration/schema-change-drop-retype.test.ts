@@ -108,6 +108,8 @@ describe('schema changes beyond an added column', () => {
     await h.pool.query(`ALTER TABLE ${s}.products DROP COLUMN weight_g`);
     await h.pool.query(`UPDATE ${s}.products SET price = 99.5 WHERE product_id = 1`);
     await h.pool.query(`INSERT INTO ${s}.products (product_id, product_name, category, price, rating) VALUES (100, 'after drop', 'home', 1.5, 3.0)`);
+    // (the lag alone can read 0 before the capture has published the changes)
+    await waitFor('the changes after the drop applied', async () => (await product(100, 'product_id')) !== undefined, 60_000);
     await caughtUp();
     expect(await product(1, 'price::text, weight_g')).toEqual({ price: '99.50', weight_g: 10 });
     expect(await product(2, 'weight_g')).toEqual({ weight_g: 20 });
@@ -126,7 +128,7 @@ describe('schema changes beyond an added column', () => {
 
     await h.pool.query(`ALTER TABLE ${s}.products ALTER COLUMN stock TYPE bigint`);
     await h.pool.query(`UPDATE ${s}.products SET stock = 12345 WHERE product_id = 2`);
-    await caughtUp();
+    await waitFor('the bigint value that fits', async () => (await product(2, 'stock'))?.stock === 12345, 60_000);
     expect(await product(2, 'stock')).toEqual({ stock: 12345 });
     const types = async () => (await wh.query(`SELECT data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'stg_products' AND column_name = 'stock'`, [schemas.staging])).rows[0]?.data_type;
     expect(await types()).toBe('integer');
@@ -135,6 +137,7 @@ describe('schema changes beyond an added column', () => {
     const before = Date.now() - 1000;
     await h.pool.query(`UPDATE ${s}.products SET stock = 5000000000 WHERE product_id = 3`);
     await h.pool.query(`UPDATE ${s}.products SET stock = 77 WHERE product_id = 4`);
+    await waitFor('the change after the bad one applied', async () => (await product(4, 'stock'))?.stock === 77, 60_000);
     await caughtUp();
     const dl = await deadLetters();
     expect(dl).toHaveLength(1);
