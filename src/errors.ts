@@ -35,7 +35,8 @@ export abstract class CdcError extends Error {
 
 /**
  * A replay that would leave tables different from the source: a rebuild not
- * starting at the log start, a rewind over changes lost to retention.
+ * starting at the log start or lacking rows the live tables hold (a moved
+ * log start), a rewind over changes lost to retention.
  * Refused before anything changes (docs/operations.md).
  */
 export class ReplayRefusedError extends CdcError {

@@ -63,6 +63,7 @@ export interface ReplayCliOptions {
   analytics?: string;
   json?: boolean;
   perKey?: boolean;
+  trustTopics?: boolean;
 }
 
 /** The `replay` command's flags; `shopstream replay` and this file's own entry both parse with it. */
@@ -78,6 +79,7 @@ export function replayCommand(): Command {
     .addOption(new Option('--from-timestamp <T>', 'rebuild from T: only accepted when T is before every retained message (else use --rewind --to-datetime T)').argParser(fromTimestamp).conflicts('rewind'))
     .option('--keep-old', 'keep the replaced tables in <schema>__old_<stamp> instead of dropping them')
     .option('--per-key', 'recompute derived rows key by key during the whole replay (default: staging first, one set-based refresh, then per key)')
+    .option('--trust-topics', 'swap in even when a topic\'s log start has moved and the rebuild lacks rows the live staging holds (live tables known to hold rows the source no longer has)')
     .addOption(new Option('--allow-partial').hideHelp())
     .option('--staging <schema>', 'live staging schema (default STAGING_SCHEMA)', ident)
     .option('--analytics <schema>', 'live analytics schema (default ANALYTICS_SCHEMA)', ident)
@@ -111,7 +113,7 @@ export async function runReplay(opts: ReplayCliOptions, program: Command): Promi
   try {
     const result = await replayWarehouse({
       pool, kafka, registry: createRegistry(cfg.stack.registry), redis, live, group, topics: cfg.topics,
-      redisKeyPrefix: cfg.redisKeyPrefix, thresholds: cfg.thresholds, from, keepOld: opts.keepOld, deferDerived: !opts.perKey,
+      redisKeyPrefix: cfg.redisKeyPrefix, thresholds: cfg.thresholds, from, keepOld: opts.keepOld, deferDerived: !opts.perKey, trustTopics: opts.trustTopics,
       maxMessagesPerTx: cfg.maxMessagesPerTx, partitionsConcurrently: cfg.partitionsConcurrently, inputFormats: cfg.inputFormats, log, signal: controller.signal,
       onProgress: (p) => {
         if (p.phase !== phase) {

@@ -76,7 +76,7 @@ export async function runStatus(args: string[], io: StatusIo = {}): Promise<numb
   const program = new Command('shopstream status')
     .description('show the whole pipeline: processes, lag, slot WAL, dead letters, Redis outbox')
     .option('--json', 'print JSON instead of the table')
-    .option('--strict', 'exit 1 on warnings too (WAL over the limit, dead letters, retention gaps)')
+    .option('--strict', 'exit 1 on warnings too (WAL over the limit, dead letters)')
     .option('--pid-dir <dir>', 'where the pidfiles are', DEFAULT_PID_DIR)
     .option('--processes <list>', `processes to check (${PROCESS_NAMES.join(',')})`, processList, [...PROCESS_NAMES])
     .option('--wal-warn-bytes <n>', 'warn when the slot retains more WAL than this (default CAPTURE_WAL_WARN_BYTES, 1 GiB)', (v) => BigInt(positive(v)))

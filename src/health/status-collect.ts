@@ -4,6 +4,7 @@ import path from 'node:path';
 import kafkajs, { type Admin } from 'kafkajs';
 import pg from 'pg';
 import { kafkaClientConfig, type KafkaConnection } from '../config/kafka.ts';
+import { RETENTION_GAP_REMEDY } from '../consumer/stored-offsets.ts';
 import { errorMessage } from '../errors.ts';
 import { readStoredOffsets } from '../sinks/postgres/consumer-progress.ts';
 import { quoted, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
@@ -174,11 +175,14 @@ async function groupStatus(admin: Admin | null, wh: pg.Pool, schemas: WarehouseS
     const parts = await readPartitionLag(admin, stored, g.topics);
     const lag = totalLag(parts);
     const behind = parts.filter((p) => p.lag > 0n).map((p) => `${p.topic}/${p.partition}:${p.lag}`);
-    const gaps = parts.filter((p) => p.stored !== null && p.stored < p.low).map((p) => `${p.topic}/${p.partition}`);
+    // Changes lost to retention: the tables miss them until re-snapshot + rebuild, so the group is unhealthy, not merely behind.
+    const gaps = parts.filter((p) => p.stored !== null && p.stored < p.low)
+      .map((p) => `${p.topic}/${p.partition} offsets ${p.stored}..${p.low - 1n} (${p.low - p.stored!} messages)`);
     return {
       group: g.group, lag: lag.toString(), partitions: parts.length, lastAppliedAt: last,
-      state: gaps.length > 0 ? 'warn' : 'ok',
-      detail: [parts.length === 0 ? 'no topics yet' : `${parts.length} partition(s)`, behind.length > 0 ? `behind: ${behind.slice(0, 4).join(' ')}${behind.length > 4 ? ' …' : ''}` : '', gaps.length > 0 ? `stored offset before log start (retention): ${gaps.join(' ')}` : '']
+      state: gaps.length > 0 ? 'unhealthy' : 'ok',
+      detail: [parts.length === 0 ? 'no topics yet' : `${parts.length} partition(s)`, behind.length > 0 ? `behind: ${behind.slice(0, 4).join(' ')}${behind.length > 4 ? ' …' : ''}` : '',
+        gaps.length > 0 ? `changes lost to retention (stored offset before the log start): ${gaps.join(', ')}; ${RETENTION_GAP_REMEDY}` : '']
         .filter(Boolean).join('; '),
     };
   } catch (err) {
@@ -233,7 +237,7 @@ export async function collectStatus(t: StatusTargets, held?: StatusClients): Pro
     ]);
     for (const p of processes) if (p.state === 'down' || p.state === 'unhealthy' || p.state === 'error') problems.push(`${p.name}: ${p.detail}`);
     else if (p.state === 'warn') warnings.push(`${p.name}: ${p.detail}`);
-    for (const g of groups) if (g.state === 'error') problems.push(`group ${g.group}: ${g.detail}`); else if (g.state === 'warn') warnings.push(`group ${g.group}: ${g.detail}`);
+    for (const g of groups) if (g.state === 'error' || g.state === 'unhealthy') problems.push(`group ${g.group}: ${g.detail}`); else if (g.state === 'warn') warnings.push(`group ${g.group}: ${g.detail}`);
     if (slot.state === 'unhealthy' || slot.state === 'error') problems.push(`slot ${slot.name}: ${slot.detail}`); else if (slot.state === 'warn') warnings.push(`slot ${slot.name}: ${slot.detail}`);
     if (deadLetters.state === 'warn') warnings.push(`dead letters: ${deadLetters.detail}`);
     if (outbox.state === 'error') problems.push(`redis outbox: ${outbox.detail}`); else if (outbox.state === 'warn') warnings.push(`redis outbox: ${outbox.detail}`);

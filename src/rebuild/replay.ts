@@ -14,6 +14,7 @@ import { quoted, type WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { ClvRedisSink } from '../sinks/redis/clv-redis.ts';
 import { escapeGlob, scanKeys, unlinkKeys, type RedisClient } from '../sinks/redis/redis-client.ts';
 import { sleep } from '../util/sleep.ts';
+import { rowsMissingFromRebuild, trimmedTables } from './rebuild-coverage.ts';
 import { covers, replayedCount, resolveRanges, tpKey, type PartitionRange, type ReplayFrom } from './start-offsets.ts';
 import { swapRebuilt, SwapNotReadyError, type SwapResult } from './swap.ts';
 
@@ -59,6 +60,12 @@ export interface ReplayOptions {
   /** Suffix of the fresh names; default a base-36 timestamp. */
   stamp?: string;
   pollMs?: number;
+  /**
+   * Swap in even when a topic's log start has moved and the rebuild lacks
+   * rows the live staging holds (--trust-topics): for live tables known to
+   * hold rows the source no longer has. Default false: refused.
+   */
+  trustTopics?: boolean;
 }
 
 export interface ReplayResult {
@@ -137,6 +144,10 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
       // The rebuild is the way back from a gap, but only complete if the topics hold every key's latest change (compacted, or re-snapshotted).
       log.warn({ gaps }, 'replay: the live group has changes lost to retention; the rebuild is complete only if the topics hold every key\'s latest change (compacted topics, or a re-snapshot first)');
     }
+    // A moved log start may have taken the only change of some keys: checked against the live staging before the swap
+    // (not when the live group has a gap: its tables are the incomplete ones then).
+    const trimmed = gaps.length > 0 || o.trustTopics ? [] : trimmedTables(ranges);
+    if (trimmed.length > 0) log.warn({ tables: trimmed }, 'replay: the log start has moved on these tables\' topics; the rebuild is swapped in only if it holds every row the live staging holds');
     log.info({ rebuilt, from: o.from.kind, partitions: ranges.length, messages: replayedCount(ranges, new Map()).total }, 'replay: building fresh tables');
     await migrate(o.pool, 'warehouse', { schemas: warehouseSchemaNames(rebuilt), log });
     // The start position, where the consumer's seek-on-assignment finds it.
@@ -187,6 +198,12 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
               await sleep(50);
             }
             await stopConsumer();
+            const lacking = await rowsMissingFromRebuild(o.pool, o.live, rebuilt, trimmed);
+            if (lacking.length > 0) {
+              throw new ReplayRefusedError(`the rebuilt tables lack rows the live ones hold (${lacking.map((m) => `stg_${m.table}: ${m.missing}, e.g. key ${m.samples.join(' ')}`).join('; ')}): ` +
+                'the topics\' log start has moved (retention or deleted records) and took the only change of those keys; nothing was swapped. ' +
+                're-snapshot the tables (npx shopstream snapshot <table>), wait until the live group has caught up, then rebuild again (docs/operations.md, "What a full rebuild needs from retention")');
+            }
           },
         });
       } catch (err) {

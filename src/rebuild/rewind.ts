@@ -78,8 +78,10 @@ export async function rewindGroup(o: RewindOptions): Promise<RewindResult> {
     const result: RewindResult = { moved: [], unchanged: [], messages: 0 };
     for (const w of want) {
       const s = stored.get(tpKey(w.topic, w.partition));
-      if (s !== undefined && BigInt(s) <= w.target) {
-        result.unchanged.push({ topic: w.topic, partition: w.partition, stored: s, target: w.target.toString() });
+      // Nothing to re-apply: stored at or before the target, or never stored and nothing from the target on
+      // (an empty partition; marked pending, it would stay pending for want of a batch to clear it).
+      if (s !== undefined ? BigInt(s) <= w.target : w.target >= w.high) {
+        result.unchanged.push({ topic: w.topic, partition: w.partition, stored: s ?? null, target: w.target.toString() });
         continue;
       }
       result.moved.push({ topic: w.topic, partition: w.partition, from: s ?? null, to: w.target.toString(), ...(w.clamped ? { clampedToLogStart: true } : {}) });

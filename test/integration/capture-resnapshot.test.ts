@@ -135,10 +135,13 @@ describe('capture: incremental re-snapshot, end to end', () => {
     // The issue's reproduction: the update's own LSN is early, its commit comes after the signal and every chunk.
     const tx = new pg.Client({ connectionString: p.h.config().sourceUrl });
     await tx.connect();
-    const open = tx.query(`BEGIN; UPDATE ${s}.products SET price = 999.00 WHERE product_id = 8; SELECT pg_sleep(6); COMMIT;`);
+    let committed = false;
+    const open = tx.query(`BEGIN; UPDATE ${s}.products SET price = 999.00 WHERE product_id = 8; SELECT pg_sleep(6); COMMIT;`).then((r) => { committed = true; return r; });
     await sleep(1500);
     await signal(p, 'products');
     await waitFor('re-snapshot finished before the commit', async () => ((await snapshotsPending(p)) === 0 ? true : null), 30_000);
+    // The whole re-snapshot (40 rows in chunks of 16: three windows) ran while the update was uncommitted.
+    expect(committed).toBe(false);
     await open;
     await tx.end();
     await settle(p, ['products']);
@@ -175,6 +178,25 @@ describe('capture: incremental re-snapshot, end to end', () => {
       return o && Number(o[0]!.high) > 0 ? true : null;
     }, 60_000);
 
+    // Holds the re-snapshot between its chunks, so the changes below land inside it for certain (unheld, the 10
+    // chunks can all be done within one poll): the capture's progress update of the first chunk waits on an
+    // advisory lock the test holds. The capture code is unchanged; it reads one chunk ahead, then waits.
+    const HOLD = 1717;
+    await p.h.pool.query(`CREATE FUNCTION ${s}_meta.test_hold() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_advisory_xact_lock(${HOLD}); RETURN NEW; END $$`);
+    await p.h.pool.query(`CREATE TRIGGER test_hold BEFORE UPDATE ON ${s}_meta.capture_incremental_snapshots FOR EACH ROW EXECUTE FUNCTION ${s}_meta.test_hold()`);
+    const holder = new pg.Client({ connectionString: p.h.config().sourceUrl });
+    await holder.connect();
+    await holder.query('SELECT pg_advisory_lock($1)', [HOLD]);
+    let held = true;
+    const release = async () => {
+      if (!held) return;
+      held = false;
+      await holder.query('SELECT pg_advisory_unlock($1)', [HOLD]);
+      await holder.end();
+    };
+    stops.push(release);
+
     let writing = true;
     let writes = 0;
     const segs = ['silver', 'gold', 'platinum', 'bronze'];
@@ -189,21 +211,27 @@ describe('capture: incremental re-snapshot, end to end', () => {
         if (i % 25 === 0) await sleep(1);
       }
     })();
+    stops.push(async () => { writing = false; await writer.catch(() => {}); });
     const open = new pg.Client({ connectionString: p.h.config().sourceUrl });
     await open.connect();
     await open.query('BEGIN');
     await open.query(`UPDATE ${s}.customers SET first_name = 'long-tx' WHERE customer_id = 4321`);
     await signal(p, 'customers');
-    await waitFor('first chunk recorded', async () => {
-      const { rows } = await p.h.pool.query(`SELECT rows_done FROM ${s}_meta.capture_incremental_snapshots`).catch(() => ({ rows: [{ rows_done: 0 }] }));
-      if (rows.length === 0) return { rowsDone: N }; // all chunks done before this poll saw one
-      return Number(rows[0].rows_done) > 0 ? { rowsDone: Number(rows[0].rows_done) } : null;
-    }, 60_000);
-    // inside the snapshot: a delete of a key not read yet, a delete of one read already, an insert beyond the end
+    await waitFor('the re-snapshot held after its first chunk', async () => (await p.h.pool.query(
+      `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'shopstream-capture-incremental' AND a.datname = current_database()`)).rows[0].n > 0, 60_000);
+    const pending = (await p.h.pool.query(`SELECT rows_done FROM ${s}_meta.capture_incremental_snapshots`)).rows;
+    expect(pending).toEqual([{ rows_done: '0' }]);
+    // inside the snapshot: a delete of a key read already (chunk 1), a delete of one not read yet, an insert beyond the end
     await p.h.pool.query(`DELETE FROM ${s}.customers WHERE customer_id IN (4990, 3)`);
     await p.h.pool.query(`INSERT INTO ${s}.customers (customer_id, email, first_name, last_name, customer_segment) VALUES (${N + 1}, 'new@x.io', 'N', 'W', 'gold')`);
     await open.query('COMMIT');
     await open.end();
+    // Key 3's chunk was read and published before its delete: it is in the topic as a read.
+    const early = await consumeUntil([p.h.topic('customers')], (all) => all.some((m) => m.value?.op === 'r' && m.key?.customer_id === 3n), 30_000);
+    expect(early.some((m) => m.value?.op === 'r' && m.key?.customer_id === 3n)).toBe(true);
+    expect(early.some((m) => m.value?.op === 'r' && m.key?.customer_id === 4990n)).toBe(false);
+    await release();
     await waitFor('re-snapshot finished', async () => ((await snapshotsPending(p)) === 0 ? true : null), 120_000);
     writing = false;
     await writer;
@@ -224,7 +252,7 @@ describe('capture: incremental re-snapshot, end to end', () => {
     const reads = msgs.filter((m) => m.value?.op === 'r');
     expect(new Set(reads.map((m) => String(m.key.customer_id))).size).toBe(reads.length);
     expect(reads.every((m) => m.value.source.snapshot === 'incremental')).toBe(true);
-  });
+  }, 240_000);
 
   it('a capture SIGKILLed in the middle of a chunked re-snapshot resumes from its last chunk with nothing lost', async () => {
     const ORDERS = 3000;
@@ -262,7 +290,12 @@ describe('capture: incremental re-snapshot, end to end', () => {
     const atKill = (await progress())!;
     child.kill('SIGKILL');
     await exited(child);
-    expect(atKill).toBeLessThan(total);
+    expect(child.signalCode).toBe('SIGKILL');
+    // Read after the process is dead: the request is still pending, part done, so the kill hit the middle of the re-snapshot.
+    const afterKill = await progress();
+    expect(afterKill).not.toBeNull();
+    expect(afterKill!).toBeGreaterThanOrEqual(atKill);
+    expect(afterKill!).toBeLessThan(total);
     // while it is down: a deleted order (its lines go too), a new one, more updates
     await p.h.pool.query(`DELETE FROM ${s}.orders WHERE order_id = ${ORDERS - 5}`);
     await p.h.pool.query(`DELETE FROM ${s}.orders WHERE order_id = 7`);
@@ -274,7 +307,7 @@ describe('capture: incremental re-snapshot, end to end', () => {
     await waitFor('resumed past the kill point', async () => {
       await touch(++round);
       const n = await progress();
-      return n === null || n > atKill ? true : null;
+      return n === null || n > afterKill! ? true : null;
     }, 120_000);
     await settle(p, ['order_items', 'orders']);
     expect(await diff(p, 'order_items')).toEqual({ extra: [], missing: [] });
@@ -284,6 +317,6 @@ describe('capture: incremental re-snapshot, end to end', () => {
     const msgs = await consumeUntil([p.h.topic('order_items')], (all) => all.filter((m) => m.value?.source?.snapshot === 'incremental').length >= total - 400, 60_000);
     const reads = msgs.filter((m) => m.value?.source?.snapshot === 'incremental').length;
     expect(reads).toBeGreaterThanOrEqual(total - 400);
-    expect(reads).toBeLessThan(total + atKill);
-  });
+    expect(reads).toBeLessThan(total + afterKill!);
+  }, 300_000);
 });

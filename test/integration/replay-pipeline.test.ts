@@ -10,6 +10,7 @@ import { groupLag } from '../../src/consumer/lag.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { TrafficGenerator } from '../../src/generator/writer.ts';
+import { ReplayRefusedError } from '../../src/errors.ts';
 import { createLogger } from '../../src/logger.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { replayGuardKey, replayWarehouse } from '../../src/rebuild/replay.ts';
@@ -111,13 +112,36 @@ async function traffic(orders: number): Promise<void> {
   }
 }
 
+let lastSignalLsn = '0/0';
+
+/**
+ * Until the capture has no re-snapshot in progress (its last chunk is in Kafka): the slot confirmed past the
+ * last signal (a request is recorded before that) and no request row is left, as `snapshot --wait` decides.
+ */
+async function resnapshotsDone(): Promise<void> {
+  await waitFor('re-snapshots finished', async () => {
+    const { rows } = await h.pool.query(`SELECT (SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1) AS past,
+      (SELECT count(*)::int FROM ${h.id}_meta.capture_incremental_snapshots) AS n`, [h.id, lastSignalLsn]);
+    return rows[0].past === true && rows[0].n === 0;
+  }, 120_000);
+}
+
+/** Per table, so a failure names the table. */
+function expectSameTables(after: Record<string, string[]>, before: Record<string, string[]>): void {
+  expect(Object.keys(after).sort()).toEqual(Object.keys(before).sort());
+  for (const t of Object.keys(before)) expect(after[t], t).toEqual(before[t]);
+}
+
 /** `npx tsx src/cli/capture.ts resnapshot <schema.table>`, the existing command, against the test's source schema. */
 function resnapshot(table: string): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(process.execPath, ['--import', 'tsx', CAPTURE_CLI, 'resnapshot', `${h.id}.${table}`], { env: { ...process.env, ...h.env }, timeout: 30_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`resnapshot ${table}: ${stderr}`));
       else if (!/re-snapshot of .* requested at/.test(stdout)) reject(new Error(`resnapshot ${table}: ${stdout}`));
-      else resolve();
+      else {
+        lastSignalLsn = /requested at (\S+)/.exec(stdout)![1]!;
+        resolve();
+      }
     });
   });
 }
@@ -185,7 +209,7 @@ describe('replay on the whole pipeline', () => {
     // Every moved partition is re-applied: the flag clears only when a batch starting at or before the rewound offset commits.
     await waitFor('the rewind to be re-applied', async () => (await wh.query(`SELECT count(*)::int n FROM "${schemas.meta}".consumer_offsets WHERE consumer_group = $1 AND rewind_pending`, [group])).rows[0].n === 0, 60_000);
     await settledAndClean('after the rewind');
-    expect(await snapshotTables()).toEqual(before);
+    expectSameTables(await snapshotTables(), before);
 
     // Under load: a rewind while changes keep arriving and batches are in flight.
     const t2 = Date.now();
@@ -252,6 +276,13 @@ describe('replay on the whole pipeline', () => {
     expect(await count(`SELECT count(*)::int n FROM ${stg}.stg_orders WHERE gift_note IS NOT NULL AND promised_at IS NOT NULL`)).toBeGreaterThan(5);
     expect(await count(`SELECT count(*)::int n FROM ${stg}.stg_order_items WHERE tax_rate = 0.0825`)).toBeGreaterThan(5);
     expect(await count(`SELECT count(*)::int n FROM ${stg}.customer_changes WHERE loyalty_tier = 'gold'`)).toBeGreaterThan(5);
+    // History carries the source's values: each customer's latest change holds what staging (equal to the source, above) holds.
+    expect(await count(`SELECT count(*)::int n FROM ${stg}.stg_customers c CROSS JOIN LATERAL (
+      SELECT h.loyalty_tier FROM ${stg}.customer_changes h WHERE h.customer_id = c.customer_id ORDER BY h.seq DESC, h.lsn DESC LIMIT 1) h
+      WHERE h.loyalty_tier IS DISTINCT FROM c.loyalty_tier`)).toBe(0);
+    expect(await count(`SELECT count(*)::int n FROM ${stg}.stg_orders o CROSS JOIN LATERAL (
+      SELECT h.gift_note FROM ${stg}.order_status_changes h WHERE h.order_id = o.order_id ORDER BY h.seq DESC, h.lsn DESC LIMIT 1) h
+      WHERE h.gift_note IS DISTINCT FROM o.gift_note`)).toBe(0);
     expect(await count(`SELECT count(*)::int n FROM ${stg}.order_status_changes WHERE gift_note IS NOT NULL`)).toBeGreaterThan(5);
     const types = await wh.query(`SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = $1
       AND column_name IN ('loyalty_tier', 'weight_g', 'gift_note', 'promised_at', 'tax_rate') ORDER BY 1, 2`, [schemas.staging]);
@@ -272,14 +303,60 @@ describe('replay on the whole pipeline', () => {
     await h.pool.query(`ALTER TABLE ${s}.customers ADD COLUMN loyalty_points int NOT NULL DEFAULT 0`);
     await h.pool.query(`UPDATE ${s}.customers SET loyalty_points = 50 WHERE customer_id % 7 = 0`);
     // Rows untouched since the ALTER hold the default in the source without a change event: the re-snapshot brings them.
+    const beforeResnapshot = Date.now();
+    await new Promise((r) => setTimeout(r, 50));
     for (const t of TABLE_NAMES) await resnapshot(t);
+    await resnapshotsDone();
     await settledAndClean('after the re-snapshot');
     expect((await wh.query(`SELECT count(*)::int n FROM "${schemas.staging}".stg_customers WHERE loyalty_points = 0`)).rows[0].n).toBeGreaterThan(10);
+
+    // A rewind to before the re-snapshot: its rows and everything since are re-applied onto the live tables, which end identical.
+    const tables = await snapshotTables();
+    const rw = await rewindGroup({ pool: wh, admin, schemas, group, topics, to: { kind: 'timestamp', ms: beforeResnapshot }, lockKeys: [namespaceLockSql(schemas).params[0]!], log });
+    expect(new Set(rw.moved.map((m) => m.topic))).toEqual(new Set(topics));
+    expect(rw.messages).toBeGreaterThan(100);
+    await waitFor('the rewind over the re-snapshot to be re-applied', async () => (await wh.query(`SELECT count(*)::int n FROM "${schemas.meta}".consumer_offsets WHERE consumer_group = $1 AND rewind_pending`, [group])).rows[0].n === 0, 60_000);
+    await settledAndClean('after a rewind over the re-snapshot');
+    expectSameTables(await snapshotTables(), tables);
     const result = await replayWarehouse({
       pool: wh, kafka, registry: createRegistry(stackEnv.registryUrl), redis, live: schemas, group, topics,
       redisKeyPrefix: `${h.id}:`, from: { kind: 'earliest' }, log, maxMessagesPerTx: 200, pollMs: 100,
     });
     expect(result.messages).toBeGreaterThan(500);
     await settledAndClean('after the rebuild following the re-snapshot');
+  }, 300_000);
+
+  it('a rebuild after the log start moved, lacking rows the live tables hold, is refused and nothing swapped; after a re-snapshot it is swapped in', async () => {
+    await settledAndClean('before the trim');
+    // Every customer's changes removed from Kafka after the live group applied them (what delete retention does): no retention gap for the group.
+    // A compact-only topic refuses record deletion, so first what an operator adding time retention sets: compact,delete.
+    const ct = h.topic('customers');
+    await admin.alterConfigs({ validateOnly: false, resources: [{ type: 2, name: ct, configEntries: [{ name: 'cleanup.policy', value: 'compact,delete' }] }] });
+    await waitFor('compact,delete in force', async () => {
+      const c = await admin.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: ct, configNames: ['cleanup.policy'] }] });
+      return c.resources[0]!.configEntries[0]!.configValue === 'compact,delete';
+    }, 30_000);
+    for (const o of await admin.fetchTopicOffsets(ct)) await admin.deleteTopicRecords({ topic: ct, partitions: [{ partition: o.partition, offset: o.high }] });
+    const before = await snapshotTables();
+    const stored = await readStoredOffsets(wh, schemas, group);
+    const rebuild = () => replayWarehouse({
+      pool: wh, kafka, registry: createRegistry(stackEnv.registryUrl), redis, live: schemas, group, topics,
+      redisKeyPrefix: `${h.id}:`, from: { kind: 'earliest' }, log, maxMessagesPerTx: 200, pollMs: 100,
+    });
+    const err = await rebuild().then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ReplayRefusedError);
+    expect(String((err as Error).message)).toMatch(/lack rows the live ones hold \(stg_customers: \d+.*re-snapshot/);
+    expectSameTables(await snapshotTables(), before);
+    expect(await readStoredOffsets(wh, schemas, group)).toEqual(stored);
+    const left = await wh.query(`SELECT nspname FROM pg_namespace WHERE nspname LIKE $1`, [`${h.id}\\_%\\_\\_rb\\_%`]);
+    expect(left.rows).toEqual([]);
+
+    // The way back of docs/operations.md: re-snapshot, let the live group catch up, rebuild.
+    await resnapshot('customers');
+    await resnapshotsDone();
+    await settledAndClean('after re-snapshotting customers');
+    const result = await rebuild();
+    expect(result.messages).toBeGreaterThan(0);
+    await settledAndClean('after the rebuild following the trim and the re-snapshot');
   }, 300_000);
 });

@@ -7,6 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { findRetentionGaps, type RetentionGapPolicy } from '../../src/consumer/stored-offsets.ts';
+import { loadWatchdogConfig } from '../../src/health/config.ts';
+import { consumerHealth } from '../../src/health/process-health.ts';
+import { collectStatus } from '../../src/health/status-collect.ts';
 import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
 import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
@@ -227,9 +230,39 @@ describe('changes lost to retention', () => {
       { topic: ordersTopic, partition: 0, storedOffset: storedBefore, logStartOffset: high, lost },
     ]);
 
+    // `status` (no running member needed): the group is unhealthy, names the offsets lost and the way back, exit 1.
+    const status = await collectStatus({
+      processes: [], groups: [{ group: env.id, topics: env.topics }], sourceUrl: stackEnv.sourceUrl, warehouseUrl: stackEnv.warehouseUrl,
+      kafkaBrokers: stackEnv.kafkaBrokers, topicPrefix: env.id, schemas: env.schemas, slot: `${env.id}_noslot`, walWarnBytes: 1n << 30n,
+      redisKeyPrefix: `${env.id}:`, timeoutMs: 5000,
+    });
+    expect(status.groups[0]).toMatchObject({ group: env.id, state: 'unhealthy' });
+    expect(status.groups[0]!.detail).toContain(`${ordersTopic}/0 offsets ${storedBefore}..${BigInt(high) - 1n} (${lost} messages)`);
+    expect(status.groups[0]!.detail).toMatch(/re-snapshot.*replay --from-offset earliest/);
+    expect(status.ok).toBe(false);
+    expect(status.problems.some((p) => p.startsWith(`group ${env.id}:`))).toBe(true);
+
     c = await startConsumer(env);
+    // The consumer process's health wiring (consumers/warehouse/main.ts): /readyz and the health_condition metric.
+    const health = consumerHealth({
+      process: 'consumer-warehouse', listen: { host: '127.0.0.1', port: 0, portSetting: 'CONSUMER_HEALTH_PORT' },
+      watchdog: { ...loadWatchdogConfig({}), intervalMs: 200 }, kafka, pool, schemas: env.schemas, group: env.id, topics: env.topics,
+      log: pino({ level: 'silent' }), onExit: () => {},
+    });
+    health.probe.watchRetentionGaps(() => c.consumer.retentionGaps());
+    const hac = new AbortController();
+    for (const svc of [...health.services, health.ready]) await svc.start(hac.signal);
     try {
       const gaps = await until('the gap to be reported', async () => { const g = c.consumer.retentionGaps(); return g.length > 0 && g; });
+      const base = `http://127.0.0.1:${health.server.port}`;
+      const ready = await until('/readyz to report the gap', async () => {
+        const r = await fetch(`${base}/readyz`);
+        const body = await r.json() as { reason?: string };
+        return r.status === 503 && /retention-gap/.test(body.reason ?? '') && body;
+      });
+      expect(ready.reason).toContain(`${ordersTopic}/0: offsets ${storedBefore}..${BigInt(high) - 1n} lost (${lost} messages, paused)`);
+      expect(ready.reason).toMatch(/re-snapshot.*replay --from-offset earliest/);
+      expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/health_condition\{condition="retention-gap"\} 0/);
       expect(gaps).toEqual([expect.objectContaining({ topic: ordersTopic, partition: 0, storedOffset: storedBefore, logStartOffset: high, lost, action: 'paused' })]);
       const line = c.lines.find((l) => l.code === 'RETENTION_GAP');
       expect(line).toMatchObject({ level: 50, topic: ordersTopic, partition: 0, storedOffset: storedBefore, logStartOffset: high, lost });
@@ -244,6 +277,8 @@ describe('changes lost to retention', () => {
       expect((await readStoredOffsets(pool, env.schemas, env.id)).get(`${ordersTopic}/0`)).toBe(storedBefore);
       expect(c.consumer.retentionGaps()).toHaveLength(1);
     } finally {
+      hac.abort();
+      for (const svc of [...health.services, health.ready].reverse()) await svc.stop();
       await c.stop();
     }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { trimmedTables } from '../../src/rebuild/rebuild-coverage.ts';
 import { covers, replayedCount, type PartitionRange } from '../../src/rebuild/start-offsets.ts';
 
 const range = (partition: number, start: bigint, end: bigint, low = 0n): PartitionRange => ({ topic: 't', partition, low, start, end });
@@ -22,5 +23,19 @@ describe('replay progress and handover conditions', () => {
     expect(covers(new Map(), new Map())).toBe(true);
     // Offsets compare as integers, not strings.
     expect(covers(new Map([['a/0', '100'], ['a/1', '10']]), new Map([['a/0', '99'], ['a/1', '9']]))).toBe(true);
+  });
+});
+
+describe('trimmedTables: the tables whose topic lost its head (log start above 0)', () => {
+  const r = (topic: string, partition: number, low: bigint) => ({ topic, partition, low, start: low, end: low + 10n });
+  it('names a table once when any of its partitions has a moved log start; compacted topics (log start 0) are not named', () => {
+    expect(trimmedTables([
+      r('shop.public.customers', 0, 0n), r('shop.public.customers', 1, 7n), r('shop.public.customers', 2, 9n),
+      r('shop.public.orders', 0, 0n), r('shop.public.order_items', 0, 3n),
+    ])).toEqual(['customers', 'order_items']);
+    expect(trimmedTables([r('shop.public.products', 0, 0n)])).toEqual([]);
+  });
+  it('ignores topics that are not a source table', () => {
+    expect(trimmedTables([r('shop.public.clicks', 0, 5n)])).toEqual([]);
   });
 });
