@@ -36,7 +36,7 @@ export class EveryPartitionSender {
     this.partitions.set(topic, Array.from({ length: count }, (_, partitionId) => ({ partitionId, leader: 0, replicas: [0], isr: [0], partitionErrorCode: 0 })));
   }
 
-  /** Resolves once every partition of the batch has an answer from its leader (acks as given). */
+  /** Resolves once every partition of the batch has an answer from its leader (acks as given). Sets each record's `partition`. */
   async send(topicMessages: { topic: string; messages: Message[] }[], opts: { acks: number; compression?: CompressionTypes }): Promise<RecordMetadata[]> {
     let pending = this.byPartition(topicMessages);
     const answers: RecordMetadata[] = [];
@@ -69,7 +69,9 @@ export class EveryPartitionSender {
         const k = `${topic}/${partition ?? '*'}`;
         let p = out.get(k);
         if (!p) out.set(k, (p = { topic, partition, messages: [] }));
-        p.messages.push(partition === undefined ? m : { ...m, partition });
+        // Set in place, not copied: the callers build these records for the send (a backlog drain sends millions).
+        if (partition !== undefined) m.partition = partition;
+        p.messages.push(m);
       }
     }
     return out;
