@@ -339,8 +339,9 @@ export class IncrementalSnapshotter {
     const steps = [
       client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'),
       client.query(select),
-      client.query<{ xmax: string; xip: string[] }>(
-        `SELECT pg_snapshot_xmax(s)::text AS xmax, ARRAY(SELECT x::text FROM pg_snapshot_xip(s) AS x) AS xip FROM pg_current_snapshot() AS s`),
+      client.query<{ xmax: string; xip: string | null }>(
+        // Plain text: this client leaves arrays unparsed.
+        `SELECT pg_snapshot_xmax(s)::text AS xmax, (SELECT string_agg(x::text, ',') FROM pg_snapshot_xip(s) AS x) AS xip FROM pg_current_snapshot() AS s`),
       // After a failed statement COMMIT ends the transaction as a rollback.
       client.query('COMMIT'),
     ] as const;
@@ -348,8 +349,8 @@ export class IncrementalSnapshotter {
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
     const res = (settled[1] as PromiseFulfilledResult<pg.QueryResult>).value;
-    const snap = (settled[2] as PromiseFulfilledResult<pg.QueryResult<{ xmax: string; xip: string[] }>>).value.rows[0]!;
-    return { res, snapshot: chunkSnapshot(snap.xip, snap.xmax) };
+    const snap = (settled[2] as PromiseFulfilledResult<pg.QueryResult<{ xmax: string; xip: string | null }>>).value.rows[0]!;
+    return { res, snapshot: chunkSnapshot(snap.xip ? snap.xip.split(',') : [], snap.xmax) };
   }
 
   private async watermark(id: string, w: 'lw' | 'hw'): Promise<void> {
