@@ -68,6 +68,16 @@ export function chunkSnapshot(xip: readonly string[], xmax: string): ChunkSnapsh
   return { xip: new Set(xip.map(low)), xmax: low(xmax) };
 }
 
+/** From pg_snapshot's text form `xmin:xmax:xip,xip,...` (pg_current_snapshot()::text). */
+export function chunkSnapshotFromText(text: string): ChunkSnapshot {
+  const [, xmax, xip] = text.split(':');
+  if (xmax === undefined || !/^\d+$/.test(xmax)) throw new Error(`not a pg_snapshot: ${text}`);
+  return chunkSnapshot(xip ? xip.split(',') : [], xmax);
+}
+
+/** The snapshot of a read that returned no rows: nothing to overwrite, so never stale (ChunkWindow.close). */
+export const EMPTY_CHUNK_SNAPSHOT: ChunkSnapshot = Object.freeze({ xip: new Set<number>(), xmax: 0 });
+
 /**
  * Whether the stream's xid was invisible to the snapshot. 32-bit xids
  * compare modulo 2^32 (Postgres' TransactionIdFollowsOrEquals): exact for
@@ -187,7 +197,7 @@ export class ChunkWindow {
   close(commits: RecentCommits): Row[] | null {
     if (this.phase === 'closed' || !this.chunk || !this.snapshot) return null;
     // A window never opened (its LW not streamed) cannot prove what it missed.
-    const stale = this.phase === 'open' ? staleXid(this.snapshot, commits, this.lowLsn) : 0;
+    const stale = this.chunk.length === 0 ? null : this.phase === 'open' ? staleXid(this.snapshot, commits, this.lowLsn) : 0;
     this.phase = 'closed';
     this.stale = stale;
     const rows = stale === null ? remainingRows(this.chunk, { keys: this.keys, truncated: this.truncated }) : [];

@@ -5,7 +5,7 @@ import { SourceNotReadyError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { describeTable } from './catalog.ts';
 import type { ChangeEvent, Relation, Row } from './change-event.ts';
-import { ChunkWindow, chunkKey, chunkSnapshot, type ChunkRow } from './incremental-snapshot-window.ts';
+import { ChunkWindow, chunkKey, chunkSnapshotFromText, EMPTY_CHUNK_SNAPSHOT, type ChunkRow } from './incremental-snapshot-window.ts';
 import { formatLsn, type Lsn } from './lsn.ts';
 import { valueParser } from './pg-values.ts';
 import { RecentCommits } from './recent-commits.ts';
@@ -264,11 +264,14 @@ export class IncrementalSnapshotter {
       const cols = rel.columns.map((c) => q(c.name)).join(', ');
       const keyList = keyNames.map(q).join(', ');
       const where = lastKey ? `WHERE (${keyList}) > (${keyNames.map((_, i) => `$${i + 1}`).join(', ')})` : '';
-      const { res, snapshot } = await this.readChunk({
-        text: `SELECT ${cols} FROM ${q(schema)}.${q(name)} ${where} ORDER BY ${keyList} LIMIT ${this.opts.chunkSize}`,
+      // One statement, so the rows and pg_current_snapshot() (an InitPlan, evaluated once)
+      // come from the same snapshot: the statement's. No transaction and no second query.
+      const res = await client.query({
+        text: `SELECT (SELECT pg_current_snapshot()::text) AS snap, ${cols} FROM ${q(schema)}.${q(name)} ${where} ORDER BY ${keyList} LIMIT ${this.opts.chunkSize}`,
         values: lastKey ?? [], rowMode: 'array',
       });
-      const raw = res.rows as (string | null)[][];
+      const raw = (res.rows as (string | null)[][]).map((r) => r.slice(1));
+      const snapshot = res.rows.length > 0 ? chunkSnapshotFromText(String((res.rows[0] as unknown[])[0])) : EMPTY_CHUNK_SNAPSHOT;
       const chunk: ChunkRow[] = raw.map((r) => {
         const row = r.map((v, i) => (v === null ? null : parsers[i]!(v))) as Row;
         return { key: chunkKey(row, keyPos), row };
@@ -334,24 +337,7 @@ export class IncrementalSnapshotter {
    * queued at once: the client is shared with request() and the progress
    * updates, and nothing may run between BEGIN and COMMIT.
    */
-  private async readChunk(select: pg.QueryArrayConfig): Promise<{ res: pg.QueryResult; snapshot: ReturnType<typeof chunkSnapshot> }> {
-    const client = this.client!;
-    const steps = [
-      client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'),
-      client.query(select),
-      client.query<{ xmax: string; xip: string | null }>(
-        // Plain text: this client leaves arrays unparsed.
-        `SELECT pg_snapshot_xmax(s)::text AS xmax, (SELECT string_agg(x::text, ',') FROM pg_snapshot_xip(s) AS x) AS xip FROM pg_current_snapshot() AS s`),
-      // After a failed statement COMMIT ends the transaction as a rollback.
-      client.query('COMMIT'),
-    ] as const;
-    const settled = await Promise.allSettled(steps);
-    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    const res = (settled[1] as PromiseFulfilledResult<pg.QueryResult>).value;
-    const snap = (settled[2] as PromiseFulfilledResult<pg.QueryResult<{ xmax: string; xip: string | null }>>).value.rows[0]!;
-    return { res, snapshot: chunkSnapshot(snap.xip ? snap.xip.split(',') : [], snap.xmax) };
-  }
+
 
   private async watermark(id: string, w: 'lw' | 'hw'): Promise<void> {
     // Autocommit: each watermark is its own transaction, so the stream delivers it at its commit.

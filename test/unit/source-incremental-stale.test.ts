@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chunkSnapshot, invisibleIn, staleXid } from '../../src/source/incremental-snapshot-window.ts';
+import { chunkSnapshot, chunkSnapshotFromText, invisibleIn, staleXid } from '../../src/source/incremental-snapshot-window.ts';
 import { RecentCommits } from '../../src/source/recent-commits.ts';
 
 // The chunk's read ran with xid 500 in progress and xmax 510; LW committed at LSN 1000.
@@ -36,5 +36,18 @@ describe('stale chunk decision (xip + recent commits)', () => {
     expect(s.xip.has(7)).toBe(true);
     expect(invisibleIn(s, 5)).toBe(true); // after the wrap: later than xmax
     expect(invisibleIn(s, 0xffffffe0)).toBe(false);
+  });
+});
+
+describe('chunkSnapshotFromText', () => {
+  it('reads pg_current_snapshot()::text, with and without in-progress xids', () => {
+    const a = chunkSnapshotFromText('745:750:745,748');
+    expect([...a.xip]).toEqual([745, 748]);
+    expect(a.xmax).toBe(750);
+    expect(invisibleIn(a, 748)).toBe(true);
+    expect(invisibleIn(a, 747)).toBe(false);
+    expect(invisibleIn(a, 750)).toBe(true);
+    expect(chunkSnapshotFromText('750:750:').xip.size).toBe(0);
+    expect(() => chunkSnapshotFromText('nonsense')).toThrow(/not a pg_snapshot/);
   });
 });
