@@ -73,6 +73,7 @@ export class CaptureService implements Service {
     this.decoder = new PgoutputDecoder({
       begin: (b) => {
         this.acker!.begin();
+        this.incremental?.onBegin(b.txId, b.finalLsn);
         this.metrics.observeReceive(Date.now() - Number(b.commitTimeUs / 1000n));
         if (this.txMeta) this.txState = { id: `${b.txId}:${b.finalLsn}`, commitMs: Number(b.commitTimeUs / 1000n), counts: null };
       },

@@ -1,4 +1,6 @@
 import type { ChangeEvent, Relation, Row } from './change-event.ts';
+import type { Lsn } from './lsn.ts';
+import type { RecentCommits } from './recent-commits.ts';
 
 /**
  * The DBLog window of one incremental-snapshot chunk, as pure logic.
@@ -17,6 +19,16 @@ import type { ChangeEvent, Relation, Row } from './change-event.ts';
  * none committed after HW (streamed after it), so per key the topic stays in
  * commit order. A delete in the window drops the key, a row deleted before
  * the read is not read: nothing is resurrected.
+ *
+ * "Committed before LW" is WAL order, while the read sees what is visible,
+ * and Postgres writes a commit record before it makes the transaction
+ * visible. A transaction X whose commit record precedes LW's but which is
+ * still in progress in the read's snapshot is streamed before the window
+ * (its keys are not marked) and missing from the rows: emitted at HW, they
+ * would overwrite X's change with older rows. So the read also returns its
+ * snapshot's in-progress xids (ChunkSnapshot), and at HW a chunk is stale
+ * when a transaction the stream committed before LW is invisible in it: it
+ * is dropped and read again (staleXid).
  */
 export interface ChunkRow {
   /** Canonical key text (chunkKey / eventKeys). */
@@ -37,6 +49,54 @@ export function remainingRows(chunk: readonly ChunkRow[], seen: WindowSeen): Row
   const out: Row[] = [];
   for (const r of chunk) if (!seen.keys.has(r.key)) out.push(r.row);
   return out;
+}
+
+/**
+ * The chunk read's snapshot as the stream's 32-bit xids: the xids in
+ * progress (pg_snapshot_xip, top-level, the ones pgoutput BEGIN carries) and
+ * xmax. Xids at or after xmax are invisible too and are not listed in xip
+ * (GetSnapshotData skips them), so xmax is needed, not just xip.
+ */
+export interface ChunkSnapshot {
+  xip: ReadonlySet<number>;
+  xmax: number;
+}
+
+/** ChunkSnapshot from pg_snapshot_xip / pg_snapshot_xmax as text (xid8: epoch << 32 | xid). */
+export function chunkSnapshot(xip: readonly string[], xmax: string): ChunkSnapshot {
+  const low = (t: string) => Number(BigInt(t) & 0xffffffffn);
+  return { xip: new Set(xip.map(low)), xmax: low(xmax) };
+}
+
+/** From pg_snapshot's text form `xmin:xmax:xip,xip,...` (pg_current_snapshot()::text). */
+export function chunkSnapshotFromText(text: string): ChunkSnapshot {
+  const [, xmax, xip] = text.split(':');
+  if (xmax === undefined || !/^\d+$/.test(xmax)) throw new Error(`not a pg_snapshot: ${text}`);
+  return chunkSnapshot(xip ? xip.split(',') : [], xmax);
+}
+
+/** The snapshot of a read that returned no rows: nothing to overwrite, so never stale (ChunkWindow.close). */
+export const EMPTY_CHUNK_SNAPSHOT: ChunkSnapshot = Object.freeze({ xip: new Set<number>(), xmax: 0 });
+
+/**
+ * Whether the stream's xid was invisible to the snapshot. 32-bit xids
+ * compare modulo 2^32 (Postgres' TransactionIdFollowsOrEquals): exact for
+ * xids within 2^31 of xmax, which every recent commit is.
+ */
+export function invisibleIn(snap: ChunkSnapshot, xid: number): boolean {
+  return snap.xip.has(xid) || ((xid - snap.xmax) | 0) >= 0;
+}
+
+/**
+ * The xid that makes a chunk stale, or null: a transaction the stream
+ * committed before the low watermark (commit LSN < LW's commit LSN) that the
+ * chunk's snapshot did not see. A transaction committing at or after LW is
+ * in the window (its keys are marked) or after HW (it follows the rows); one
+ * never streamed before LW did not commit before it (or is older than the
+ * record: RECENT_COMMITS).
+ */
+export function staleXid(snap: ChunkSnapshot, commits: RecentCommits, lowLsn: Lsn): number | null {
+  return commits.findBefore(lowLsn, (xid) => invisibleIn(snap, xid));
 }
 
 function keyText(values: readonly unknown[]): string {
@@ -78,17 +138,22 @@ export function eventKeys(ev: ChangeEvent, schema: string, table: string, keyNam
 }
 
 /**
- * One chunk's window as the capture drives it: `open` at LW, `observe` every
- * streamed change, `close` at HW. Changes before `open` are reflected in the
- * chunk already and are not recorded.
+ * One chunk's window as the capture drives it: `open` at LW (with LW's commit
+ * LSN), `observe` every streamed change, `close` at HW. Changes before `open`
+ * are reflected in the chunk already and are not recorded, unless the read
+ * did not see them: then `close` finds the chunk stale and emits nothing.
  */
 export class ChunkWindow {
   private phase: 'pending' | 'open' | 'closed' = 'pending';
   private readonly keys = new Set<string>();
   private truncated = false;
   private chunk: ChunkRow[] | null = null;
+  private snapshot: ChunkSnapshot | null = null;
+  private lowLsn: Lsn = 0n;
   /** Rows of the chunk emitted at HW (the rest were superseded). */
   emitted = 0;
+  /** Set at HW when the chunk was stale: the xid its read did not see (0: LW never streamed); the chunk must be read again. */
+  stale: number | null = null;
 
   constructor(
     readonly id: string,
@@ -104,13 +169,17 @@ export class ChunkWindow {
     return this.phase === 'closed';
   }
 
-  open(): void {
-    if (this.phase === 'pending') this.phase = 'open';
+  /** At LW; `lowLsn` is the commit LSN of LW's transaction. */
+  open(lowLsn: Lsn): void {
+    if (this.phase !== 'pending') return;
+    this.phase = 'open';
+    this.lowLsn = lowLsn;
   }
 
-  /** The chunk read between the watermarks; always set before HW is written. */
-  setRows(rows: ChunkRow[]): void {
+  /** The chunk read between the watermarks and its snapshot; always set before HW is written. */
+  setRows(rows: ChunkRow[], snapshot: ChunkSnapshot): void {
     this.chunk = rows;
+    this.snapshot = snapshot;
   }
 
   observe(ev: ChangeEvent): void {
@@ -120,13 +189,21 @@ export class ChunkWindow {
     else for (const key of k) this.keys.add(key);
   }
 
-  /** Rows to emit at HW; null when the chunk was never set (a window of an earlier process). */
-  close(): Row[] | null {
-    if (this.phase === 'closed' || !this.chunk) return null;
+  /**
+   * Rows to emit at HW; null when the chunk was never set (a window of an
+   * earlier process), and [] with `stale` set when the chunk must be read
+   * again. `commits` holds the stream's commits up to HW.
+   */
+  close(commits: RecentCommits): Row[] | null {
+    if (this.phase === 'closed' || !this.chunk || !this.snapshot) return null;
+    // A window never opened (its LW not streamed) cannot prove what it missed.
+    const stale = this.chunk.length === 0 ? null : this.phase === 'open' ? staleXid(this.snapshot, commits, this.lowLsn) : 0;
     this.phase = 'closed';
-    const rows = remainingRows(this.chunk, { keys: this.keys, truncated: this.truncated });
+    this.stale = stale;
+    const rows = stale === null ? remainingRows(this.chunk, { keys: this.keys, truncated: this.truncated }) : [];
     this.emitted = rows.length;
     this.chunk = null;
+    this.snapshot = null;
     this.keys.clear();
     return rows;
   }

@@ -5,9 +5,10 @@ import { SourceNotReadyError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { describeTable } from './catalog.ts';
 import type { ChangeEvent, Relation, Row } from './change-event.ts';
-import { ChunkWindow, chunkKey, type ChunkRow } from './incremental-snapshot-window.ts';
+import { ChunkWindow, chunkKey, chunkSnapshotFromText, EMPTY_CHUNK_SNAPSHOT, type ChunkRow } from './incremental-snapshot-window.ts';
 import { formatLsn, type Lsn } from './lsn.ts';
 import { valueParser } from './pg-values.ts';
+import { RecentCommits } from './recent-commits.ts';
 import { relationOf, snapshotClient } from './snapshot.ts';
 
 /** Prefix of the watermark messages (transactional logical messages, content JSON {id, w: 'lw' | 'hw'}). */
@@ -51,6 +52,8 @@ export interface IncrementalSnapshotOptions {
   /** Tables the capture publishes; a request for another one is ignored with a warning. */
   tables: readonly string[];
   progressLogMs: number;
+  /** Capacity of the recent-commits record (RECENT_COMMITS unless a test says otherwise). */
+  recentCommits?: number;
 }
 
 interface Pending {
@@ -68,6 +71,10 @@ export class IncrementalSnapshotter {
   /** Set at HW, resolved at its commit with the transaction's end LSN. */
   private closing: { window: ChunkWindow; resolve: (endLsn: Lsn) => void } | null = null;
   private closed: ((endLsn: Lsn) => void) | null = null;
+  /** The stream's recent commits, for the chunk snapshot check (ChunkWindow.close). */
+  private readonly commits: RecentCommits;
+  /** The transaction being streamed: its xid and commit LSN (BEGIN's final LSN). */
+  private tx: { xid: number; commitLsn: Lsn } | null = null;
   private running: Promise<void> | null = null;
   private wakeAgain = false;
   private readonly abort = new AbortController();
@@ -76,6 +83,10 @@ export class IncrementalSnapshotter {
   constructor(private readonly opts: IncrementalSnapshotOptions, private readonly host: IncrementalSnapshotHost, private readonly log: Logger) {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(opts.metaSchema)) throw new SourceNotReadyError(`bad meta schema name ${opts.metaSchema}`);
     this.table = `"${opts.metaSchema}".capture_incremental_snapshots`;
+    // Recorded for every transaction, not only during a re-snapshot: the
+    // transaction that makes the first chunk stale may commit before the
+    // request, and a record is two typed-array writes.
+    this.commits = new RecentCommits(opts.recentCommits);
   }
 
   /** Creates the progress table and resumes any unfinished re-snapshot of this slot. */
@@ -131,16 +142,24 @@ export class IncrementalSnapshotter {
     try { m = JSON.parse(content.toString('utf8')); } catch { return null; }
     const w = this.window;
     if (!w || m.id !== w.id) return null;
-    if (m.w === 'lw') { w.open(); return null; }
+    if (m.w === 'lw') { w.open(this.tx?.commitLsn ?? 0n); return null; }
     if (m.w !== 'hw') return null;
-    const rows = w.close();
+    const rows = w.close(this.commits);
     if (rows === null) return null;
     if (this.closed) this.closing = { window: w, resolve: this.closed };
-    return { relation: w.relation, rows };
+    // A stale chunk emits nothing; snapshotTable reads it again once HW commits.
+    return w.stale === null ? { relation: w.relation, rows } : null;
   }
 
-  /** The commit of every streamed transaction: completes the high watermark's. */
+  /** The BEGIN of every streamed transaction (xid, commit LSN). */
+  onBegin(xid: number, commitLsn: Lsn): void {
+    this.tx = { xid, commitLsn };
+  }
+
+  /** The commit of every streamed transaction: recorded, and completes the high watermark's. */
   onCommit(endLsn: Lsn): void {
+    if (this.tx) this.commits.record(this.tx.xid, this.tx.commitLsn);
+    this.tx = null;
     const c = this.closing;
     if (!c) return;
     this.closing = null;
@@ -206,6 +225,7 @@ export class IncrementalSnapshotter {
     let { lastKey, rowsDone } = p;
     let chunks = 0;
     let superseded = 0;
+    let reread = 0;
     let shape = '';
     let relation: Relation | null = null;
     let persisted: Promise<boolean> = Promise.resolve(true);
@@ -244,16 +264,19 @@ export class IncrementalSnapshotter {
       const cols = rel.columns.map((c) => q(c.name)).join(', ');
       const keyList = keyNames.map(q).join(', ');
       const where = lastKey ? `WHERE (${keyList}) > (${keyNames.map((_, i) => `$${i + 1}`).join(', ')})` : '';
+      // One statement, so the rows and pg_current_snapshot() (an InitPlan, evaluated once)
+      // come from the same snapshot: the statement's. No transaction and no second query.
       const res = await client.query({
-        text: `SELECT ${cols} FROM ${q(schema)}.${q(name)} ${where} ORDER BY ${keyList} LIMIT ${this.opts.chunkSize}`,
+        text: `SELECT (SELECT pg_current_snapshot()::text) AS snap, ${cols} FROM ${q(schema)}.${q(name)} ${where} ORDER BY ${keyList} LIMIT ${this.opts.chunkSize}`,
         values: lastKey ?? [], rowMode: 'array',
       });
-      const raw = res.rows as (string | null)[][];
+      const raw = (res.rows as (string | null)[][]).map((r) => r.slice(1));
+      const snapshot = res.rows.length > 0 ? chunkSnapshotFromText(String((res.rows[0] as unknown[])[0])) : EMPTY_CHUNK_SNAPSHOT;
       const chunk: ChunkRow[] = raw.map((r) => {
         const row = r.map((v, i) => (v === null ? null : parsers[i]!(v))) as Row;
         return { key: chunkKey(row, keyPos), row };
       });
-      window.setRows(chunk);
+      window.setRows(chunk, snapshot);
       const tB = performance.now();
       const committed = new Promise<Lsn>((resolve) => { this.closed = resolve; });
       await this.watermark(window.id, 'hw');
@@ -261,6 +284,13 @@ export class IncrementalSnapshotter {
       if (endLsn === null) return;
       this.closed = null;
       this.window = null;
+      if (window.stale !== null) {
+        // Nothing of it was emitted and nothing recorded: the same chunk again, with a new LW and a new read.
+        reread += 1;
+        this.log.info({ table: p.table, chunk: chunks + 1, xid: window.stale, snapshotXmax: snapshot.xmax, snapshotXip: snapshot.xip.size },
+          're-snapshot chunk read again: a transaction committed before its low watermark was not visible to its read');
+        continue;
+      }
       superseded += chunk.length - window.emitted;
       chunks += 1;
       rowsDone += raw.length;
@@ -280,7 +310,7 @@ export class IncrementalSnapshotter {
         this.host.progress(p.table, rowsAt, Math.max(estimated, rowsAt));
         if (done) {
           const { rowCount } = await client.query(`DELETE FROM ${this.table} WHERE slot_name = $1 AND table_name = $2 AND signal_lsn = $3::pg_lsn`, [this.opts.slot, p.table, p.signalLsn]);
-          if (rowCount) this.log.info({ table: p.table, rows: rowsAt, chunks, superseded, ms: Date.now() - started }, 're-snapshot done');
+          if (rowCount) this.log.info({ table: p.table, rows: rowsAt, chunks, superseded, reread, ms: Date.now() - started }, 're-snapshot done');
           return false;
         }
         const { rowCount } = await client.query(
@@ -300,6 +330,14 @@ export class IncrementalSnapshotter {
       await this.host.backpressure();
     }
   }
+
+  /**
+   * The chunk SELECT and its snapshot's in-progress xids, in one REPEATABLE
+   * READ transaction so both are the same snapshot. All four statements are
+   * queued at once: the client is shared with request() and the progress
+   * updates, and nothing may run between BEGIN and COMMIT.
+   */
+
 
   private async watermark(id: string, w: 'lw' | 'hw'): Promise<void> {
     // Autocommit: each watermark is its own transaction, so the stream delivers it at its commit.
