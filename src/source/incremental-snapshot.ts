@@ -331,14 +331,6 @@ export class IncrementalSnapshotter {
     }
   }
 
-  /**
-   * The chunk SELECT and its snapshot's in-progress xids, in one REPEATABLE
-   * READ transaction so both are the same snapshot. All four statements are
-   * queued at once: the client is shared with request() and the progress
-   * updates, and nothing may run between BEGIN and COMMIT.
-   */
-
-
   private async watermark(id: string, w: 'lw' | 'hw'): Promise<void> {
     // Autocommit: each watermark is its own transaction, so the stream delivers it at its commit.
     await this.client!.query('SELECT pg_logical_emit_message(true, $1, $2)', [WINDOW_PREFIX, JSON.stringify({ id, w })]);
