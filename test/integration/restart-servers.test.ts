@@ -240,7 +240,8 @@ describe('capture and consumer processes through broker, Postgres and registry r
       expect(await diffRedisClv(wh, redis, schemas, ''), ctx).toEqual({ missing: [], stale: [], extra: [] });
       // Not vacuous: real traffic, some of it refused while Postgres was down, and both processes never exited.
       expect(gen.stats.orders, ctx).toBeGreaterThan(50);
-      expect(clickSent.length, ctx).toBeGreaterThan(500);
+      // Events flow all through the restarts (25 a second), however fast the restarts were.
+      expect(clickSent.length, ctx).toBeGreaterThan(100);
       expect(alive(), ctx).toEqual([]);
       // What the processes went through (from their logs): waits and in-process restarts.
       const seen = Object.fromEntries(children.map((c) => {
