@@ -18,7 +18,7 @@ export interface ProduceTransport {
   /** Batches the publisher may have in flight at once. */
   readonly maxInFlight: number;
   connect(): Promise<void>;
-  /** The publisher made `topic` ready and it has this many partitions (kafkajs partitions by itself). */
+  /** The publisher made `topic` ready and it has this many partitions: both transports set each record's partition from it. */
   topicReady?(topic: string, partitions: number): void;
   /** Resolves once every record of `batch` is acknowledged by Kafka; rejects with a CdcError when it cannot be. */
   send(batch: OutMessage[]): Promise<void>;

@@ -8,12 +8,12 @@ import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { TABLE_NAMES } from '../../src/consumer/tables.ts';
 import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { createLogger } from '../../src/logger.ts';
-import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { rewindGroup } from '../../src/rebuild/rewind.ts';
 import { runVerify } from '../../src/rebuild/verify.ts';
 import { namespaceLockSql } from '../../src/sinks/postgres/batch-tx.ts';
-import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import type { CaptureService } from '../../src/source/capture.ts';
+import { createTestWarehouse, dropTestWarehouse } from '../helpers/pipeline-cleanup.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
 /**
@@ -62,14 +62,11 @@ async function deadLetters(): Promise<Array<{ offset: string; error: string }>> 
 
 beforeAll(async () => {
   h = await createHarness(uniqueId('schchg'));
-  schemas = { staging: `${h.id}_stg`, analytics: `${h.id}_an`, meta: `${h.id}_wmeta` };
   topics = TABLE_NAMES.map((t) => h.topic(t));
-  group = `${h.id}_wh`;
   await h.pool.query(`INSERT INTO ${h.id}.products (product_id, product_name, category, price, rating)
     SELECT g, 'p' || g, 'home', g + 0.5, 4.0 FROM generate_series(1, 30) g`);
-  wh = createWarehousePool(stackEnv.warehouseUrl, 4);
+  ({ schemas, pool: wh, group } = await createTestWarehouse(h.id));
   redis = new Redis(stackEnv.redisUrl, { maxRetriesPerRequest: 1 });
-  await migrate(wh, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
   const kafka = new kafkajs.Kafka({ clientId: 'test-schema-change', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
   admin = kafka.admin();
   await admin.connect();
@@ -87,12 +84,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopConsumer?.().catch(() => {});
   await capture?.stop().catch(() => {});
-  if (wh) {
-    for (const s of [schemas.staging, schemas.analytics, schemas.meta]) await wh.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
-    await wh.end();
-  }
-  const keys = await redis.keys(`${h.id}:*`);
-  if (keys.length) await redis.del(...keys);
+  await dropTestWarehouse(wh, schemas, redis, h?.id);
+  await wh?.end();
   redis.disconnect();
   await admin?.disconnect();
   await h?.cleanup();
