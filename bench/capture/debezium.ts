@@ -97,10 +97,11 @@ try {
   const summary = {
     date: new Date().toISOString(), changes, loadavgBefore, loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), runs: results,
     oursProducer: process.env.CAPTURE_PRODUCER ?? 'kafkajs',
+    oursRun: process.env.BENCH_RUN === 'dist' ? 'dist (node, production build)' : 'src (tsx)',
     medianSeconds: { debezium: med('debezium-json-schemaless'), ours: med('ours-avro') },
     ratio: Number((med('debezium-json-schemaless') / med('ours-avro')).toFixed(2)),
   };
-  const path = `${REPO}/bench-results/capture.json`;
+  const path = process.env.BENCH_OUT ?? `${REPO}/bench-results/capture.json`;
   const all = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')) : {};
   all.debezium = summary;
   writeFileSync(path, `${JSON.stringify(all, null, 2)}\n`);

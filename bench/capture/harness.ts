@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { existsSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
@@ -78,10 +78,17 @@ export async function startInProcess(cfg: CaptureConfig): Promise<CaptureService
   return svc;
 }
 
-/** Runs src/cli/capture.ts as a child; its log goes to $CAPTURE_CHILD_LOG when set. */
+/**
+ * Runs the capture CLI as a child; its log goes to $CAPTURE_CHILD_LOG when set.
+ * BENCH_RUN=dist runs the production build (`npm run build`, what the runtime
+ * image runs) under plain node instead of the sources under tsx.
+ */
 export function spawnCapture(env: Env): ChildProcess {
   const out = process.env.CAPTURE_CHILD_LOG ? openSync(process.env.CAPTURE_CHILD_LOG, 'a') : 'ignore';
-  return spawn(process.execPath, ['--import', 'tsx', 'src/cli/capture.ts'], {
+  const dist = `${REPO}/dist/src/cli/capture.js`;
+  if (process.env.BENCH_RUN === 'dist' && !existsSync(dist)) throw new Error(`BENCH_RUN=dist: ${dist} is missing; run npm run build first`);
+  const args = process.env.BENCH_RUN === 'dist' ? [dist] : ['--import', 'tsx', 'src/cli/capture.ts'];
+  return spawn(process.execPath, args, {
     cwd: REPO, env: env as NodeJS.ProcessEnv, stdio: ['ignore', out, 'inherit'],
   });
 }
