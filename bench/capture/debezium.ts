@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { procCpuSeconds } from '../consumers/cpu.ts';
 import { debeziumClasspath, startDebezium, stopDebezium } from '../../test/helpers/debezium.ts';
 import { writeBacklog } from './backlog.ts';
 import { createHarness, REPO, spawnCapture } from './harness.ts';
@@ -47,15 +48,56 @@ function peakRss(pid: number): number {
   }
 }
 
+/** The shared stack's broker (its server.properties is under this checkout's .stack/). */
+function brokerPid(): number | undefined {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(`${REPO}/.stack/kafka/server.properties`)) return Number(d);
+    } catch { /* gone */ }
+  }
+  return undefined;
+}
+
+/** Busy CPU seconds of the whole machine (every process, other sessions' too) from /proc/stat. */
+function machineBusySeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return (f.reduce((a, b) => a + b, 0) - idle) / 100;
+}
+
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+/**
+ * Times one drain and says where the machine's CPU went meanwhile: the
+ * draining process (every thread), the walsender serving its slot, the
+ * broker, and the machine as a whole (which includes whatever else runs).
+ */
 async function timeDrain(prefix: string, pid: number, expected: number, started: number) {
   let rss = 0;
+  let walsender: number | undefined;
+  let walsenderCpu = 0;
+  const broker = brokerPid();
+  const broker0 = broker ? procCpuSeconds(broker) ?? 0 : 0;
+  const machine0 = machineBusySeconds();
   for (;;) {
     rss = Math.max(rss, peakRss(pid));
+    if (walsender === undefined) {
+      const { rows } = await h.pool.query<{ p: number | null }>('SELECT active_pid AS p FROM pg_replication_slots WHERE slot_name = $1', [prefix]);
+      walsender = rows[0]?.p ?? undefined;
+    }
+    if (walsender !== undefined) walsenderCpu = procCpuSeconds(walsender) ?? walsenderCpu;
     if ((await recordsUnder(prefix)) >= expected) break;
     if (Date.now() - started > 900_000) throw new Error(`${prefix}: drain did not finish in 15 min`);
     await sleep(200);
   }
-  return { seconds: (Date.now() - started) / 1000, rssPeakMiB: rss };
+  const cpuSeconds = {
+    process: round2(procCpuSeconds(pid) ?? 0),
+    walsender: round2(walsenderCpu),
+    broker: round2(broker ? (procCpuSeconds(broker) ?? 0) - broker0 : 0),
+    machine: round2(machineBusySeconds() - machine0),
+  };
+  return { seconds: (Date.now() - started) / 1000, rssPeakMiB: rss, cpuSeconds, loadavg1m: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]) };
 }
 
 try {
