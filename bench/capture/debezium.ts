@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { procCpuSeconds } from '../consumers/cpu.ts';
 import { debeziumClasspath, startDebezium, stopDebezium } from '../../test/helpers/debezium.ts';
 import { writeBacklog } from './backlog.ts';
@@ -53,7 +54,7 @@ function brokerPid(): number | undefined {
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(`${REPO}/.stack/kafka/server.properties`)) return Number(d);
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(join(REPO, '.stack/kafka/server.properties'))) return Number(d);
     } catch { /* gone */ }
   }
   return undefined;
@@ -78,7 +79,7 @@ async function timeDrain(prefix: string, pid: number, expected: number, started:
   let walsender: number | undefined;
   let walsenderCpu = 0;
   const broker = brokerPid();
-  const broker0 = broker ? procCpuSeconds(broker) ?? 0 : 0;
+  const broker0 = broker === undefined ? 0 : procCpuSeconds(broker) ?? 0;
   const machine0 = machineBusySeconds();
   for (;;) {
     rss = Math.max(rss, peakRss(pid));
@@ -94,7 +95,7 @@ async function timeDrain(prefix: string, pid: number, expected: number, started:
   const cpuSeconds = {
     process: round2(procCpuSeconds(pid) ?? 0),
     walsender: round2(walsenderCpu),
-    broker: round2(broker ? (procCpuSeconds(broker) ?? 0) - broker0 : 0),
+    broker: broker === undefined ? null : round2((procCpuSeconds(broker) ?? broker0) - broker0),
     machine: round2(machineBusySeconds() - machine0),
   };
   return { seconds: (Date.now() - started) / 1000, rssPeakMiB: rss, cpuSeconds, loadavg1m: Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]) };
