@@ -11,10 +11,11 @@ import type { FaultKind } from '../../bench/chaos/schedule.ts';
  * nothing counted twice, Redis equal to Postgres, the slot never confirmed
  * past Kafka, and every fault recovered from within the stall bound.
  * CHAOS_TEST_SEED replays another schedule; CHAOS_TEST_PORT_BASE moves its
- * ~16 ports (default 43200..43215).
+ * ~16 ports (default 23200..23215).
  */
 const SEED = Number(process.env.CHAOS_TEST_SEED ?? 20261202);
-const PORT_BASE = Number(process.env.CHAOS_TEST_PORT_BASE ?? 43200);
+// below the ephemeral port range, as testPortRange (test/helpers/throwaway-kafka.ts): servers restart on these
+const PORT_BASE = Number(process.env.CHAOS_TEST_PORT_BASE ?? 23200);
 const STALL_BOUND_MS = 90_000;
 // A broker kill and restart costs 40-60 s on a loaded 2-core machine (the JVM start): the short run
 // leaves it, and the API kill, to the long runs (bench-results/chaos/); restart-servers.test.ts restarts the broker.

@@ -116,6 +116,9 @@ describe('health, metrics, status and the watchdog against real processes', () =
     consumer = spawnLogged('consumers/warehouse/main.ts', { ...env, WATCHDOG_UNHEALTHY_MS: '3000', WATCHDOG_EXIT_MS: '15000', WATCHDOG_INTERVAL_MS: '500' });
     const [capturePort, consumerPort] = await Promise.all([capture.port, consumer.port]);
     expect((await get(consumerPort, '/healthz')).status).toBe(200);
+    // The capture listens before it has a slot: orders committed before the slot's snapshot would be
+    // captured as snapshot reads, which have no commit -> ack latency; ready means streaming.
+    await waitFor('capture ready', async () => (await get(capturePort, '/readyz')).status === 200, 60_000);
 
     await gen.placeOrders(10, 2);
     const kafka = new kafkajs.Kafka({ clientId: 'health-test', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
@@ -125,7 +128,6 @@ describe('health, metrics, status and the watchdog against real processes', () =
       const applied = async () => Number((await wh!.query(`SELECT coalesce(sum(next_offset), 0) AS n FROM "${schemas!.meta}".consumer_offsets WHERE consumer_group = $1`, [group])).rows[0].n);
       await waitFor('consumer caught up', async () => (await applied()) > 0 && (await groupLag(admin, wh!, schemas!, group, topics)) === 0, 90_000);
       await waitFor('consumer ready', async () => (await get(consumerPort, '/readyz')).status === 200, 30_000);
-      await waitFor('capture ready', async () => (await get(capturePort, '/readyz')).status === 200, 30_000);
 
       // Metrics of both processes, in Prometheus text.
       await waitFor('consumer gauges refreshed', async () => metric((await get(consumerPort, '/metrics')).text, 'consumer_lag_messages', { group }) === 0, 10_000);

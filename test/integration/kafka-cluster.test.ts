@@ -20,7 +20,7 @@ import { startThrowawayKafkaCluster, type ThrowawayKafkaCluster } from '../helpe
 
 /**
  * The pipeline on a real three-broker KRaft cluster (scripts/stack.sh with
- * STACK_KAFKA_BROKERS=3 on ports 42500-42505): traffic into the source,
+ * STACK_KAFKA_BROKERS=3 on ports 22500-22505): traffic into the source,
  * the capture and the warehouse consumer as child processes, and during
  * the load a SIGKILL of the broker leading a partition being written, then
  * of the active controller, each restarted later. With every kill the
@@ -30,7 +30,8 @@ import { startThrowawayKafkaCluster, type ThrowawayKafkaCluster } from '../helpe
  * source, every derived table equals the batch recomputation, Redis equals
  * Postgres.
  */
-const BASE_PORT = 42500;
+// below the ephemeral port range, as testPortRange (test/helpers/throwaway-kafka.ts): brokers restart on these
+const BASE_PORT = 22500;
 const SEED = Number(process.env.TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const MAIN = fileURLToPath(new URL('../../consumers/warehouse/main.ts', import.meta.url));
 

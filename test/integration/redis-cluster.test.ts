@@ -19,12 +19,13 @@ import { startThrowawayRedisCluster, type ThrowawayRedisCluster } from '../helpe
 
 /**
  * CLV in a real Redis Cluster (six redis-server nodes started by
- * scripts/stack.sh with STACK_REDIS_CLUSTER=1 on ports 42101-42106): the
+ * scripts/stack.sh with STACK_REDIS_CLUSTER=1 on ports 22101-22106): the
  * consumers' outbox sink writes while a master is SIGKILLed and its replica
  * takes over, then lookups, `redis rebuild` and the Redis/Postgres compare
  * go through the cluster client. Postgres is the shared stack's.
  */
-const BASE_PORT = 42100;
+// below the ephemeral port range, as testPortRange (test/helpers/throwaway-kafka.ts): a master restarts on these
+const BASE_PORT = 22100;
 const CUSTOMERS = 2000;
 const silent = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
