@@ -1,10 +1,13 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../logger.ts';
 import { bearerChecker } from './auth.ts';
 import type { ClvPostgres } from './clv-pg.ts';
 import { ClvLookup, type ClvCache } from './clv-lookup.ts';
-import { ApiError } from './errors.ts';
-import { LogThrottle } from './log-throttle.ts';
+import { ErrorAnswers } from './error-answer.ts';
+import { unauthorized } from './errors.ts';
+import { ClvFastLane } from './fast-lane.ts';
+import { NowClock } from './instant.ts';
 import type { ApiMetrics } from './metrics.ts';
 import type { RecencyThresholds } from './recency.ts';
 import { registerClvRoutes } from './routes-clv.ts';
@@ -20,6 +23,11 @@ export interface AppDeps {
   /** When set, every route but /healthz requires `Authorization: Bearer <authToken>`. */
   authToken: string | undefined;
   log: Logger;
+  /**
+   * Serve GET /customers/:id/clv on the fast lane (src/api/fast-lane.ts);
+   * false: Fastify serves it like every other route (API_FAST_LANE=false).
+   */
+  fastLane: boolean;
   /** The status page (docs/status-page.md); absent with STATUS_PAGE=false. */
   status?: { sampler: StatusSampler; sampleMs: number; slot: string };
 }
@@ -31,8 +39,24 @@ const PUBLIC_ROUTES = new Set<string>(['/healthz', ...STATUS_PUBLIC_ROUTES]);
 /** The HTTP surface of the CLV API (docs/api.md), without the listener, so tests can inject requests. */
 export function buildApiApp(deps: AppDeps): FastifyInstance {
   const { log, metrics } = deps;
+  const httpLog = log.child({ component: 'http' });
+  // Built once the routes' dependencies are; the server may exist before.
+  let lane: ClvFastLane | undefined;
   const app = Fastify({
-    loggerInstance: log.child({ component: 'http' }) as FastifyBaseLogger,
+    loggerInstance: httpLog as FastifyBaseLogger,
+    // The listener is ours so that lookups can be taken before Fastify sees them; set up as Fastify sets up its own.
+    serverFactory: (handler, options) => {
+      // Fastify's own defaults by the time it calls the factory (fastify.js fills them in).
+      const opts = options as { keepAliveTimeout: number; requestTimeout: number; connectionTimeout: number; maxRequestsPerSocket: number };
+      const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+        if (lane === undefined || !lane.handle(req, res)) handler(req, res);
+      });
+      server.keepAliveTimeout = opts.keepAliveTimeout;
+      server.requestTimeout = opts.requestTimeout;
+      server.setTimeout(opts.connectionTimeout);
+      if (opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket;
+      return server;
+    },
     // Fastify's per-request logs would carry the request headers' neighbourhood; ours log
     // method, route and status only, so the Authorization header can never end up in a log.
     logController: new LogController({ disableRequestLogging: true }),
@@ -50,7 +74,7 @@ export function buildApiApp(deps: AppDeps): FastifyInstance {
     app.addHook('onRequest', (req, reply, done) => {
       if (PUBLIC_ROUTES.has(req.routeOptions.url ?? '') || authorized(req.headers.authorization)) return done();
       reply.header('www-authenticate', 'Bearer');
-      done(new ApiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token'));
+      done(unauthorized());
     });
   }
 
@@ -59,29 +83,26 @@ export function buildApiApp(deps: AppDeps): FastifyInstance {
     done();
   });
 
-  const throttle = new LogThrottle();
-  app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
-    if (err instanceof ApiError) {
-      if (err.status >= 500) {
-        const suppressed = throttle.admit(err.code);
-        if (suppressed !== undefined) req.log.error({ err: err.cause ?? err, method: req.method, route: req.routeOptions.url, suppressed }, err.message);
-      }
-      return reply.code(err.status).send(err.toBody());
-    }
-    const status = (err as FastifyError).statusCode;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      return reply.code(status).send({ error: err.message, code: 'BAD_REQUEST' });
-    }
-    const suppressed = throttle.admit('INTERNAL');
-    if (suppressed !== undefined) req.log.error({ err, method: req.method, route: req.routeOptions.url, suppressed }, 'request failed');
-    return reply.code(500).send({ error: 'internal error', code: 'INTERNAL' });
+  const errors = new ErrorAnswers(httpLog);
+  app.setErrorHandler((err, req, reply) => {
+    const a = errors.answer(err, req.method, req.routeOptions.url);
+    return reply.code(a.status).send(a.body);
   });
 
   app.setNotFoundHandler((req, reply) =>
     reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}`, code: 'NOT_FOUND' }));
 
   const lookup = new ClvLookup(deps.cache, deps.pg, metrics, log);
-  registerClvRoutes(app, { lookup, pg: deps.pg, recency: deps.recency });
+  const clock = new NowClock();
+  registerClvRoutes(app, { lookup, pg: deps.pg, recency: deps.recency, clock });
+  if (deps.fastLane) {
+    lane = new ClvFastLane({ lookup, clock, recency: deps.recency, authorized: deps.authToken !== undefined ? authorized : undefined, metrics, errors });
+    const closing = lane;
+    app.addHook('preClose', (done) => {
+      closing.closing = true;
+      done();
+    });
+  }
   registerOpsRoutes(app, { pg: deps.pg, cache: deps.cache, metrics });
   if (deps.status) registerStatusRoutes(app, { ...deps.status, authRequired: deps.authToken !== undefined, authorized });
   return app;

@@ -37,20 +37,20 @@ export class ClvLookup {
       const hit = await this.cache.get(customerId);
       this.redisRecovered();
       if (hit) {
-        this.metrics.redisLookups.inc({ result: 'hit' });
+        this.metrics.redisHit.value++;
         return { record: hit, source: 'redis' };
       }
-      this.metrics.redisLookups.inc({ result: 'miss' });
+      this.metrics.redisMiss.value++;
       reason = 'miss';
     } catch (err) {
-      this.metrics.redisLookups.inc({ result: 'error' });
+      this.metrics.redisError.value++;
       if (!this.redisFailing) {
         this.redisFailing = true;
         this.log.warn({ err }, 'Redis lookup failed; answering from Postgres until it recovers');
       }
       reason = 'redis_error';
     }
-    this.metrics.postgresFallbacks.inc({ reason });
+    (reason === 'miss' ? this.metrics.fallbackMiss : this.metrics.fallbackRedisError).value++;
     const record = await this.pg.byId(customerId);
     return record && { record, source: 'postgres' };
   }

@@ -71,6 +71,36 @@ export function toResponse(r: ClvRecord, asOf: CanonicalInstant, thresholds: Rec
   };
 }
 
+const str = JSON.stringify;
+const orNull = (s: string | null) => (s === null ? 'null' : JSON.stringify(s));
+/** An integer as the compiled serializer writes one (fast-json-stringify's asInteger: truncated, never NaN). */
+function int(n: number): string {
+  if (Number.isInteger(n)) return `${n}`;
+  const t = Math.trunc(n);
+  if (!Number.isFinite(t)) throw new Error(`the value "${n}" cannot be converted to an integer`);
+  return `${t}`;
+}
+
+/**
+ * toResponse(...) rendered as the route's compiled serializer (clvResponseSchema)
+ * renders it, byte for byte, without the intermediate object: the lookup fast
+ * lane (src/api/fast-lane.ts) answers with this. Fields in the schema's order;
+ * strings escaped by JSON.stringify, which is what fast-json-stringify does
+ * for any string that needs it. test/unit/api-clv-json.test.ts holds the two
+ * side by side.
+ */
+export function clvJson(r: ClvRecord, asOf: CanonicalInstant, thresholds: RecencyThresholds, source: 'redis' | 'postgres'): string {
+  const last = readInstant(r.lastOrderDate);
+  if (last === undefined) throw new Error(`customer ${r.customerId}: last_order_date "${r.lastOrderDate}" is not an instant`);
+  const rec = recencyAt(last.us, asOf.us, thresholds);
+  return `{"customer_id":${str(r.customerId)},"customer_key":${orNull(r.customerKey)},"customer_segment":${orNull(r.customerSegment)}`
+    + `,"total_orders":${int(r.totalOrders)},"total_items":${int(r.totalItems)},"total_revenue":${str(r.totalRevenue)}`
+    + `,"avg_order_value":${str(r.avgOrderValue)},"first_order_date":${str(r.firstOrderDate)},"last_order_date":${str(r.lastOrderDate)}`
+    + `,"customer_lifetime_days":${int(r.customerLifetimeDays)},"value_segment":${str(r.valueSegment)}`
+    + `,"frequency_segment":${str(r.frequencySegment)},"version":${str(r.version)},"as_of":${str(asOf.text)}`
+    + `,"days_since_last_order":${int(rec.daysSinceLastOrder)},"recency_segment":"${rec.recencySegment}","source":"${source}"}`;
+}
+
 /** fast-json-stringify schema of ClvResponse: faster than JSON.stringify and it never leaks extra fields. */
 export const clvResponseSchema = {
   type: 'object',

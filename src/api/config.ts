@@ -1,5 +1,5 @@
 import { DEFAULT_PORTS, loadStackConfig } from '../config/index.ts';
-import { int, listenHost, optionalStr, str, type Env } from '../config/env.ts';
+import { bool, int, listenHost, optionalStr, str, type Env } from '../config/env.ts';
 import type { RedisConnection } from '../config/redis.ts';
 import { ConfigError } from '../errors.ts';
 import { DEFAULT_RECENCY_THRESHOLDS, type RecencyThresholds } from './recency.ts';
@@ -19,6 +19,8 @@ export interface ApiConfig extends ClvStoreConfig {
   /** Postgres statement_timeout for API queries. */
   pgStatementTimeoutMs: number;
   pgPoolMax: number;
+  /** GET /customers/:id/clv on the node:http fast lane in front of Fastify (src/api/fast-lane.ts). */
+  fastLane: boolean;
 }
 
 // Interpolated into SQL as an identifier, so held to a plain lower-case identifier.
@@ -84,6 +86,7 @@ export function loadApiConfig(env: Env = process.env): ApiConfig {
     redisTimeoutMs: int(env, 'API_REDIS_TIMEOUT_MS', 50, { min: 1 }),
     pgStatementTimeoutMs: int(env, 'API_PG_STATEMENT_TIMEOUT_MS', 2_000, { min: 1 }),
     pgPoolMax: int(env, 'API_PG_POOL_MAX', 10, { min: 1 }),
+    fastLane: bool(env, 'API_FAST_LANE', true),
   };
 }
 

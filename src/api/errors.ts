@@ -32,3 +32,9 @@ export class ApiError extends Error {
 
 export const badRequest = (code: 'INVALID_CUSTOMER_ID' | 'INVALID_AS_OF' | 'INVALID_QUERY', message: string) =>
   new ApiError(400, code, message);
+
+/** 401 of every route but the public ones, with `WWW-Authenticate: Bearer`. */
+export const unauthorized = () => new ApiError(401, 'UNAUTHORIZED', 'missing or wrong bearer token');
+
+export const customerNotFound = (id: string) =>
+  new ApiError(404, 'CUSTOMER_NOT_FOUND', `customer ${id} has no lifetime value (unknown, or no qualifying order)`);

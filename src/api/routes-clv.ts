@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { ClvPostgres } from './clv-pg.ts';
-import type { ClvLookup } from './clv-lookup.ts';
+import type { ClvLookup, Found } from './clv-lookup.ts';
 import { clvResponseSchema, toResponse } from './clv-record.ts';
-import { ApiError } from './errors.ts';
-import { NowClock } from './instant.ts';
+import { ApiError, customerNotFound } from './errors.ts';
+import type { CanonicalInstant, NowClock } from './instant.ts';
 import { parseCustomerId, parseTopQuery, readAsOf } from './params.ts';
 import type { RecencyThresholds } from './recency.ts';
 
@@ -11,6 +11,8 @@ export interface ClvRouteDeps {
   lookup: ClvLookup;
   pg: ClvPostgres;
   recency: RecencyThresholds;
+  /** The as-of of "now"; shared with the fast lane. */
+  clock: NowClock;
 }
 
 /** Postgres is the last resort of every read here, so its failure is a 503 the client may retry. */
@@ -22,18 +24,28 @@ export async function fromWarehouse<T>(p: Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * GET /customers/:id/clv up to its answer, shared by the Fastify route and
+ * the fast lane (src/api/fast-lane.ts), so the two validate, look up and
+ * refuse alike: the id first, then as_of, then Redis or Postgres. Throws
+ * ApiError.
+ */
+export async function lookUpClv(lookup: ClvLookup, clock: NowClock, rawId: string, rawAsOf: unknown): Promise<{ found: Found; asOf: CanonicalInstant }> {
+  const id = parseCustomerId(rawId);
+  const asOf = readAsOf(rawAsOf, clock);
+  const found = await fromWarehouse(lookup.find(id));
+  if (!found) throw customerNotFound(id);
+  return { found, asOf };
+}
+
 export function registerClvRoutes(app: FastifyInstance, deps: ClvRouteDeps): void {
-  const { lookup, pg, recency } = deps;
-  const clock = new NowClock();
+  const { lookup, pg, recency, clock } = deps;
 
   app.get<{ Params: { id: string }; Querystring: Record<string, unknown> }>(
     '/customers/:id/clv',
     { schema: { response: { 200: clvResponseSchema } } },
     async (req) => {
-      const id = parseCustomerId(req.params.id);
-      const asOf = readAsOf(req.query.as_of, clock);
-      const found = await fromWarehouse(lookup.find(id));
-      if (!found) throw new ApiError(404, 'CUSTOMER_NOT_FOUND', `customer ${id} has no lifetime value (unknown, or no qualifying order)`);
+      const { found, asOf } = await lookUpClv(lookup, clock, req.params.id, req.query.as_of);
       return toResponse(found.record, asOf, recency, found.source);
     },
   );

@@ -111,6 +111,7 @@ export class ApiService implements Service {
       metrics,
       recency: config.recency,
       authToken: config.authToken,
+      fastLane: config.fastLane,
       log,
       status: this.sampler && sp ? { sampler: this.sampler, sampleMs: sp.sampleMs, slot: sp.targets.slot } : undefined,
     });
@@ -132,6 +133,7 @@ export class ApiService implements Service {
       redisKeyPrefix: config.redisKeyPrefix,
       auth: config.authToken !== undefined ? 'bearer' : 'off',
       recency: config.recency,
+      fastLane: config.fastLane,
       statusPage: this.sampler ? `${this.boundUrl}/status` : 'off',
     }, 'listening');
   }
