@@ -2,16 +2,22 @@ import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import autocannon from 'autocannon';
 import { runRaw } from './raw-client.ts';
+import { runWrk } from './wrk.ts';
 
 /**
  * One load phase of bench:lookup: autocannon against a URL, with exact
  * latency percentiles (float ms from its 'response' events; its own
  * histogram cannot resolve below 1 ms) and the CPU spent by the server
  * process (from /proc, so the bench's own /metrics scrapes do not count)
- * and by the load generator (this process) per 10,000 requests.
+ * and by the load generator (this process, or wrk's) per 10,000 requests.
  */
 
-export type Generator = 'raw' | 'autocannon';
+/**
+ * wrk is closed-loop (each connection sends its next request when the last
+ * is answered) and cannot pace a rate, so with `wrk` the fixed-rate runs use
+ * the raw client (evenly paced, open loop) and the rest use wrk.
+ */
+export type Generator = 'raw' | 'autocannon' | 'wrk';
 
 export interface LoadOptions {
   url: string;
@@ -25,11 +31,17 @@ export interface LoadOptions {
   pipelining: number;
   /** The request path of each request (random customer ids). */
   path: () => string;
+  /** The same for wrk, which draws its ids in its own Lua (bench/lookup/wrk-ids.lua): ids 1..customers from seed. */
+  ids: { customers: number; seed: number };
+  /** wrk threads (its -t). */
+  wrkThreads?: number;
   /** Pid of the server process whose CPU is charged to the requests. */
   serverPid: number;
 }
 
 export interface PhaseResult {
+  /** Which generator made this run's load (with `wrk`, fixed-rate runs are the raw client's). */
+  generator: Generator;
   requests: number;
   throughputRps: number;
   non2xx: number;
@@ -43,7 +55,7 @@ export interface PhaseResult {
   serverCpuSPer10k: number;
   /** The kernel's share of it (system time: socket reads and writes, epoll). */
   serverSystemCpuSPer10k: number;
-  /** CPU of the load generator (autocannon, this process) per 10,000 requests. */
+  /** CPU of the load generator (this process; wrk's own with wrk) per 10,000 requests. */
   generatorCpuSPer10k: number;
 }
 
@@ -72,7 +84,16 @@ function pcts(sorted: Float64Array) {
   };
 }
 
-interface Measured { requests: number; non2xx: number; errors: number; latencies: Float64Array; fromDue?: Float64Array }
+interface Measured {
+  requests: number;
+  non2xx: number;
+  errors: number;
+  /** Every response's latency, or (wrk) the percentiles its histogram gives, in ms. */
+  latencies: Float64Array | PhaseResult['exactMs'];
+  fromDue?: Float64Array;
+  /** CPU seconds of a generator that is its own process (wrk). */
+  generatorCpuS?: number;
+}
 
 async function autocannonLoad(o: LoadOptions): Promise<Measured> {
   const times: number[] = [];
@@ -100,26 +121,41 @@ async function rawLoad(o: LoadOptions): Promise<Measured> {
   return { requests: r.requests, non2xx: r.non2xx, errors: r.errors, latencies: r.latenciesMs, ...(o.rate !== undefined ? { fromDue: r.dueLatenciesMs } : {}) };
 }
 
+async function wrkLoad(o: LoadOptions): Promise<Measured> {
+  if (o.pipelining !== 1) throw new Error('--generator wrk sends one request at a time per connection (no --pipelining)');
+  const r = await runWrk({ url: o.url, connections: o.connections, durationS: o.durationS, threads: o.wrkThreads ?? 1, ...o.ids });
+  const ms = (us: number) => round3(us / 1000);
+  const l = r.latencyUs;
+  return {
+    requests: r.requests, non2xx: r.errors.status, errors: r.errors.connect + r.errors.read + r.errors.write + r.errors.timeout,
+    latencies: { p50: ms(l.p50), p90: ms(l.p90), p99: ms(l.p99), p999: ms(l.p999), max: ms(l.max) },
+    generatorCpuS: r.cpuS.user + r.cpuS.system,
+  };
+}
+
 export async function runPhase(o: LoadOptions): Promise<PhaseResult> {
   const serverBefore = processCpuSeconds(o.serverPid);
   const genBefore = process.cpuUsage();
-  const r = o.generator === 'raw' ? await rawLoad(o) : await autocannonLoad(o);
-  const gen = process.cpuUsage(genBefore);
+  const generator: Generator = o.generator === 'wrk' && o.rate !== undefined ? 'raw' : o.generator;
+  const r = generator === 'raw' ? await rawLoad(o) : generator === 'wrk' ? await wrkLoad(o) : await autocannonLoad(o);
+  const genOwn = process.cpuUsage(genBefore);
+  const genCpuS = r.generatorCpuS ?? (genOwn.user + genOwn.system) / 1e6;
   const serverAfter = processCpuSeconds(o.serverPid);
   const serverCpu = serverAfter.user + serverAfter.system - serverBefore.user - serverBefore.system;
   const answered = Math.max(1, r.requests);
   const due = r.fromDue && pcts(r.fromDue.sort());
   return {
+    generator,
     requests: r.requests,
     throughputRps: round3(r.requests / o.durationS),
     non2xx: r.non2xx,
     errors: r.errors,
-    exactMs: pcts(r.latencies.sort()),
+    exactMs: r.latencies instanceof Float64Array ? pcts(r.latencies.sort()) : r.latencies,
     ...(due ? { fromDueMs: { p50: due.p50, p99: due.p99, p999: due.p999 } } : {}),
     loadAvg1m: round3(loadavg()[0]!),
     serverCpuSPer10k: round3((serverCpu * 10_000) / answered),
     serverSystemCpuSPer10k: round3(((serverAfter.system - serverBefore.system) * 10_000) / answered),
-    generatorCpuSPer10k: round3(((gen.user + gen.system) / 1e6) * 10_000 / answered),
+    generatorCpuSPer10k: round3((genCpuS * 10_000) / answered),
   };
 }
 

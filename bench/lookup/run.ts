@@ -17,8 +17,11 @@ import { medians, round3, runPhase, type Generator, type PhaseResult } from './l
  * `npm run bench:lookup`: GET /customers/:id/clv, random ids among 10,000
  * customers whose CLV is in Redis, against the API as its own process
  * (`src/api/main.ts`, one process, as in production); the load generator
- * runs here: autocannon by default, or `--generator raw`
- * (bench/lookup/raw-client.ts, evenly paced, lighter on the CPU).
+ * runs here: autocannon by default, `--generator raw`
+ * (bench/lookup/raw-client.ts, evenly paced, lighter on the CPU), or
+ * `--generator wrk` (bench/lookup/wrk.ts, the C generator, for the
+ * closed-loop phases; the fixed-rate phase then uses the raw client, as wrk
+ * cannot pace a rate).
  * Three phases, each `--runs` times (medians go to the results file):
  *
  * - fixed: an overall 5,000 req/s over 10 connections; exact p50/p99/p99.9.
@@ -55,17 +58,21 @@ const program = new Command('bench:lookup')
   .option('--max-duration <s>', 'seconds per max-throughput run', num, 10)
   .option('--max-connections <n>', 'HTTP connections of the max-throughput phase', num, 32)
   .option('--pipelining <n>', 'requests in flight per connection in the max phase (HTTP/1.1 pipelining)', num, 1)
-  .option('--generator <name>', 'load generator: autocannon (bursty pacing at a fixed rate) or raw (bench/lookup/raw-client.ts, evenly paced)', 'autocannon')
+  .option('--generator <name>', 'load generator: autocannon (bursty pacing at a fixed rate), raw (bench/lookup/raw-client.ts, evenly paced) or wrk (closed-loop phases; fixed rate by raw)', 'autocannon')
+  .option('--wrk-threads <n>', 'wrk threads (its -t)', num, 1)
+  .option('--api-root <dir>', 'start the API from this checkout instead of this one (a before/after comparison in one session)')
+  .option('--api-env <kv...>', 'extra environment of the API process, KEY=VALUE (e.g. API_FAST_LANE=false)')
   .option('--customers <n>', 'customers seeded in Postgres and Redis', num, 10_000)
   .option('--cpu-prof <dir>', 'run the API under node --cpu-prof, profile written to <dir> when it stops')
   .option('--out <file>', 'results file', join(REPO, 'bench-results', 'lookup.json'))
   .parse();
 const opts = program.opts<{
   runs: number; phases: string; duration: number; rate: number; connections: number; maxDuration: number;
-  maxConnections: number; pipelining: number; generator: Generator; customers: number; cpuProf?: string; out: string;
+  maxConnections: number; pipelining: number; generator: Generator; wrkThreads: number; customers: number; cpuProf?: string; out: string;
+  apiRoot?: string; apiEnv?: string[];
 }>();
-if (opts.generator !== 'raw' && opts.generator !== 'autocannon') {
-  process.stderr.write(`--generator must be raw or autocannon, got "${opts.generator}"\n`);
+if (!['raw', 'autocannon', 'wrk'].includes(opts.generator)) {
+  process.stderr.write(`--generator must be raw, autocannon or wrk, got "${opts.generator}"\n`);
   process.exit(2);
 }
 const phases = new Set(opts.phases.split(',').map((p) => p.trim()));
@@ -100,8 +107,8 @@ async function clearPrefix(redis: Redis): Promise<void> {
 }
 
 /** Starts a child and resolves with it and the first stdout line `pick` accepts. */
-function startChild(args: string[], env: NodeJS.ProcessEnv, pick: (line: string) => string | undefined): Promise<{ child: ChildProcess; value: string }> {
-  const child = spawn(process.execPath, args, { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+function startChild(args: string[], env: NodeJS.ProcessEnv, pick: (line: string) => string | undefined, cwd = REPO): Promise<{ child: ChildProcess; value: string }> {
+  const child = spawn(process.execPath, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${args.at(-1)} did not start in 30 s`)), 30_000);
     child.once('exit', (code) => reject(new Error(`${args.at(-1)} exited with ${code} before listening`)));
@@ -115,10 +122,16 @@ function startChild(args: string[], env: NodeJS.ProcessEnv, pick: (line: string)
   });
 }
 
+const apiEnv = Object.fromEntries((opts.apiEnv ?? []).map((kv) => {
+  const at = kv.indexOf('=');
+  if (at < 1) throw new Error(`--api-env takes KEY=VALUE, got "${kv}"`);
+  return [kv.slice(0, at), kv.slice(at + 1)];
+}));
+
 function startApi(): Promise<{ child: ChildProcess; value: string }> {
   const prof = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`] : [];
   return startChild([...prof, '--import', 'tsx', 'src/api/main.ts'],
-    { API_PORT: '0', ANALYTICS_SCHEMA: `${SCHEMA}_an`, REDIS_KEY_PREFIX: PREFIX, LOG_LEVEL: 'info' },
+    { API_PORT: '0', ANALYTICS_SCHEMA: `${SCHEMA}_an`, REDIS_KEY_PREFIX: PREFIX, LOG_LEVEL: 'info', ...apiEnv },
     (line) => {
       try {
         const entry = JSON.parse(line) as { msg?: string; url?: string };
@@ -126,7 +139,7 @@ function startApi(): Promise<{ child: ChildProcess; value: string }> {
       } catch {
         return undefined; // not a log line
       }
-    });
+    }, opts.apiRoot ?? REPO);
 }
 
 async function stopChild(child: ChildProcess | undefined): Promise<void> {
@@ -137,7 +150,7 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
 }
 
 /** xorshift32: the same id sequence every run, so runs are comparable. */
-function ids(seed: number, max: number): () => string {
+function idPaths(seed: number, max: number): () => string {
   let x = seed;
   return () => {
     x ^= x << 13;
@@ -147,13 +160,17 @@ function ids(seed: number, max: number): () => string {
   };
 }
 
+function ids(seed: number, max: number) {
+  return { path: idPaths(seed, max), ids: { customers: max, seed }, wrkThreads: opts.wrkThreads };
+}
+
 async function phase(name: string, url: string, pid: number, o: { durationS: number; connections: number; rate?: number; pipelining: number }): Promise<PhaseResult[]> {
   const runs: PhaseResult[] = [];
   for (let i = 1; i <= opts.runs; i++) {
-    const r = await runPhase({ url, serverPid: pid, generator: opts.generator, path: ids(0x9e3779b9 + i, opts.customers), ...o });
+    const r = await runPhase({ url, serverPid: pid, generator: opts.generator, ...ids(0x9e3779b9 + i, opts.customers), ...o });
     runs.push(r);
     const due = r.fromDueMs ? ` (from due time: p99 ${r.fromDueMs.p99} ms)` : '';
-    log(`${name} ${i}/${opts.runs}: ${r.throughputRps} req/s, p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms${due}; `
+    log(`${name} ${i}/${opts.runs} (${r.generator}): ${r.throughputRps} req/s, p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms${due}; `
       + `non-2xx ${r.non2xx}, errors ${r.errors}; server CPU ${r.serverCpuSPer10k} s/10k (system ${r.serverSystemCpuSPer10k}), generator ${r.generatorCpuSPer10k} s/10k; load ${r.loadAvg1m}`);
   }
   return runs;
@@ -172,7 +189,7 @@ async function main(): Promise<void> {
     api = started.child;
     const url = started.value;
     log(`API at ${url} (pid ${api.pid}); warming up 3 s`);
-    await runPhase({ url, serverPid: api.pid!, generator: opts.generator, durationS: 3, connections: opts.connections, pipelining: 1, path: ids(1, opts.customers) });
+    await runPhase({ url, serverPid: api.pid!, generator: opts.generator, durationS: 3, connections: opts.connections, pipelining: 1, ...ids(1, opts.customers) });
     const sample = await (await fetch(`${url}/customers/1/clv`)).text();
 
     const maxShape = { durationS: opts.maxDuration, connections: opts.maxConnections, pipelining: opts.pipelining };
@@ -187,7 +204,7 @@ async function main(): Promise<void> {
       const t = await startChild(['--import', 'tsx', 'bench/lookup/trivial-server.ts'], { BODY: sample }, (line) => (/^\d+$/.test(line) ? line : undefined));
       trivial = t.child;
       const turl = `http://127.0.0.1:${t.value}`;
-      await runPhase({ url: turl, serverPid: trivial.pid!, generator: opts.generator, durationS: 2, connections: opts.maxConnections, pipelining: opts.pipelining, path: ids(1, opts.customers) });
+      await runPhase({ url: turl, serverPid: trivial.pid!, generator: opts.generator, durationS: 2, connections: opts.maxConnections, pipelining: opts.pipelining, ...ids(1, opts.customers) });
       calibration = await phase('calibration', turl, trivial.pid!, maxShape);
     }
 
@@ -196,10 +213,13 @@ async function main(): Promise<void> {
       measuredAt: new Date().toISOString(),
       setup: {
         customers: opts.customers, runs: opts.runs, node: process.version, cpus: cpus().length,
-        generator: `${opts.generator} (in the bench process), pipelining ${opts.pipelining} in the max and calibration phases`,
+        generator: opts.generator === 'wrk'
+          ? `wrk (${opts.wrkThreads} thread(s), its own process) in the max and calibration phases; the raw client (in the bench process) at the fixed rate`
+          : `${opts.generator} (in the bench process), pipelining ${opts.pipelining} in the max and calibration phases`,
+        api: { root: opts.apiRoot ?? REPO, env: apiEnv },
         fixed: {
           rateRps: opts.rate, durationS: opts.duration, connections: opts.connections,
-          loadShape: opts.generator === 'raw' ? 'open loop, evenly paced: what is due every 1 ms' : 'autocannon overallRate: per-connection quota per second, sent back to back (bursty)',
+          loadShape: opts.generator !== 'autocannon' ? 'open loop, evenly paced: what is due every 1 ms' : 'autocannon overallRate: per-connection quota per second, sent back to back (bursty)',
         },
         max: { durationS: opts.maxDuration, connections: opts.maxConnections, pipelining: opts.pipelining },
         responseBytes: Buffer.byteLength(sample),

@@ -36,8 +36,12 @@ export interface AppDeps {
 // Neither does the status page's shell: its data comes from /status/data, which needs the token.
 const PUBLIC_ROUTES = new Set<string>(['/healthz', ...STATUS_PUBLIC_ROUTES]);
 
-/** The HTTP surface of the CLV API (docs/api.md), without the listener, so tests can inject requests. */
-export function buildApiApp(deps: AppDeps): FastifyInstance {
+/**
+ * The HTTP surface of the CLV API (docs/api.md), not yet listening: the
+ * Fastify app, and the fast lane its listener hands lookups to first (absent
+ * with `fastLane: false`).
+ */
+export function buildApiApp(deps: AppDeps): { app: FastifyInstance; lane: ClvFastLane | undefined } {
   const { log, metrics } = deps;
   const httpLog = log.child({ component: 'http' });
   // Built once the routes' dependencies are; the server may exist before.
@@ -105,5 +109,5 @@ export function buildApiApp(deps: AppDeps): FastifyInstance {
   }
   registerOpsRoutes(app, { pg: deps.pg, cache: deps.cache, metrics });
   if (deps.status) registerStatusRoutes(app, { ...deps.status, authRequired: deps.authToken !== undefined, authorized });
-  return app;
+  return { app, lane };
 }

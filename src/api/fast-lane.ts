@@ -85,6 +85,8 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 export class ClvFastLane {
   /** Set when Fastify starts closing: from then on Fastify answers (its 503 while closing). */
   closing = false;
+  /** Requests this lane answered (the rest went to Fastify): for tests and diagnostics. */
+  served = 0;
   private readonly record: RouteRecorder;
   /** Header list of a 200, its content-length filled in per answer (writeHead reads it synchronously). */
   private readonly okHeaders = ['content-type', JSON_TYPE, 'content-length', ''];
@@ -99,6 +101,7 @@ export class ClvFastLane {
     const url = matchClvUrl(req.url ?? '');
     if (url === undefined) return false;
     const start = performance.now();
+    this.served++;
     const { authorized } = this.deps;
     if (authorized !== undefined && !authorized(req.headers.authorization)) {
       this.fail(res, start, unauthorized(), true);

@@ -11,6 +11,7 @@ import type { Logger } from '../logger.ts';
 import { sleep } from '../util/sleep.ts';
 import { buildApiApp } from './app.ts';
 import { ClvPostgres } from './clv-pg.ts';
+import type { ClvFastLane } from './fast-lane.ts';
 import { RedisClvStore } from './clv-store.ts';
 import type { ApiConfig } from './config.ts';
 import { ApiMetrics } from './metrics.ts';
@@ -52,6 +53,7 @@ export class ApiService implements Service {
   private stopping: Promise<void> | undefined;
   private boundUrl: string | undefined;
   private sampler: StatusSampler | undefined;
+  private lane: ClvFastLane | undefined;
 
   constructor(
     private readonly config: ApiConfig,
@@ -64,6 +66,11 @@ export class ApiService implements Service {
   get url(): string {
     if (!this.boundUrl) throw new Error('CLV API is not listening');
     return this.boundUrl;
+  }
+
+  /** Lookups the fast lane answered (src/api/fast-lane.ts); undefined when it is off. */
+  get fastLaneServed(): number | undefined {
+    return this.lane?.served;
   }
 
   async start(signal: AbortSignal): Promise<void> {
@@ -105,7 +112,7 @@ export class ApiService implements Service {
         },
       });
     }
-    this.app = buildApiApp({
+    const built = buildApiApp({
       pg: clvPg,
       cache: new RedisClvStore(this.redis, config.redisKeyPrefix),
       metrics,
@@ -115,6 +122,8 @@ export class ApiService implements Service {
       log,
       status: this.sampler && sp ? { sampler: this.sampler, sampleMs: sp.sampleMs, slot: sp.targets.slot } : undefined,
     });
+    this.app = built.app;
+    this.lane = built.lane;
     await this.app.listen({ host: config.host, port: config.port });
     const addr = this.app.server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
