@@ -73,7 +73,7 @@ describe('verify names every single corrupted value (Postgres only)', () => {
     pool = createWarehousePool(stackEnv.warehouseUrl, 2);
     await migrate(pool, 'warehouse', { schemas: warehouseSchemaNames(schemas) });
     const sim = new ShopSim(4242);
-    sim.randomWorkload(500);
+    sim.randomWorkload(1000);
     const streams = new Map<TableName, BatchMessage[]>();
     for (const ev of sim.events) {
       const st = streams.get(ev.table) ?? [];
