@@ -1,4 +1,5 @@
 import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
+import type pg from 'pg';
 import { REPO } from '../capture/harness.ts';
 import { fullRefresh } from '../../consumers/warehouse/full-refresh.ts';
 import { loadStackConfig } from '../../src/config/index.ts';
@@ -16,14 +17,22 @@ import { procCpuSeconds } from './cpu.ts';
  * orders each, 3 lines an order, 1000 products; every customer has 1–3
  * versions, every order 1–3 status changes), then per run (BENCH_RUNS, 3)
  * the full refresh and `verify` on it, each timed, with the CPU seconds
- * of the Postgres backend that ran it. Results merge into
- * bench-results/consumers-verify.json (BENCH_OUT).
+ * of the Postgres backend that ran each, and verify's time per derived
+ * table (recomputation, comparison) and in the data checks. Results merge
+ * into bench-results/consumers-verify.json (BENCH_OUT).
+ *
+ * BENCH_VERIFY_BASELINE=<dir>: also runs the `verify` of another checkout
+ * (e.g. `git archive` of main into /tmp, node_modules linked) on the same
+ * staging in each run, order alternating, so before and after are
+ * measured in the same run.
  */
 const customers = Number(process.env.BENCH_VERIFY_CUSTOMERS ?? 25_000);
 const runs = Number(process.env.BENCH_RUNS ?? 3);
 const out = `${REPO}/${process.env.BENCH_OUT ?? 'bench-results/consumers-verify.json'}`;
 const id = `bcv_${Date.now().toString(36).slice(-5)}`;
 const schemas = { staging: `${id}_stg`, analytics: `${id}_an`, meta: `${id}_wm` };
+const baselineDir = process.env.BENCH_VERIFY_BASELINE;
+const baselineVerify = baselineDir ? ((await import(`${baselineDir}/src/rebuild/verify.ts`)) as { runVerify: typeof runVerify }).runVerify : undefined;
 const pool = createWarehousePool(loadStackConfig().warehouseUrl, 2);
 const stg = `"${schemas.staging}"`;
 
@@ -58,18 +67,41 @@ try {
   const lines = Number((await pool.query(`SELECT count(*) AS n FROM ${stg}.stg_order_items`)).rows[0].n);
   log(`verify-scale: staging filled, ${customers} customers, ${customers * 4} orders, ${lines} lines`);
   const results = [];
+  type Verify = typeof runVerify;
+  async function timedVerify(c: pg.PoolClient, fn: Verify) {
+    const cpu0 = await backendCpu(c);
+    const t0 = Date.now();
+    const report = await fn(c, schemas);
+    const seconds = (Date.now() - t0) / 1000;
+    const cpu = round((await backendCpu(c)) - cpu0, 2);
+    if (!report.ok) throw new Error(`verify found differences: ${JSON.stringify(report.recompute.filter((d) => d.missing || d.unexpected))}`);
+    const tables = Object.fromEntries(report.recompute.map((d) => [d.table, d.ms ?? null]));
+    const checksSeconds = round(report.checks.reduce((a, x) => a + (x.ms ?? 0), 0) / 1000, 2);
+    return { seconds: round(seconds, 2), backendCpuSeconds: cpu, tablesMs: tables, checksSeconds };
+  }
   for (let r = 0; r < runs; r++) {
     const loadBefore = loadavg();
     const c = await pool.connect();
     try {
-      const cpu0 = await backendCpu(c);
+      // The pool holds two connections and verify's is taken: the full refresh runs on the other.
+      const other = await pool.connect();
+      const refreshPid = (await other.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      other.release();
+      const rcpu0 = procCpuSeconds(refreshPid) ?? Number.NaN;
       const refresh = await fullRefresh(pool, schemas, { redisKeyPrefix: `${id}:` });
-      const t0 = Date.now();
-      const report = await runVerify(c, schemas);
-      const verifyS = (Date.now() - t0) / 1000;
-      const cpu1 = await backendCpu(c);
-      if (!report.ok) throw new Error(`verify found differences: ${JSON.stringify(report.recompute.filter((d) => d.missing || d.unexpected))}`);
-      const run = { run: r + 1, loadavgBefore: loadBefore, loadavgAfter: loadavg(), fullRefreshSeconds: round(refresh.ms / 1000, 2), verifySeconds: round(verifyS, 2), ratio: round(verifyS / (refresh.ms / 1000), 2), verifyBackendCpuSeconds: round(cpu1 - cpu0, 2) };
+      const refreshCpu = round((procCpuSeconds(refreshPid) ?? Number.NaN) - rcpu0, 2);
+      const refreshS = refresh.ms / 1000;
+      let baseline: Awaited<ReturnType<typeof timedVerify>> | undefined;
+      if (baselineVerify && r % 2 === 1) baseline = await timedVerify(c, baselineVerify);
+      const v = await timedVerify(c, runVerify);
+      if (baselineVerify && r % 2 === 0) baseline = await timedVerify(c, baselineVerify);
+      const run = {
+        run: r + 1, loadavgBefore: loadBefore, loadavgAfter: loadavg(),
+        fullRefreshSeconds: round(refreshS, 2), fullRefreshBackendCpuSeconds: refreshCpu,
+        verifySeconds: v.seconds, ratio: round(v.seconds / refreshS, 2), verifyBackendCpuSeconds: v.backendCpuSeconds,
+        verifyTablesMs: v.tablesMs, verifyChecksSeconds: v.checksSeconds,
+        ...(baseline ? { baselineVerifySeconds: baseline.seconds, baselineRatio: round(baseline.seconds / refreshS, 2), baselineVerifyBackendCpuSeconds: baseline.backendCpuSeconds } : {}),
+      };
       log(`verify-scale run ${r + 1}: ${JSON.stringify(run)}`);
       results.push(run);
     } finally {
@@ -78,9 +110,12 @@ try {
   }
   const res = {
     date: new Date().toISOString(), customers, orders: customers * 4, lines,
-    method: 'staging filled in SQL; per run the full refresh (its own transaction), then verify (REPEATABLE READ, read only) on its result; wall times; verify backend CPU from /proc',
+    method: 'staging filled in SQL; per run the full refresh (its own transaction), then verify (REPEATABLE READ, read only) on its result; wall times; backend CPU from /proc'
+      + (baselineDir ? `; baseline verify from ${baselineDir} in the same runs, order alternating` : ''),
     runs: results,
-    median: { fullRefreshSeconds: median(results.map((x) => x.fullRefreshSeconds)), verifySeconds: median(results.map((x) => x.verifySeconds)), ratio: median(results.map((x) => x.ratio)) },
+    median: { fullRefreshSeconds: median(results.map((x) => x.fullRefreshSeconds)), verifySeconds: median(results.map((x) => x.verifySeconds)), ratio: median(results.map((x) => x.ratio)),
+      verifyBackendCpuSeconds: median(results.map((x) => x.verifyBackendCpuSeconds)), fullRefreshBackendCpuSeconds: median(results.map((x) => x.fullRefreshBackendCpuSeconds)),
+      ...(baselineDir ? { baselineVerifySeconds: median(results.map((x) => x.baselineVerifySeconds ?? Number.NaN)), baselineRatio: median(results.map((x) => x.baselineRatio ?? Number.NaN)) } : {}) },
   };
   const prev = existsSync(out) ? JSON.parse(readFileSync(out, 'utf8')) : {};
   mkdirSync(`${REPO}/bench-results`, { recursive: true });

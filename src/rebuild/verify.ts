@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { TABLE_NAMES } from '../consumer/tables.ts';
-import { batchChecks, diffDerivedTables, type TableDiff } from '../../consumers/warehouse/batch-recompute.ts';
+import { batchChecks, beginVerifySnapshot, diffDerivedTablesInSnapshot, dropRecomputeTables, prepareRecomputeTables, type TableDiff } from '../../consumers/warehouse/batch-recompute.ts';
 import type { ClvThresholds } from '../../consumers/warehouse/derived-sql.ts';
 import type { WarehouseSchemas } from '../sinks/postgres/pool.ts';
 import { dataChecks, runDataChecks, type CheckResult } from './checks.ts';
@@ -48,27 +48,37 @@ export interface VerifyOptions {
 
 export async function runVerify(client: pg.ClientBase, schemas: WarehouseSchemas, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const started = Date.now();
-  // One snapshot for everything: each consumer batch commits staging and
-  // derived rows together, so a snapshot is consistent even while the
-  // consumer runs, and verify never reports a batch half seen.
-  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  const tables = batchChecks(schemas, opts.thresholds);
+  // Before the snapshot: a read-only transaction cannot create the
+  // temporary tables the recomputation is kept in (batch-recompute.ts).
+  const columns = await prepareRecomputeTables(client, tables);
   try {
-    const total = batchChecks(schemas, opts.thresholds).length + dataChecks(schemas).length + (opts.source ? TABLE_NAMES.length : 0);
-    let done = 0;
-    const step = () => opts.onProgress?.(++done, total);
-    opts.onProgress?.(0, total);
-    const diffs = await diffDerivedTables(client, schemas, opts.thresholds, step);
-    const recompute = diffs.map((d) => ({
-      ...d,
-      keys: { missing: d.samples.missing.map((r) => keyOf(d.table, r)), unexpected: d.samples.unexpected.map((r) => keyOf(d.table, r)) },
-    }));
-    const checks = await runDataChecks(client, schemas, opts.sampleSize, step);
-    const source = opts.source ? await diffStagingWithSource(opts.source.client, opts.source.schema, client, schemas.staging, { sampleSize: opts.sampleSize, onTable: step }) : undefined;
-    const ok = recompute.every((d) => d.missing === 0 && d.unexpected === 0) && checks.every((c) => c.failures === 0)
-      && (source ?? []).every((s) => s.missing === 0 && s.unexpected === 0 && s.differing === 0);
-    return { ok, schemas, recompute, checks, source, durationMs: Date.now() - started };
+    // One snapshot for everything: each consumer batch commits staging and
+    // derived rows together, so a snapshot is consistent even while the
+    // consumer runs, and verify never reports a batch half seen. READ ONLY:
+    // verify writes nothing but its own temporary tables.
+    await beginVerifySnapshot(client);
+    try {
+      const total = tables.length + dataChecks(schemas).length + (opts.source ? TABLE_NAMES.length : 0);
+      let done = 0;
+      const step = () => opts.onProgress?.(++done, total);
+      opts.onProgress?.(0, total);
+      const diffs = await diffDerivedTablesInSnapshot(client, tables, columns, step, opts.sampleSize);
+      const recompute = diffs.map((d) => ({
+        ...d,
+        keys: { missing: d.samples.missing.map((r) => keyOf(d.table, r)), unexpected: d.samples.unexpected.map((r) => keyOf(d.table, r)) },
+      }));
+      const checks = await runDataChecks(client, schemas, opts.sampleSize, step);
+      const source = opts.source ? await diffStagingWithSource(opts.source.client, opts.source.schema, client, schemas.staging, { sampleSize: opts.sampleSize, onTable: step }) : undefined;
+      const ok = recompute.every((d) => d.missing === 0 && d.unexpected === 0) && checks.every((c) => c.failures === 0)
+        && (source ?? []).every((s) => s.missing === 0 && s.unexpected === 0 && s.differing === 0);
+      return { ok, schemas, recompute, checks, source, durationMs: Date.now() - started };
+    } finally {
+      await client.query('ROLLBACK').catch(() => {});
+    }
   } finally {
-    await client.query('ROLLBACK').catch(() => {});
+    // On a broken connection this fails too; the error that broke it is the one to see.
+    await dropRecomputeTables(client, tables).catch(() => {});
   }
 }
 
