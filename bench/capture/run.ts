@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
+import { resolve } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import pg from 'pg';
 import { loadRdkafka } from '../../src/publisher/rdkafka-transport.ts';
@@ -33,6 +34,17 @@ const benchEnv: Record<string, string> = JSON.parse(process.env.BENCH_ENV ?? '{}
 /** Producers compared, each in every run (CAPTURE_PRODUCER values); default: kafkajs, plus rdkafka when it loads. */
 const PRODUCERS = (process.env.BENCH_PRODUCERS ?? `kafkajs${rdkafkaLoads() ? ',rdkafka' : ''}`).split(',');
 
+/**
+ * Checkouts compared, each in every run: BENCH_TREES=before=/tmp/x,after=. (name=dir, dir a checkout
+ * with node_modules, built when BENCH_RUN=dist). Default: this checkout alone. Runs alternate the
+ * order (ABBA) so drift in the machine's load is shared; medians are per tree and producer.
+ */
+const TREES = (process.env.BENCH_TREES ?? `this=${REPO}`).split(',').map((t) => {
+  const i = t.indexOf('=');
+  if (i < 1) throw new Error(`BENCH_TREES: "${t}" is not name=dir`);
+  return { tree: t.slice(0, i), dir: resolve(t.slice(i + 1)) };
+});
+
 function rdkafkaLoads(): boolean {
   try { loadRdkafka(); return true; } catch { return false; }
 }
@@ -62,7 +74,9 @@ async function slotActive(pool: pg.Pool, slot: string): Promise<boolean> {
 async function backlogRuns(h: Harness) {
   // One slot per run and producer, all created before the backlog, so each run drains identical WAL;
   // runs alternate between the producers so both see the same share of the machine's noise.
-  const plan = Array.from({ length: RUNS }, (_, i) => PRODUCERS.map((producer) => ({ producer, slot: `${h.id}_r${i}_${producer}` }))).flat();
+  const plan = Array.from({ length: RUNS }, (_, i) => (i % 2 === 0 ? TREES : [...TREES].reverse()).flatMap(({ tree, dir }) =>
+    // slot names take the tree's index: names of trees are free text, slot names are not
+    PRODUCERS.map((producer) => ({ tree, dir, producer, slot: `${h.id}_r${i}_${TREES.length > 1 ? `t${TREES.findIndex((x) => x.tree === tree)}_` : ''}${producer}` })))).flat();
   for (const { slot } of plan) {
     const cap = await startInProcess(h.config({ CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never' }));
     await cap.stop();
@@ -73,10 +87,10 @@ async function backlogRuns(h: Harness) {
   log(`backlog written: ${changes} changes in ${((Date.now() - t0) / 1000).toFixed(1)} s, WAL end ${endLsn}`);
   const end = parseLsn(endLsn);
   const runs = [];
-  for (const { producer, slot } of plan) {
+  for (const { tree, dir, producer, slot } of plan) {
     const started = Date.now();
     const load0 = loadavg()[0]!;
-    const child = spawnCapture({ ...h.env, CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never', CAPTURE_HEARTBEAT_MS: '0', ...benchEnv, CAPTURE_PRODUCER: producer });
+    const child = spawnCapture({ ...h.env, CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never', CAPTURE_HEARTBEAT_MS: '0', ...benchEnv, CAPTURE_PRODUCER: producer }, dir);
     let stat = { rssPeakMiB: 0, cpuSeconds: 0 };
     // CPU spent before the slot is streaming (tsx compiling the sources, connecting) is start-up, not drain.
     let startupCpu: number | null = null;
@@ -93,7 +107,7 @@ async function backlogRuns(h: Harness) {
     await new Promise((r) => child.once('exit', r));
     const drainCpu = stat.cpuSeconds - (startupCpu ?? 0);
     const run = {
-      producer, slot, seconds, changesPerSec: Math.round(changes / seconds), rssPeakMiB: stat.rssPeakMiB, cpuSeconds: stat.cpuSeconds,
+      tree, producer, slot, seconds, changesPerSec: Math.round(changes / seconds), rssPeakMiB: stat.rssPeakMiB, cpuSeconds: stat.cpuSeconds,
       startupCpuSeconds: startupCpu, cpuSecondsPer100k: Math.round((drainCpu / changes) * 1e5 * 1000) / 1000,
       changesPerCpuSecond: Math.round(changes / drainCpu), loadavg1mBefore: load0, loadavg1mAfter: loadavg()[0]!,
     };
@@ -109,7 +123,8 @@ async function backlogRuns(h: Harness) {
   return {
     changes,
     runs,
-    median: Object.fromEntries(PRODUCERS.map((p) => [p, summary(runs.filter((r) => r.producer === p))])),
+    trees: TREES,
+    median: Object.fromEntries(TREES.flatMap(({ tree }) => PRODUCERS.map((p) => [TREES.length > 1 ? `${tree}/${p}` : p, summary(runs.filter((r) => r.producer === p && r.tree === tree))]))),
   };
 }
 
