@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
@@ -58,6 +58,25 @@ function procStat(pid: number): { rssPeakMiB: number; cpuSeconds: number } {
   return { rssPeakMiB: Math.round(hwm / 1024), cpuSeconds: ticks / 100 };
 }
 
+/**
+ * CPU seconds of the process by thread name: the JS main thread ("node"), V8's GC and
+ * compiler helpers, libuv's pool and librdkafka's own threads ("rdk:..."), which a
+ * --cpu-prof profile of the main thread does not see.
+ */
+function threadCpu(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const raw = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // per-instance suffixes (rdk:broker1, rdk:broker-1) summed under one name
+      const name = raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')')).replace(/[-\d]+$/, '');
+      const f = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+      out[name] = Math.round(((out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / 100) * 100) / 100;
+    } catch { /* thread gone */ }
+  }
+  return out;
+}
+
 async function confirmedLsn(pool: pg.Pool, slot: string): Promise<bigint> {
   const { rows } = await pool.query<{ l: string }>('SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = $1', [slot]);
   return parseLsn(rows[0]!.l);
@@ -103,13 +122,14 @@ async function backlogRuns(h: Harness) {
       if (Date.now() - started > 900_000) throw new Error('drain did not finish in 15 minutes');
     }
     const seconds = (Date.now() - started) / 1000;
+    const threads = threadCpu(child.pid!);
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     const drainCpu = stat.cpuSeconds - (startupCpu ?? 0);
     const run = {
       tree, producer, slot, seconds, changesPerSec: Math.round(changes / seconds), rssPeakMiB: stat.rssPeakMiB, cpuSeconds: stat.cpuSeconds,
       startupCpuSeconds: startupCpu, cpuSecondsPer100k: Math.round((drainCpu / changes) * 1e5 * 1000) / 1000,
-      changesPerCpuSecond: Math.round(changes / drainCpu), loadavg1mBefore: load0, loadavg1mAfter: loadavg()[0]!,
+      changesPerCpuSecond: Math.round(changes / drainCpu), loadavg1mBefore: load0, loadavg1mAfter: loadavg()[0]!, threadCpuSeconds: threads,
     };
     log(`run ${slot}: ${JSON.stringify(run)}`);
     runs.push(run);

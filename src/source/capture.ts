@@ -108,8 +108,11 @@ export class CaptureService implements Service {
       const dc = `${ev.relation.schema}.${ev.relation.table}`;
       this.txState.counts.set(dc, (this.txState.counts.get(dc) ?? 0) + 1);
     }
-    this.publish(ev, this.acker!.track.bind(this.acker!));
+    this.publish(ev, this.trackTx);
   }
+
+  /** The acker's track() for the open transaction; one function for every event, not a bound copy each. */
+  private readonly trackTx = (): TxTicket => this.acker!.track();
 
   /**
    * A high watermark's chunk rows, emitted inside its transaction at its
@@ -119,7 +122,7 @@ export class CaptureService implements Service {
   private emitChunk(chunk: { relation: Relation; rows: ReadEvent['after'][] } | null, lsn: Lsn): void {
     if (!chunk) return;
     // Not counted in the transaction metadata: snapshot reads carry no transaction block.
-    const track = this.acker!.track.bind(this.acker!);
+    const track = this.trackTx;
     for (const after of chunk.rows) {
       const ev: ReadEvent = { kind: 'read', after, snapshot: 'incremental', ...this.decoder.positionIn(chunk.relation, lsn) };
       this.publish(ev, track);
