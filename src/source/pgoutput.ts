@@ -77,7 +77,10 @@ function sameShape(a: Relation, b: Relation): boolean {
 
 export class PgoutputDecoder {
   private readonly relations = new Map<number, RelationEntry>();
-  private tx: { txId: number; commitLsn: Lsn; lastCommitLsn: Lsn; commitTimeUs: bigint; total: number; perTable: Map<number, number> } | null = null;
+  private tx: { txId: number; commitLsn: Lsn; lastCommitLsn: Lsn; commitTimeUs: bigint; total: number; seq: number } | null = null;
+  /** Per table oid: changes counted in transaction `seq` (one Map get per change, no Map per transaction). */
+  private readonly tableCounts = new Map<number, { seq: number; n: number }>();
+  private txSeq = 0;
   private lastCommitEnd: Lsn = 0n;
 
   constructor(private readonly sink: DecoderSink) {}
@@ -109,7 +112,7 @@ export class PgoutputDecoder {
         const finalLsn = r.u64();
         const commitTimeUs = r.i64() + PG_EPOCH_MICROS;
         const txId = r.u32();
-        this.tx = { txId, commitLsn: finalLsn, lastCommitLsn: this.lastCommitEnd, commitTimeUs, total: 0, perTable: new Map() };
+        this.tx = { txId, commitLsn: finalLsn, lastCommitLsn: this.lastCommitEnd, commitTimeUs, total: 0, seq: ++this.txSeq };
         this.sink.begin({ finalLsn, commitTimeUs, txId });
         return;
       }
@@ -211,8 +214,10 @@ export class PgoutputDecoder {
     if (!tx) throw new DecodeError('row change outside a transaction');
     tx.total += 1;
     const oid = relation.oid;
-    const tableOrder = (tx.perTable.get(oid) ?? 0) + 1;
-    tx.perTable.set(oid, tableOrder);
+    let c = this.tableCounts.get(oid);
+    if (!c) this.tableCounts.set(oid, (c = { seq: 0, n: 0 }));
+    if (c.seq !== tx.seq) { c.seq = tx.seq; c.n = 0; }
+    const tableOrder = ++c.n;
     this.lastTableOrder = tableOrder;
     return tx;
   }

@@ -86,3 +86,20 @@ describe('PgoutputDecoder with the byte readers', () => {
     expect(events.map((e) => (e.kind === 'insert' ? e.after : null))).toEqual(rows.map((r) => r.map((v, i) => valueParser(columnType(cols[i]![1], -1))(v))));
   });
 });
+
+describe('PgoutputDecoder table order', () => {
+  it('counts per table within each transaction, from 1 again in the next', () => {
+    const events: ChangeEvent[] = [];
+    const d = new PgoutputDecoder({ begin() {}, commit() {}, relation() {}, change: (e) => events.push(e), message() {} });
+    const msg = (...parts: (number | string | Buffer)[]) => Buffer.concat(parts.map((p) => (typeof p === 'number' ? Buffer.from([p]) : typeof p === 'string' ? Buffer.from(`${p}\0`) : p)));
+    const i32 = (v: number) => { const b = Buffer.alloc(4); b.writeInt32BE(v); return b; };
+    const begin = (xid: number) => msg(0x42, Buffer.alloc(16), i32(xid));
+    const commit = () => msg(0x43, 0, Buffer.alloc(24));
+    const insert = (oid: number) => msg(0x49, i32(oid), 0x4e, Buffer.from([0, 1]), 0x74, i32(1), Buffer.from('1'));
+    for (const oid of [1, 2]) d.decode(msg(0x52, i32(oid), 'public', `t${oid}`, 0x64, Buffer.from([0, 1]), 1, 'id', i32(20), i32(-1)), 0, 1n);
+    for (const m of [begin(1), insert(1), insert(2), insert(1), insert(1), commit(), begin(2), insert(2), insert(1), insert(2), commit()]) d.decode(m, 0, 2n);
+    expect(events.map((e) => [e.txId, e.relation.table, e.totalOrder, e.tableOrder])).toEqual([
+      [1, 't1', 1, 1], [1, 't2', 2, 1], [1, 't1', 3, 2], [1, 't1', 4, 3], [2, 't2', 1, 1], [2, 't1', 2, 1], [2, 't2', 3, 2],
+    ]);
+  });
+});
