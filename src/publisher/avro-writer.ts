@@ -65,6 +65,20 @@ export class AvroWriter {
 
   /** Avro int and long share the zig-zag varint encoding. */
   long(v: number | bigint): void {
+    // Most longs of a record (union branches, lengths, orders, quantities) are small: zig-zag in 31 bits, shifts not divisions.
+    if (typeof v === 'number' && (v | 0) === v && v < 0x40000000 && v >= -0x40000000) {
+      this.ensure(5);
+      const buf = this.buf;
+      let pos = this.pos;
+      let n = (v << 1) ^ (v >> 31);
+      while (n > 127) {
+        buf[pos++] = (n & 127) | 128;
+        n >>>= 7;
+      }
+      buf[pos++] = n;
+      this.pos = pos;
+      return;
+    }
     // Most bigints (ids, microsecond timestamps) fit the fast number path exactly.
     if (typeof v === 'bigint' && v < 4503599627370496n && v > -4503599627370496n) v = Number(v);
     if (typeof v === 'number' && Number.isSafeInteger(v) && v < 2 ** 52 && v > -(2 ** 52)) {

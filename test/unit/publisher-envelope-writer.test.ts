@@ -101,6 +101,16 @@ describe('AvroWriter number paths', () => {
       }
     }
   });
+  it('long(number) writes the zig-zag varint of the same value as a bigint', () => {
+    const ns = [0, -0, 1, -1, 63, 64, -64, -65, 127, 128, 8191, 8192, 0x3fffffff, 0x40000000, -0x40000000, -0x40000001, 2 ** 31, -(2 ** 31), 2 ** 32, 2 ** 52 - 1, -(2 ** 52) + 1];
+    for (let i = 0; i < 5000; i++) ns.push(Math.floor((rnd() - 0.5) * 2 ** Math.floor(rnd() * 53)));
+    const viaBig = (n: bigint) => { const w = new AvroWriter(16); const u = BigInt.asUintN(64, (n << 1n) ^ (n >> 63n)); let x = u; const out: number[] = []; do { const b = Number(x & 127n); x >>= 7n; out.push(x > 0n ? b | 128 : b); } while (x > 0n); w.raw(Buffer.from(out)); return w.copyFrom(0).toString('hex'); };
+    for (const n of ns) {
+      const w = new AvroWriter(2);
+      w.long(n);
+      expect(w.copyFrom(0).toString('hex')).toBe(viaBig(BigInt(n)));
+    }
+  });
   it('asciiDigits / decimalLength match String(n)', () => {
     const ns = [0, 9, 10, 99, 100, 4294967296, Number.MAX_SAFE_INTEGER];
     for (let i = 0; i < 2000; i++) ns.push(Math.floor(rnd() * 10 ** Math.floor(rnd() * 16)));
