@@ -90,7 +90,9 @@ export function spawnCapture(env: Env, tree: string = REPO): ChildProcess {
   const out = process.env.CAPTURE_CHILD_LOG ? openSync(process.env.CAPTURE_CHILD_LOG, 'a') : 'ignore';
   const dist = join(tree, 'dist/src/cli/capture.js');
   if (process.env.BENCH_RUN === 'dist' && !existsSync(dist)) throw new Error(`BENCH_RUN=dist: ${dist} is missing; run npm run build first`);
-  const args = process.env.BENCH_RUN === 'dist' ? [dist] : ['--import', 'tsx', 'src/cli/capture.ts'];
+  // BENCH_NODE_ARGS: node flags for the child that NODE_OPTIONS refuses (--cpu-prof --cpu-prof-dir=...)
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const args = [...nodeArgs, ...(process.env.BENCH_RUN === 'dist' ? [dist] : ['--import', 'tsx', 'src/cli/capture.ts'])];
   return spawn(process.execPath, args, {
     cwd: tree, env: env as NodeJS.ProcessEnv, stdio: ['ignore', out, 'inherit'],
   });
