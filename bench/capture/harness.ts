@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import avro from 'avsc';
@@ -81,15 +82,19 @@ export async function startInProcess(cfg: CaptureConfig): Promise<CaptureService
 /**
  * Runs the capture CLI as a child; its log goes to $CAPTURE_CHILD_LOG when set.
  * BENCH_RUN=dist runs the production build (`npm run build`, what the runtime
- * image runs) under plain node instead of the sources under tsx.
+ * image runs) under plain node instead of the sources under tsx. `tree` is the
+ * checkout to run (default this one): the benchmark's BENCH_TREES runs two
+ * builds side by side, alternating, so a before/after shares the machine's noise.
  */
-export function spawnCapture(env: Env): ChildProcess {
+export function spawnCapture(env: Env, tree: string = REPO): ChildProcess {
   const out = process.env.CAPTURE_CHILD_LOG ? openSync(process.env.CAPTURE_CHILD_LOG, 'a') : 'ignore';
-  const dist = `${REPO}/dist/src/cli/capture.js`;
+  const dist = join(tree, 'dist/src/cli/capture.js');
   if (process.env.BENCH_RUN === 'dist' && !existsSync(dist)) throw new Error(`BENCH_RUN=dist: ${dist} is missing; run npm run build first`);
-  const args = process.env.BENCH_RUN === 'dist' ? [dist] : ['--import', 'tsx', 'src/cli/capture.ts'];
+  // BENCH_NODE_ARGS: node flags for the child that NODE_OPTIONS refuses (--cpu-prof --cpu-prof-dir=...)
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const args = [...nodeArgs, ...(process.env.BENCH_RUN === 'dist' ? [dist] : ['--import', 'tsx', 'src/cli/capture.ts'])];
   return spawn(process.execPath, args, {
-    cwd: REPO, env: env as NodeJS.ProcessEnv, stdio: ['ignore', out, 'inherit'],
+    cwd: tree, env: env as NodeJS.ProcessEnv, stdio: ['ignore', out, 'inherit'],
   });
 }
 

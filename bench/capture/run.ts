@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
+import { resolve } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import pg from 'pg';
 import { loadRdkafka } from '../../src/publisher/rdkafka-transport.ts';
@@ -33,6 +34,17 @@ const benchEnv: Record<string, string> = JSON.parse(process.env.BENCH_ENV ?? '{}
 /** Producers compared, each in every run (CAPTURE_PRODUCER values); default: kafkajs, plus rdkafka when it loads. */
 const PRODUCERS = (process.env.BENCH_PRODUCERS ?? `kafkajs${rdkafkaLoads() ? ',rdkafka' : ''}`).split(',');
 
+/**
+ * Checkouts compared, each in every run: BENCH_TREES=before=/tmp/x,after=. (name=dir, dir a checkout
+ * with node_modules, built when BENCH_RUN=dist). Default: this checkout alone. Runs alternate the
+ * order (ABBA) so drift in the machine's load is shared; medians are per tree and producer.
+ */
+const TREES = (process.env.BENCH_TREES ?? `this=${REPO}`).split(',').map((t) => {
+  const i = t.indexOf('=');
+  if (i < 1) throw new Error(`BENCH_TREES: "${t}" is not name=dir`);
+  return { tree: t.slice(0, i), dir: resolve(t.slice(i + 1)) };
+});
+
 function rdkafkaLoads(): boolean {
   try { loadRdkafka(); return true; } catch { return false; }
 }
@@ -44,6 +56,25 @@ function procStat(pid: number): { rssPeakMiB: number; cpuSeconds: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   const ticks = Number(stat[11]) + Number(stat[12]);
   return { rssPeakMiB: Math.round(hwm / 1024), cpuSeconds: ticks / 100 };
+}
+
+/**
+ * CPU seconds of the process by thread name: the JS main thread ("node"), V8's GC and
+ * compiler helpers, libuv's pool and librdkafka's own threads ("rdk:..."), which a
+ * --cpu-prof profile of the main thread does not see.
+ */
+function threadCpu(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const raw = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // per-instance suffixes (rdk:broker1, rdk:broker-1) summed under one name
+      const name = raw.slice(raw.indexOf('(') + 1, raw.lastIndexOf(')')).replace(/[-\d]+$/, '');
+      const f = raw.slice(raw.lastIndexOf(')') + 2).split(' ');
+      out[name] = Math.round(((out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / 100) * 100) / 100;
+    } catch { /* thread gone */ }
+  }
+  return out;
 }
 
 async function confirmedLsn(pool: pg.Pool, slot: string): Promise<bigint> {
@@ -62,7 +93,9 @@ async function slotActive(pool: pg.Pool, slot: string): Promise<boolean> {
 async function backlogRuns(h: Harness) {
   // One slot per run and producer, all created before the backlog, so each run drains identical WAL;
   // runs alternate between the producers so both see the same share of the machine's noise.
-  const plan = Array.from({ length: RUNS }, (_, i) => PRODUCERS.map((producer) => ({ producer, slot: `${h.id}_r${i}_${producer}` }))).flat();
+  const plan = Array.from({ length: RUNS }, (_, i) => (i % 2 === 0 ? TREES : [...TREES].reverse()).flatMap(({ tree, dir }) =>
+    // slot names take the tree's index: names of trees are free text, slot names are not
+    PRODUCERS.map((producer) => ({ tree, dir, producer, slot: `${h.id}_r${i}_${TREES.length > 1 ? `t${TREES.findIndex((x) => x.tree === tree)}_` : ''}${producer}` })))).flat();
   for (const { slot } of plan) {
     const cap = await startInProcess(h.config({ CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never' }));
     await cap.stop();
@@ -73,10 +106,10 @@ async function backlogRuns(h: Harness) {
   log(`backlog written: ${changes} changes in ${((Date.now() - t0) / 1000).toFixed(1)} s, WAL end ${endLsn}`);
   const end = parseLsn(endLsn);
   const runs = [];
-  for (const { producer, slot } of plan) {
+  for (const { tree, dir, producer, slot } of plan) {
     const started = Date.now();
     const load0 = loadavg()[0]!;
-    const child = spawnCapture({ ...h.env, CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never', CAPTURE_HEARTBEAT_MS: '0', ...benchEnv, CAPTURE_PRODUCER: producer });
+    const child = spawnCapture({ ...h.env, CAPTURE_SLOT: slot, TOPIC_PREFIX: slot, CAPTURE_SNAPSHOT: 'never', CAPTURE_HEARTBEAT_MS: '0', ...benchEnv, CAPTURE_PRODUCER: producer }, dir);
     let stat = { rssPeakMiB: 0, cpuSeconds: 0 };
     // CPU spent before the slot is streaming (tsx compiling the sources, connecting) is start-up, not drain.
     let startupCpu: number | null = null;
@@ -89,13 +122,14 @@ async function backlogRuns(h: Harness) {
       if (Date.now() - started > 900_000) throw new Error('drain did not finish in 15 minutes');
     }
     const seconds = (Date.now() - started) / 1000;
+    const threads = threadCpu(child.pid!);
     child.kill('SIGTERM');
     await new Promise((r) => child.once('exit', r));
     const drainCpu = stat.cpuSeconds - (startupCpu ?? 0);
     const run = {
-      producer, slot, seconds, changesPerSec: Math.round(changes / seconds), rssPeakMiB: stat.rssPeakMiB, cpuSeconds: stat.cpuSeconds,
+      tree, producer, slot, seconds, changesPerSec: Math.round(changes / seconds), rssPeakMiB: stat.rssPeakMiB, cpuSeconds: stat.cpuSeconds,
       startupCpuSeconds: startupCpu, cpuSecondsPer100k: Math.round((drainCpu / changes) * 1e5 * 1000) / 1000,
-      changesPerCpuSecond: Math.round(changes / drainCpu), loadavg1mBefore: load0, loadavg1mAfter: loadavg()[0]!,
+      changesPerCpuSecond: Math.round(changes / drainCpu), loadavg1mBefore: load0, loadavg1mAfter: loadavg()[0]!, threadCpuSeconds: threads,
     };
     log(`run ${slot}: ${JSON.stringify(run)}`);
     runs.push(run);
@@ -109,7 +143,8 @@ async function backlogRuns(h: Harness) {
   return {
     changes,
     runs,
-    median: Object.fromEntries(PRODUCERS.map((p) => [p, summary(runs.filter((r) => r.producer === p))])),
+    trees: TREES,
+    median: Object.fromEntries(TREES.flatMap(({ tree }) => PRODUCERS.map((p) => [TREES.length > 1 ? `${tree}/${p}` : p, summary(runs.filter((r) => r.producer === p && r.tree === tree))]))),
   };
 }
 

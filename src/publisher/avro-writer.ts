@@ -5,6 +5,13 @@
  * exactly (int8 ids, microsecond timestamps), which avsc's default long type
  * cannot. Correctness is checked in unit tests by decoding with avsc.
  */
+/** Number of decimal digits of a non-negative safe integer. */
+export function decimalLength(n: number): number {
+  let d = 1;
+  while (n >= 10) { n = Math.floor(n / 10); d++; }
+  return d;
+}
+
 export class AvroWriter {
   buf: Buffer;
   pos = 0;
@@ -27,6 +34,14 @@ export class AvroWriter {
     this.buf = next;
   }
 
+  /** Makes room for `n` bytes at `pos` and moves past them; the caller fills buf[start, start + n). */
+  claim(n: number): number {
+    this.ensure(n);
+    const start = this.pos;
+    this.pos += n;
+    return start;
+  }
+
   /** Copies what was written since `start` into a buffer of its own. */
   copyFrom(start: number): Buffer {
     return Buffer.from(this.buf.subarray(start, this.pos));
@@ -37,9 +52,10 @@ export class AvroWriter {
     this.buf[this.pos++] = b;
   }
 
-  raw(b: Buffer): void {
+  raw(b: Uint8Array): void {
     this.ensure(b.length);
-    b.copy(this.buf, this.pos);
+    // TypedArray#set: for the short prebuilt parts of every record, cheaper than Buffer#copy's native call
+    this.buf.set(b, this.pos);
     this.pos += b.length;
   }
 
@@ -49,6 +65,20 @@ export class AvroWriter {
 
   /** Avro int and long share the zig-zag varint encoding. */
   long(v: number | bigint): void {
+    // Most longs of a record (union branches, lengths, orders, quantities) are small: zig-zag in 31 bits, shifts not divisions.
+    if (typeof v === 'number' && (v | 0) === v && v < 0x40000000 && v >= -0x40000000) {
+      this.ensure(5);
+      const buf = this.buf;
+      let pos = this.pos;
+      let n = (v << 1) ^ (v >> 31);
+      while (n > 127) {
+        buf[pos++] = (n & 127) | 128;
+        n >>>= 7;
+      }
+      buf[pos++] = n;
+      this.pos = pos;
+      return;
+    }
     // Most bigints (ids, microsecond timestamps) fit the fast number path exactly.
     if (typeof v === 'bigint' && v < 4503599627370496n && v > -4503599627370496n) v = Number(v);
     if (typeof v === 'number' && Number.isSafeInteger(v) && v < 2 ** 52 && v > -(2 ** 52)) {
@@ -84,19 +114,19 @@ export class AvroWriter {
   }
 
   /**
-   * `v * scale` as an Avro long, for v >= 0 a safe integer (microseconds ->
-   * nanoseconds: the product passes 2^53, so it is built in 32-bit halves
-   * rather than through a BigInt).
+   * `v * scale + add` as an Avro long, for v >= 0 a safe integer and
+   * 0 <= add < scale (microseconds -> nanoseconds: the product passes 2^53,
+   * so it is built in 32-bit halves rather than through a BigInt).
    */
-  scaledLong(v: number, scale: number): void {
-    const p = v * scale;
+  scaledLong(v: number, scale: number, add = 0): void {
+    const p = v * scale + add;
     if (p < 2 ** 52) { this.long(p); return; }
     this.ensure(10);
-    // zig-zag of a non-negative n is 2n: the halves of v * (2 * scale)
+    // zig-zag of a non-negative n is 2n: the halves of v * (2 * scale) + 2 * add
     const m = scale * 2;
     const vh = Math.floor(v / 4294967296);
     const vl = v - vh * 4294967296;
-    const lowProduct = vl * m; // < 2^32 * m, exact while m < 2^21
+    const lowProduct = vl * m + add * 2; // < 2^32 * m + m, exact while m < 2^21
     const carry = Math.floor(lowProduct / 4294967296);
     let lo = lowProduct - carry * 4294967296;
     let hi = vh * m + carry;
@@ -107,6 +137,18 @@ export class AvroWriter {
       hi = Math.floor(hi / 128);
     }
     buf[this.pos++] = lo;
+  }
+
+  /** The ASCII decimal digits of `n` (a non-negative safe integer), `digits` of them (decimalLength(n)); no length prefix. */
+  asciiDigits(n: number, digits: number): void {
+    this.ensure(digits);
+    const buf = this.buf;
+    for (let k = this.pos + digits - 1; k >= this.pos; k--) {
+      const q = Math.floor(n / 10);
+      buf[k] = 48 + (n - q * 10);
+      n = q;
+    }
+    this.pos += digits;
   }
 
   float(v: number): void {

@@ -44,6 +44,37 @@ export function formatZonedTimestamp(us: bigint): string {
   return `${year}-${pad2(m)}-${pad2(d)}T${pad2(Math.floor(secsOfDay / 3600))}:${pad2(Math.floor(secsOfDay / 60) % 60)}:${pad2(secsOfDay % 60)}.${frac}Z`;
 }
 
+const US_PER_DAY = 86_400_000_000;
+const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const put2 = (b: Buffer, i: number, n: number) => { const t = Math.floor(n / 10); b[i] = 48 + t; b[i + 1] = 48 + (n - t * 10); };
+
+/**
+ * w.string(formatZonedTimestamp(us)), written as bytes without making the
+ * string when the instant is exact as a double (years ~1685-2254), which is
+ * every timestamp of a live table; anything else takes the string path.
+ */
+export function writeZonedTimestamp(w: AvroWriter, us: bigint): void {
+  if (us > SAFE || us < -SAFE) { w.string(formatZonedTimestamp(us)); return; }
+  const n = Number(us);
+  const days = Math.floor(n / US_PER_DAY);
+  const rem = n - days * US_PER_DAY;
+  const [y, m, d] = civilFromDays(days);
+  const secs = Math.floor(rem / 1_000_000);
+  let frac = rem - secs * 1_000_000;
+  // 'YYYY-MM-DDTHH:MM:SS.ffffffZ': 27 ASCII characters after the length (zig-zag 54)
+  const at = w.claim(28);
+  const b = w.buf;
+  b[at] = 54;
+  put2(b, at + 1, Math.floor(y / 100)); put2(b, at + 3, y % 100); b[at + 5] = 0x2d;
+  put2(b, at + 6, m); b[at + 8] = 0x2d;
+  put2(b, at + 9, d); b[at + 11] = 0x54;
+  put2(b, at + 12, Math.floor(secs / 3600)); b[at + 14] = 0x3a;
+  put2(b, at + 15, Math.floor(secs / 60) % 60); b[at + 17] = 0x3a;
+  put2(b, at + 18, secs % 60); b[at + 20] = 0x2e;
+  for (let k = at + 26; k > at + 20; k--) { const q = Math.floor(frac / 10); b[k] = 48 + (frac - q * 10); frac = q; }
+  b[at + 27] = 0x5a;
+}
+
 /** Unscaled integer of a decimal string at `scale`, or a loud error if it cannot be represented exactly. */
 export function unscaled(text: string, scale: number): bigint {
   const m = /^(-?)(\d+)(?:\.(\d+))?$/.exec(text);
@@ -93,7 +124,7 @@ function scalarCodec(col: string, t: ColumnType): ColumnCodec {
     case 'date': return { type: semantic('int', 'io.debezium.time.Date'), write: unavailableImpossible(col, (w, v) => w.long(v as number)) };
     case 'timestamp': return { type: semantic('long', 'io.debezium.time.MicroTimestamp'), write: unavailableImpossible(col, (w, v) => w.long(v as bigint)) };
     case 'time': return { type: semantic('long', 'io.debezium.time.MicroTime'), write: unavailableImpossible(col, (w, v) => w.long(v as bigint)) };
-    case 'timestamptz': return { type: semantic('string', 'io.debezium.time.ZonedTimestamp'), write: unavailableImpossible(col, (w, v) => w.string(formatZonedTimestamp(v as bigint))) };
+    case 'timestamptz': return { type: semantic('string', 'io.debezium.time.ZonedTimestamp'), write: unavailableImpossible(col, (w, v) => writeZonedTimestamp(w, v as bigint)) };
     case 'timetz': return { type: semantic('string', 'io.debezium.time.ZonedTime'), write: placeholderOr((w, v) => w.string(v as string), false) };
     case 'json': return { type: semantic('string', 'io.debezium.data.Json'), write: placeholderOr((w, v) => w.string(v as string), false) };
     case 'uuid': return { type: semantic('string', 'io.debezium.data.Uuid'), write: unavailableImpossible(col, (w, v) => w.string(v as string)) };

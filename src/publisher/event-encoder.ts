@@ -5,6 +5,7 @@ import { formatLsn } from '../source/lsn.ts';
 import { Unavailable } from '../source/pg-values.ts';
 import { AvroWriter } from './avro-writer.ts';
 import { WallClock } from './clock.ts';
+import { EnvelopeWriter } from './envelope-writer.ts';
 import type { SourceInfo } from './relation-schema.ts';
 import type { PreparedRelation } from './schema-manager.ts';
 
@@ -59,8 +60,11 @@ function keyChanged(before: readonly unknown[], after: readonly unknown[], keyIn
 export class EventEncoder {
   private readonly w = new AvroWriter(1024 * 1024);
   private readonly clock = new WallClock();
+  private readonly envelope: EnvelopeWriter;
 
-  constructor(private readonly source: SourceInfo, private readonly tombstones: boolean) {}
+  constructor(source: SourceInfo, private readonly tombstones: boolean) {
+    this.envelope = new EnvelopeWriter(source);
+  }
 
   encode(event: ChangeEvent, prepared: PreparedRelation): EncodeResult {
     const ev = fillUnchangedToast(event);
@@ -86,7 +90,9 @@ export class EventEncoder {
       }
       w.reset();
       w.raw(prepared.valueHeader);
-      prepared.schemas.writeEnvelope(w, ev, this.source, this.clock.nowNs());
+      const clock = this.clock;
+      clock.read();
+      this.envelope.write(w, ev, prepared.schemas, clock.us, clock.subUsNs);
       const records: EncodedRecord[] = [{ topic, key, value: w.copyFrom(0) }];
       if (ev.kind === 'delete' && this.tombstones) records.push({ topic, key, value: null });
       return { records };

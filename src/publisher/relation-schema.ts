@@ -78,6 +78,8 @@ export interface RelationSchemas {
   valueSchema: AvroSchema;
   /** Writes the Key record for a row. */
   writeKey(w: AvroWriter, row: Row): void;
+  /** Writes a Value record (the envelope's before or after image); `keyOnly`: non-key columns as null. */
+  writeValue(w: AvroWriter, row: Row, keyOnly: boolean): void;
   /** Writes the Envelope record for an event. */
   /** `nowNs`: processing time for the envelope's ts_ms/ts_us/ts_ns (a WallClock reading; default Date.now()). */
   writeEnvelope(w: AvroWriter, ev: ChangeEvent, src: SourceInfo, nowNs?: bigint): void;
@@ -138,6 +140,7 @@ export function buildRelationSchemas(relation: Relation, prefix: string, optiona
   return {
     relation, topic, keySchema, valueSchema,
     writeKey: (w, row) => writeRecord(keyPlan, w, row, false),
+    writeValue: (w, row, keyOnly) => writeRecord(valuePlan, w, row, keyOnly),
     writeEnvelope(w, ev, src, now) {
       const before = ev.kind === 'update' || ev.kind === 'delete' ? ev.before : null;
       const after = ev.kind === 'insert' || ev.kind === 'update' || ev.kind === 'read' ? ev.after : null;

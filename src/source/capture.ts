@@ -108,8 +108,11 @@ export class CaptureService implements Service {
       const dc = `${ev.relation.schema}.${ev.relation.table}`;
       this.txState.counts.set(dc, (this.txState.counts.get(dc) ?? 0) + 1);
     }
-    this.publish(ev, this.acker!.track.bind(this.acker!));
+    this.publish(ev, this.trackTx);
   }
+
+  /** The acker's track() for the open transaction; one function for every event, not a bound copy each. */
+  private readonly trackTx = (): TxTicket => this.acker!.track();
 
   /**
    * A high watermark's chunk rows, emitted inside its transaction at its
@@ -119,7 +122,7 @@ export class CaptureService implements Service {
   private emitChunk(chunk: { relation: Relation; rows: ReadEvent['after'][] } | null, lsn: Lsn): void {
     if (!chunk) return;
     // Not counted in the transaction metadata: snapshot reads carry no transaction block.
-    const track = this.acker!.track.bind(this.acker!);
+    const track = this.trackTx;
     for (const after of chunk.rows) {
       const ev: ReadEvent = { kind: 'read', after, snapshot: 'incremental', ...this.decoder.positionIn(chunk.relation, lsn) };
       this.publish(ev, track);
@@ -301,18 +304,32 @@ export class CaptureService implements Service {
     this.reportStatus(false);
   }
 
-  /** Per-(table, op) counts, incremented once per batch rather than per message. */
+  /**
+   * Per-(table, op) counts, incremented once per batch rather than per
+   * message; consecutive records of one table and op (most of a batch) are
+   * counted as one run, so no key string is built per message.
+   */
   private countEvents(batch: OutMessage[]): void {
-    const counts = new Map<string, number>();
+    const counts = new Map<string, Map<string, number>>();
+    let table = '';
+    let op = '';
+    let n = 0;
+    const flush = () => {
+      if (n === 0) return;
+      let byOp = counts.get(table);
+      if (!byOp) counts.set(table, (byOp = new Map()));
+      byOp.set(op, (byOp.get(op) ?? 0) + n);
+    };
     for (const m of batch) {
       if (!m.value) continue;
-      const k = `${m.table}\0${m.op}`;
-      counts.set(k, (counts.get(k) ?? 0) + 1);
+      if (m.table === table && m.op === op) { n++; continue; }
+      flush();
+      table = m.table;
+      op = m.op;
+      n = 1;
     }
-    for (const [k, n] of counts) {
-      const [table, op] = k.split('\0') as [string, string];
-      this.metrics.events.inc({ table, op }, n);
-    }
+    flush();
+    for (const [t, byOp] of counts) for (const [o, k] of byOp) this.metrics.events.inc({ table: t, op: o }, k);
   }
 
   /** Runs `p` while holding back incoming chunks, then replays them in order. */

@@ -124,6 +124,56 @@ export function parseTimestamp(text: string): bigint {
   return BigInt(secs) * 1_000_000n + fraction(m[7]);
 }
 
+const d2 = (buf: Buffer, i: number) => (buf[i]! - 48) * 10 + (buf[i + 1]! - 48);
+const isDigit = (c: number | undefined) => c !== undefined && c >= 48 && c <= 57;
+/** Where 'YYYY-MM-DD HH:MM:SS' has digits. */
+const TS_DIGITS = Uint8Array.from([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18]);
+
+/**
+ * parseTimestamp of the text at buf[start, end), for the form Postgres
+ * sends with DateStyle ISO: 'YYYY-MM-DD HH:MM:SS[.f{1,6}][±HH[:MM[:SS]]]'
+ * with a four-digit year (AD), read from the bytes without making a string
+ * or a regex match. Null for any other text, which the caller then parses
+ * with parseTimestamp (the reference; the unit tests compare the two).
+ */
+export function timestampAt(buf: Buffer, start: number, end: number): bigint | null {
+  const len = end - start;
+  if (len < 19) return null;
+  for (let k = 0; k < TS_DIGITS.length; k++) if (!isDigit(buf[start + TS_DIGITS[k]!])) return null;
+  if (buf[start + 4] !== 0x2d || buf[start + 7] !== 0x2d || (buf[start + 10] !== 0x20 && buf[start + 10] !== 0x54) || buf[start + 13] !== 0x3a || buf[start + 16] !== 0x3a) return null;
+  const year = d2(buf, start) * 100 + d2(buf, start + 2);
+  let secs = daysFromCivil(year, d2(buf, start + 5), d2(buf, start + 8)) * 86400 + d2(buf, start + 11) * 3600 + d2(buf, start + 14) * 60 + d2(buf, start + 17);
+  let i = start + 19;
+  let frac = 0;
+  if (buf[i] === 0x2e) {
+    i++;
+    let digits = 0;
+    while (i < end && isDigit(buf[i])) { frac = frac * 10 + (buf[i]! - 48); i++; digits++; }
+    if (digits === 0 || digits > 6) return null;
+    for (; digits < 6; digits++) frac *= 10;
+  }
+  if (i < end) {
+    const sign = buf[i];
+    if ((sign !== 0x2b && sign !== 0x2d) || !isDigit(buf[i + 1]) || !isDigit(buf[i + 2])) return null;
+    let off = d2(buf, i + 1) * 3600;
+    i += 3;
+    if (i < end) {
+      if (buf[i] !== 0x3a || !isDigit(buf[i + 1]) || !isDigit(buf[i + 2])) return null;
+      off += d2(buf, i + 1) * 60;
+      i += 3;
+      if (i < end) {
+        if (buf[i] !== 0x3a || !isDigit(buf[i + 1]) || !isDigit(buf[i + 2])) return null;
+        off += d2(buf, i + 1);
+        i += 3;
+      }
+    }
+    if (i !== end) return null;
+    secs -= sign === 0x2b ? off : -off;
+  }
+  // Exact as a double while |secs| * 10^6 stays below 2^53 (years ~1685-2255); past that, BigInt.
+  return secs < 9e9 && secs > -9e9 ? BigInt(secs * 1_000_000 + frac) : BigInt(secs) * 1_000_000n + BigInt(frac);
+}
+
 export function parseTime(text: string): bigint {
   const m = TIME_RE.exec(text);
   if (!m) throw new DecodeError(`not a time: "${text}"`);

@@ -1,7 +1,7 @@
 import { DecodeError } from '../errors.ts';
 import type { ChangeEvent, Column, Relation, Row } from './change-event.ts';
 import type { Lsn } from './lsn.ts';
-import { columnType, PG_EPOCH_MICROS, UNAVAILABLE, valueParser, type ColumnValue } from './pg-values.ts';
+import { columnType, PG_EPOCH_MICROS, timestampAt, UNAVAILABLE, valueParser, type ColumnValue } from './pg-values.ts';
 
 /**
  * Decoder for pgoutput protocol v1 messages (the payload of XLogData). It is
@@ -23,6 +23,28 @@ export interface DecoderSink {
 interface RelationEntry {
   relation: Relation;
   parsers: ((text: string) => ColumnValue)[];
+  /** Per column: 1 int16/int32, 2 int64, 3 timestamp(tz): read from the bytes, no string made; 0 anything else. */
+  ints: Uint8Array;
+}
+
+/**
+ * A decimal integer of at most 15 digits (exact in a double) straight from
+ * the tuple's bytes; NaN for anything else, which then takes the text parser.
+ * Most backlog columns are ids and quantities: this spares a string and a
+ * BigInt(string) parse each.
+ */
+export function smallIntAt(buf: Buffer, start: number, end: number): number {
+  let i = start;
+  const neg = buf[i] === 0x2d;
+  if (neg) i++;
+  if (i === end || end - i > 15) return NaN;
+  let n = 0;
+  for (; i < end; i++) {
+    const d = buf[i]! - 48;
+    if (d < 0 || d > 9) return NaN;
+    n = n * 10 + d;
+  }
+  return neg ? -n : n;
 }
 
 class Reader {
@@ -55,7 +77,10 @@ function sameShape(a: Relation, b: Relation): boolean {
 
 export class PgoutputDecoder {
   private readonly relations = new Map<number, RelationEntry>();
-  private tx: { txId: number; commitLsn: Lsn; lastCommitLsn: Lsn; commitTimeUs: bigint; total: number; perTable: Map<number, number> } | null = null;
+  private tx: { txId: number; commitLsn: Lsn; lastCommitLsn: Lsn; commitTimeUs: bigint; total: number; seq: number } | null = null;
+  /** Per table oid: changes counted in transaction `seq` (one Map get per change, no Map per transaction). */
+  private readonly tableCounts = new Map<number, { seq: number; n: number }>();
+  private txSeq = 0;
   private lastCommitEnd: Lsn = 0n;
 
   constructor(private readonly sink: DecoderSink) {}
@@ -87,7 +112,7 @@ export class PgoutputDecoder {
         const finalLsn = r.u64();
         const commitTimeUs = r.i64() + PG_EPOCH_MICROS;
         const txId = r.u32();
-        this.tx = { txId, commitLsn: finalLsn, lastCommitLsn: this.lastCommitEnd, commitTimeUs, total: 0, perTable: new Map() };
+        this.tx = { txId, commitLsn: finalLsn, lastCommitLsn: this.lastCommitEnd, commitTimeUs, total: 0, seq: ++this.txSeq };
         this.sink.begin({ finalLsn, commitTimeUs, txId });
         return;
       }
@@ -189,8 +214,10 @@ export class PgoutputDecoder {
     if (!tx) throw new DecodeError('row change outside a transaction');
     tx.total += 1;
     const oid = relation.oid;
-    const tableOrder = (tx.perTable.get(oid) ?? 0) + 1;
-    tx.perTable.set(oid, tableOrder);
+    let c = this.tableCounts.get(oid);
+    if (!c) this.tableCounts.set(oid, (c = { seq: 0, n: 0 }));
+    if (c.seq !== tx.seq) { c.seq = tx.seq; c.n = 0; }
+    const tableOrder = ++c.n;
     this.lastTableOrder = tableOrder;
     return tx;
   }
@@ -221,7 +248,9 @@ export class PgoutputDecoder {
     // pgoutput resends Relation after DDL and on each new session; only a real change of shape is a schema change.
     const changed = !prior || !sameShape(prior.relation, relation);
     const kept = changed ? relation : prior.relation;
-    this.relations.set(oid, { relation: kept, parsers: kept.columns.map((c) => valueParser(c.type)) });
+    const ints = Uint8Array.from(kept.columns, ({ type: { kind, isArray } }) => (isArray ? 0
+      : kind === 'int16' || kind === 'int32' ? 1 : kind === 'int64' ? 2 : kind === 'timestamp' || kind === 'timestamptz' ? 3 : 0));
+    this.relations.set(oid, { relation: kept, parsers: kept.columns.map((c) => valueParser(c.type)), ints });
     this.sink.relation(kept, changed);
   }
 
@@ -231,13 +260,23 @@ export class PgoutputDecoder {
     if (n !== parsers.length) throw new DecodeError(`tuple has ${n} columns, relation ${e.relation.table} has ${parsers.length}`);
     const row: Row = new Array(n);
     const buf = r.buf;
+    const ints = e.ints;
     for (let i = 0; i < n; i++) {
       const kind = buf[r.pos++];
       if (kind === 0x74) { // 't' text
         const len = buf.readInt32BE(r.pos);
-        r.pos += 4;
-        row[i] = parsers[i]!(buf.toString('utf8', r.pos, r.pos + len));
-        r.pos += len;
+        const start = r.pos + 4;
+        const end = start + len;
+        r.pos = end;
+        const int = ints[i];
+        if (int === 3) {
+          const ts = timestampAt(buf, start, end);
+          if (ts !== null) { row[i] = ts; continue; }
+        } else if (int !== 0) {
+          const v = smallIntAt(buf, start, end);
+          if (v === v) { row[i] = int === 2 ? BigInt(v) : v; continue; }
+        }
+        row[i] = parsers[i]!(buf.toString('utf8', start, end));
       } else if (kind === 0x6e) row[i] = null; // 'n'
       else if (kind === 0x75) row[i] = UNAVAILABLE; // 'u' unchanged TOAST
       else throw new DecodeError(`unsupported tuple column kind 0x${(kind ?? 0).toString(16)}`);
