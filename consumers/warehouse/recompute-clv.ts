@@ -61,7 +61,7 @@ export function clvDeltaSql(an: string, t: ClvThresholds): string {
   const fact = `${an}.fact_orders`;
   const after = renderBlock('customer_lifetime_value', 'totals', { stg: '', refs: { fact_orders: fact }, filters: { orders: '$9::bigint[]' } });
   const exact = renderBlock('customer_lifetime_value', 'totals', {
-    stg: '', refs: { fact_orders: fact }, filters: { customers: '(SELECT array_agg(customer_id) FROM x WHERE exact)' },
+    stg: '', refs: { fact_orders: fact }, filters: { customers: 'ARRAY(SELECT customer_id FROM x WHERE exact)' },
   });
   const sum = (c: string) => `coalesce(t_${c}, 0) - coalesce(b_${c}, 0) + coalesce(a_${c}, 0)`;
   const cols = (p: string, rel: string) => ['orders', 'items', 'revenue', 'first', 'last'].map((c, i) =>
