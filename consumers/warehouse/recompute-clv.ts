@@ -118,8 +118,9 @@ export async function writeClv(
   const { rows } = await client.query<OutboxRow>(
     `WITH ${clvDeltaSql(an, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS)},
      gone AS (
-       DELETE FROM ${an}.customer_lifetime_value t WHERE t.customer_id = ANY($1::bigint[])
-         AND NOT EXISTS (SELECT 1 FROM n WHERE n.customer_id = t.customer_id)
+       -- joined to k, so each customer is a probe (= ANY of a few hundred ids scanned the whole table)
+       DELETE FROM ${an}.customer_lifetime_value t USING k
+       WHERE t.customer_id = k.customer_id AND NOT EXISTS (SELECT 1 FROM n WHERE n.customer_id = k.customer_id)
        RETURNING t.customer_id
      ),
      up AS (
