@@ -15,7 +15,12 @@ import { fileURLToPath } from 'node:url';
  * value; {{ filter('name', 'column') }} `column = ANY(<array>)` when the
  * form passes the array for `name`, else `true`; {{ filter('name') }} a
  * predicate the form passes, else `true`; {% if filtered %} A {% else %}
- * B {% endif %} picks a join shape for the per-key form (any filter given).
+ * B {% endif %} picks a join shape for the per-key form (any filter or
+ * block given); {% block name %} X {% endblock %} names a part of the
+ * model: rendered in place unless the form passes a relation for it
+ * (`blocks`), and renderable alone (renderBlock), so a form that computes
+ * the part another way (the CLV delta, recompute-clv.ts) still takes the
+ * rest of the definition from the model.
  */
 export const MODEL_NAMES = ['dim_products', 'dim_customers', 'fact_orders', 'customer_lifetime_value', 'mart_sales', 'order_fulfillment'] as const;
 export type ModelName = typeof MODEL_NAMES[number];
@@ -40,15 +45,40 @@ export interface RenderContext {
   /** Per filter name: an SQL array expression (column form) or a predicate (bare form). */
   filters?: Record<string, string>;
   vars?: Record<string, string | number>;
+  /** Per block name: the SQL rendered instead of the block's own body. */
+  blocks?: Record<string, string>;
 }
 
+export class ModelTemplateError extends Error {
+  override name = 'ModelTemplateError';
+}
+
+const NAMED_BLOCK = /\{%\s*block\s+([a-z_][a-z0-9_]*)\s*%\}([\s\S]*?)\{%\s*endblock\s*%\}/g;
 const IF_BLOCK = /\{%\s*if\s+filtered\s*%\}([\s\S]*?)(?:\{%\s*else\s*%\}([\s\S]*?))?\{%\s*endif\s*%\}/g;
 const TAG = /\{\{\s*(source|ref|var|filter)\(\s*'([a-z_][a-z0-9_]*)'\s*(?:,\s*'([a-z_][a-z0-9_.]*)'\s*)?\)\s*\}\}/g;
 
 export function renderModel(name: ModelName, ctx: RenderContext): string {
+  const blocks = ctx.blocks ?? {};
+  for (const b of Object.keys(blocks)) if (blockBody(name, b) === undefined) throw new ModelTemplateError(`model ${name}: no block '${b}'`);
+  const source = modelSource(name).replace(NAMED_BLOCK, (_, b: string, body: string) => blocks[b] ?? body);
+  return renderSource(name, source, ctx, Object.keys(ctx.filters ?? {}).length > 0 || Object.keys(blocks).length > 0);
+}
+
+/** One named block of a model, rendered alone (an unfiltered form unless `ctx.filters` names some). */
+export function renderBlock(name: ModelName, block: string, ctx: RenderContext): string {
+  const body = blockBody(name, block);
+  if (body === undefined) throw new ModelTemplateError(`model ${name}: no block '${block}'`);
+  return renderSource(name, body, ctx, Object.keys(ctx.filters ?? {}).length > 0);
+}
+
+function blockBody(name: ModelName, block: string): string | undefined {
+  for (const m of modelSource(name).matchAll(NAMED_BLOCK)) if (m[1] === block) return m[2];
+  return undefined;
+}
+
+function renderSource(name: ModelName, source: string, ctx: RenderContext, filtered: boolean): string {
   const filters = ctx.filters ?? {};
-  const filtered = Object.keys(filters).length > 0;
-  const sql = modelSource(name)
+  const sql = source
     .replace(IF_BLOCK, (_, yes: string, no: string | undefined) => (filtered ? yes : (no ?? '')))
     .replace(TAG, (_, fn: string, arg: string, col: string | undefined) => {
       switch (fn) {
@@ -56,12 +86,12 @@ export function renderModel(name: ModelName, ctx: RenderContext): string {
           return `${ctx.stg}.${arg}`;
         case 'ref': {
           const r = ctx.refs?.[arg as ModelName];
-          if (!r) throw new Error(`model ${name}: no relation given for ref('${arg}')`);
+          if (!r) throw new ModelTemplateError(`model ${name}: no relation given for ref('${arg}')`);
           return r;
         }
         case 'var': {
           const v = ctx.vars?.[arg];
-          if (v === undefined) throw new Error(`model ${name}: no value given for var('${arg}')`);
+          if (v === undefined) throw new ModelTemplateError(`model ${name}: no value given for var('${arg}')`);
           return String(v);
         }
         default: {
@@ -71,6 +101,6 @@ export function renderModel(name: ModelName, ctx: RenderContext): string {
         }
       }
     });
-  if (/\{\{|\{%/.test(sql)) throw new Error(`model ${name}: unrendered template tag`);
+  if (/\{\{|\{%/.test(sql)) throw new ModelTemplateError(`model ${name}: unrendered template tag`);
   return sql;
 }

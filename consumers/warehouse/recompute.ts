@@ -3,10 +3,11 @@ import type { RowChange } from '../../src/consumer/envelope.ts';
 import { scd2Versions, type CustomerChange } from '../../src/transforms/scd2.ts';
 import { formatInstantUs } from '../../src/transforms/time.ts';
 import {
-  clvPayloadFromSql, clvSelectSql, dimProductsSelectSql, factOrdersSelectSql, fulfillmentSelectSql, martSalesSelectSql, DEFAULT_CLV_THRESHOLDS, type ClvThresholds,
+  dimProductsSelectSql, factOrdersSelectSql, fulfillmentSelectSql, martSalesSelectSql, type ClvThresholds,
 } from './derived-sql.ts';
 import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import type { OutboxRow } from '../../src/sinks/redis/clv-redis.ts';
+import { clvContribution, writeClv, type ClvContribution } from './recompute-clv.ts';
 
 /**
  * Per-affected-key recomputation of the derived tables from staging
@@ -78,7 +79,8 @@ export interface PreState {
   martBefore: MartContribution[];
   /** The affected products' category in dim_products before the change (absent: no row). */
   productCategory: Map<string, string | null>;
-  factCustomers: string[];
+  /** What the affected orders' qualifying lines added to each customer's CLV totals before the change. */
+  clvBefore: ClvContribution[];
 }
 
 /**
@@ -95,10 +97,6 @@ function martContributionSql(an: string): string {
 }
 
 const arr = (s: Iterable<string>) => [...s];
-
-/** customer_lifetime_value columns as clvSelectSql returns them (without `version`). */
-const CLV_COLUMNS = ['customer_id', 'customer_key', 'customer_segment', 'total_orders', 'total_items', 'total_revenue', 'avg_order_value',
-  'first_order_date', 'last_order_date', 'customer_lifetime_days', 'value_segment', 'frequency_segment'];
 
 const FACT_COLUMNS = ['order_item_key', 'order_id', 'product_id', 'customer_id', 'customer_key', 'product_key', 'date_key', 'order_date',
   'status', 'quantity', 'unit_price', 'discount', 'line_total', 'order_total'];
@@ -132,27 +130,56 @@ export async function captureBefore(client: pg.ClientBase, schemas: WarehouseSch
       `SELECT product_id, category FROM ${an}.dim_products WHERE product_id = ANY($1::bigint[])`, [arr(k.products)]);
     for (const x of r.rows) productCategory.set(x.product_id, x.category);
   }
-  if (k.orders.size === 0) return { martBefore: [], productCategory, factCustomers: [] };
+  if (k.orders.size === 0) return { martBefore: [], productCategory, clvBefore: [] };
   const r = await client.query<{ date_key: number; category: string | null; orders: number; units: string; revenue: string }>(
     martContributionSql(an), [arr(k.orders)]);
   const martBefore = r.rows.map((x) => ({ dateKey: x.date_key, category: x.category, orders: String(x.orders), units: x.units, revenue: x.revenue }));
-  const cust = await client.query<{ customer_id: string }>(
-    `SELECT DISTINCT customer_id FROM ${an}.fact_orders WHERE order_id = ANY($1::bigint[]) AND customer_id IS NOT NULL`, [arr(k.orders)]);
-  return { martBefore, productCategory, factCustomers: cust.rows.map((r) => r.customer_id) };
+  // A customer whose lines of these orders do not count (cancelled, returned) keeps their CLV: only contributions matter.
+  return { martBefore, productCategory, clvBefore: await clvContribution(client, an, arr(k.orders)) };
+}
+
+/** A customer whose orders may get another customer_key: those dated at or after `fromUs` (null: all of them). */
+export interface Rekey {
+  customerId: string;
+  fromUs: bigint | null;
+}
+
+/**
+ * Which of a customer's orders a change of their versions can re-key. An
+ * order's customer_key is the version with the latest start at or before
+ * its date, else the first version (models/fact_orders.sql): it depends on
+ * the set of start dates alone (the key is a hash of customer and start).
+ * When the starts that came or went are all later than an unchanged first
+ * start, an order dated before the earliest of them sees the same
+ * versions up to its date, so keeps its key. A segment change starts a
+ * version now, so this re-keys the customer's recent orders instead of
+ * their whole history; a change of the first start (or of having versions
+ * at all) re-keys every order. Null when nothing can change.
+ */
+export function rekeyFrom(customerId: string, before: readonly bigint[], after: readonly bigint[]): Rekey | null {
+  const b = new Set(before);
+  const a = new Set(after);
+  const changed = [...b].filter((x) => !a.has(x)).concat([...a].filter((x) => !b.has(x)));
+  if (changed.length === 0) return null;
+  const min = (xs: Iterable<bigint>) => { let m: bigint | null = null; for (const x of xs) if (m === null || x < m) m = x; return m; };
+  const firstBefore = min(b);
+  if (firstBefore === null || firstBefore !== min(a)) return { customerId, fromUs: null };
+  return { customerId, fromUs: min(changed) };
 }
 
 /**
  * Rebuilds the SCD2 versions of `customers`; returns those whose version
- * boundaries (keys and validity ranges) changed: only their orders can get a
- * different point-in-time customer_key. An email change alone returns nothing.
+ * starts changed, with the order date from which their orders can get a
+ * different point-in-time customer_key (rekeyFrom). An email change alone,
+ * or a moved expiration, returns nothing.
  */
-async function rebuildDimCustomers(client: pg.ClientBase, stg: string, an: string, customers: string[]): Promise<string[]> {
+async function rebuildDimCustomers(client: pg.ClientBase, stg: string, an: string, customers: string[]): Promise<Rekey[]> {
   if (customers.length === 0) return [];
-  const { rows: old } = await client.query<{ customer_id: string; b: string }>(
-    `SELECT customer_id, customer_key || '@' || (extract(epoch FROM expiration_date) * 1000000)::bigint AS b
+  const { rows: old } = await client.query<{ customer_id: string; eff: string }>(
+    `SELECT customer_id, (extract(epoch FROM effective_date) * 1000000)::bigint AS eff
      FROM ${an}.dim_customers WHERE customer_id = ANY($1::bigint[])`, [customers]);
-  const before = new Map<string, string[]>();
-  for (const r of old) before.set(r.customer_id, [...(before.get(r.customer_id) ?? []), r.b]);
+  const before = new Map<string, bigint[]>();
+  for (const r of old) before.set(r.customer_id, [...(before.get(r.customer_id) ?? []), BigInt(r.eff)]);
   const { rows } = await client.query<{ customer_id: string; seq: string; lsn: string; op: CustomerChange['op']; upd: string | null; com: string; seg: string | null; email: string | null; full_name: string | null }>(
     `SELECT customer_id, seq, lsn, op, (extract(epoch FROM updated_at) * 1000000)::bigint AS upd, (extract(epoch FROM committed_at) * 1000000)::bigint AS com,
             customer_segment AS seg, email_normalized AS email, full_name
@@ -164,10 +191,9 @@ async function rebuildDimCustomers(client: pg.ClientBase, stg: string, an: strin
     history.set(r.customer_id, list);
   }
   const versions = [...history].flatMap(([id, list]) => scd2Versions(id, list));
-  const after = new Map<string, string[]>();
-  for (const v of versions) after.set(v.customerId, [...(after.get(v.customerId) ?? []), `${v.customerKey}@${v.expirationUs}`]);
-  const sig = (m: Map<string, string[]>, c: string) => (m.get(c) ?? []).sort().join(',');
-  const changed = customers.filter((c) => sig(before, c) !== sig(after, c));
+  const after = new Map<string, bigint[]>();
+  for (const v of versions) after.set(v.customerId, [...(after.get(v.customerId) ?? []), v.effectiveUs]);
+  const changed = customers.map((c) => rekeyFrom(c, before.get(c) ?? [], after.get(c) ?? [])).filter((r): r is Rekey => r !== null);
   await client.query(`DELETE FROM ${an}.dim_customers WHERE customer_id = ANY($1::bigint[])`, [customers]);
   if (versions.length === 0) return changed;
   await client.query(
@@ -235,8 +261,11 @@ export async function recomputeAffected(
   lap('tx.dimDate');
   // Orders whose lines must be rebuilt: the directly changed ones, and every
   // order of a customer whose version boundaries changed (point-in-time customer_key).
+  // (A null order_date takes the first version: re-keyed only with every order, as `>=` leaves it out.)
   const { rows: custOrders } = rekeyedCustomers.length === 0 ? { rows: [] } : await client.query<{ order_id: string }>(
-    `SELECT order_id FROM ${stg}.stg_orders WHERE customer_id = ANY($1::bigint[])`, [rekeyedCustomers]);
+    `SELECT o.order_id FROM ${stg}.stg_orders o JOIN unnest($1::bigint[], $2::timestamptz[]) AS c(customer_id, from_date) ON o.customer_id = c.customer_id
+     WHERE c.from_date IS NULL OR o.order_date >= c.from_date`,
+    [rekeyedCustomers.map((r) => r.customerId), rekeyedCustomers.map((r) => (r.fromUs === null ? null : formatInstantUs(r.fromUs)))]);
   const factOrders = [...new Set([...k.orders, ...custOrders.map((r) => r.order_id)])];
   if (factOrders.length > 0) {
     await client.query(upsertRowsSql(`${an}.fact_orders`, FACT_COLUMNS, ['order_item_key'], 't.order_id = ANY($1::bigint[])',
@@ -276,32 +305,8 @@ export async function recomputeAffected(
   lap('tx.martSales');
   const { rows: orderCust } = await client.query<{ customer_id: string }>(
     `SELECT DISTINCT customer_id FROM ${stg}.stg_orders WHERE order_id = ANY($1::bigint[]) AND customer_id IS NOT NULL`, [arr(k.orders)]);
-  const clvCustomers = [...new Set([...k.customers, ...pre.factCustomers, ...orderCust.map((r) => r.customer_id)])];
-  let outbox: OutboxRow[] = [];
-  if (clvCustomers.length > 0) {
-    // Only customers whose figures changed get a new version and an outbox entry.
-    const rest = CLV_COLUMNS.slice(1);
-    ({ rows: outbox } = await client.query<OutboxRow>(
-      `WITH n AS MATERIALIZED (${clvSelectSql(`${an}.fact_orders`, `${an}.dim_customers`, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS, '$1::bigint[]')}),
-       gone AS (
-         DELETE FROM ${an}.customer_lifetime_value t WHERE t.customer_id = ANY($1::bigint[])
-           AND NOT EXISTS (SELECT 1 FROM n WHERE n.customer_id = t.customer_id)
-         RETURNING t.customer_id
-       ),
-       up AS (
-         INSERT INTO ${an}.customer_lifetime_value AS t (${CLV_COLUMNS.join(', ')}, version)
-         SELECT ${CLV_COLUMNS.map((c) => `n.${c}`).join(', ')}, nextval('${meta}.clv_version_seq') FROM n
-         ON CONFLICT (customer_id) DO UPDATE SET ${rest.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}, version = EXCLUDED.version
-         WHERE (${rest.map((c) => `t.${c}`).join(', ')}) IS DISTINCT FROM (${rest.map((c) => `EXCLUDED.${c}`).join(', ')})
-         RETURNING t.*
-       )
-       INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
-       SELECT $2, p.customer_id::bigint, p.version::bigint, p.payload FROM (${clvPayloadFromSql('up')}) p
-       UNION ALL
-       SELECT $2, g.customer_id, nextval('${meta}.clv_version_seq'), NULL FROM gone g
-       RETURNING id, customer_id, version, payload`,
-      [clvCustomers, opts.redisKeyPrefix]));
-  }
+  const clvCustomers = [...new Set([...k.customers, ...pre.clvBefore.map((b) => b.customerId), ...orderCust.map((r) => r.customer_id)])];
+  const outbox = await writeClv(client, { an, meta }, clvCustomers, arr(k.orders), pre.clvBefore, opts);
 
   lap('tx.clv');
   if (k.orders.size > 0) {

@@ -311,6 +311,12 @@ export class ShopSim {
     this.emit('orders', 'u', orderId, { ...cur, status, updated_at: this.now() });
   }
 
+  /** An order moved to another customer (a correction in the source). */
+  moveOrder(orderId: string, customerId: string): void {
+    const cur = this.rows.orders.get(orderId)!;
+    this.emit('orders', 'u', orderId, { ...cur, customer_id: customerId, updated_at: this.now() });
+  }
+
   updateItem(key: string): void {
     const cur = this.rows.order_items.get(key)!;
     this.emit('order_items', 'u', key, { ...cur, quantity: 1 + Math.floor(this.rand() * 9) });

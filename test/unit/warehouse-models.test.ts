@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MODEL_NAMES, modelSource, renderModel } from '../../consumers/warehouse/models.ts';
+import { MODEL_NAMES, modelSource, renderBlock, renderModel } from '../../consumers/warehouse/models.ts';
 import { clvSelectSql, DEFAULT_CLV_THRESHOLDS, factOrdersSelectSql, martSalesSelectSql } from '../../consumers/warehouse/derived-sql.ts';
 
 const refs = { dim_customers: '"an".dim_customers', dim_products: '"an".dim_products', fact_orders: '"an".fact_orders' };
@@ -27,6 +27,24 @@ describe('warehouse models', () => {
     expect(clvSelectSql(refs.fact_orders, refs.dim_customers, DEFAULT_CLV_THRESHOLDS, '$1::bigint[]')).toContain('LEFT JOIN LATERAL');
     expect(clvSelectSql(refs.fact_orders, refs.dim_customers, DEFAULT_CLV_THRESHOLDS)).not.toContain('LATERAL');
     expect(martSalesSelectSql(refs.fact_orders, refs.dim_products, { cells: 'f.date_key = 1' })).toContain('AND (f.date_key = 1)');
+  });
+
+  it('a named block renders in place, alone, or replaced by the relation a form passes', () => {
+    const full = clvSelectSql(refs.fact_orders, refs.dim_customers, DEFAULT_CLV_THRESHOLDS);
+    const totals = renderBlock('customer_lifetime_value', 'totals', { stg: '', refs });
+    expect(full).toContain(totals);
+    expect(totals).toContain('GROUP BY f.customer_id');
+    const byOrders = renderBlock('customer_lifetime_value', 'totals', { stg: '', refs, filters: { orders: '$9::bigint[]' } });
+    expect(byOrders.replace('f.order_id = ANY($9::bigint[])', 'true')).toBe(totals);
+    const delta = renderModel('customer_lifetime_value', { stg: '', refs, vars, blocks: { totals: 'SELECT * FROM totals' } });
+    expect(delta).toContain('FROM (\nSELECT * FROM totals\n) a');
+    expect(delta).not.toContain('count(DISTINCT');
+    // The rest of the definition is the per-key form's: a replaced block counts as filtered.
+    const perKey = clvSelectSql(refs.fact_orders, refs.dim_customers, DEFAULT_CLV_THRESHOLDS, '$1::bigint[]');
+    expect(delta.replace('SELECT * FROM totals', totals)).toBe(perKey.replace('f.customer_id = ANY($1::bigint[])', 'true'));
+    expect(delta).toContain('LEFT JOIN LATERAL');
+    expect(() => renderModel('mart_sales', { stg: '', refs, blocks: { totals: 'x' } })).toThrow(/no block 'totals'/);
+    expect(() => renderBlock('mart_sales', 'totals', { stg: '', refs })).toThrow(/no block 'totals'/);
   });
 
   it('refuses a missing ref or var, and bad thresholds', () => {

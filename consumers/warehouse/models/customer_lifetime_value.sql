@@ -3,6 +3,9 @@
 -- value and frequency segments by the configured thresholds
 -- (docs/contract.md §3). `version` is not here: the writer assigns it.
 -- filter('customers'): which customers (the per-key form); all when absent.
+-- block totals: the per-customer sums; over any set of lines (filter
+-- 'orders'), what those lines add, which the delta form adds and subtracts
+-- (recompute-clv.ts) before the rest of this definition runs over the result.
 SELECT
   a.customer_id,
   d.customer_key,
@@ -21,6 +24,7 @@ SELECT
        WHEN a.total_orders >= {{ var('frequency_repeat') }} THEN 'repeat'
        ELSE 'one_time' END AS frequency_segment
 FROM (
+{% block totals %}
   SELECT f.customer_id,
          count(DISTINCT f.order_id)::int AS total_orders,
          sum(f.quantity)::bigint AS total_items,
@@ -30,7 +34,9 @@ FROM (
   FROM {{ ref('fact_orders') }} f
   WHERE f.status NOT IN ('cancelled', 'returned') AND f.customer_id IS NOT NULL
     AND {{ filter('customers', 'f.customer_id') }}
+    AND {{ filter('orders', 'f.order_id') }}
   GROUP BY f.customer_id
+{% endblock %}
 ) a
 {% if filtered %}
 -- A few customers: a probe per customer. The planner overestimates `= ANY`
