@@ -71,7 +71,7 @@ export async function inject(f: PlannedFault, c: FaultContext): Promise<Injected
       if (pid === undefined) throw new Error('redis is not running');
       await killAndWait(pid);
       await sleep(c.backoffMs);
-      await c.stack.stack('up', 'redis');
+      await c.stack.restart('redis');
       return { from: now, detail: `SIGKILL redis-server pid ${pid}, restarted after ${Date.now() - now} ms` };
     }
     case 'kill-redis-master':
@@ -82,7 +82,7 @@ export async function inject(f: PlannedFault, c: FaultContext): Promise<Injected
       const at = Date.now();
       await killAndWait(b.broker.pid);
       await sleep(c.backoffMs);
-      await c.stack.stack('up', 'kafka');
+      await c.stack.restart('kafka');
       const isr = isrWaitMs > 0 ? `, full ISR after ${isrWaitMs} ms before the kill` : '';
       return { from: at, detail: `SIGKILL broker ${b.broker.nodeId} pid ${b.broker.pid} (${b.why}), restarted after ${Date.now() - at} ms${isr}` };
     }
@@ -116,7 +116,7 @@ async function killRedisMaster(c: FaultContext): Promise<Injected> {
   await rc.waitTakeover(master.port, replica!.id, 60_000, c.signal);
   const tookOverMs = Date.now() - at;
   await sleep(c.backoffMs);
-  await c.stack.stack('up', 'redis');
+  await c.stack.restart('redis');
   return { from: at, detail: `SIGKILL Redis master :${master.port} pid ${pid}; replica :${replica!.port} took over after ${tookOverMs} ms; node back (a replica, in sync) after ${Date.now() - at} ms` };
 }
 
