@@ -14,7 +14,7 @@ import { compareAll, firstOrderRecords, waitCatchUp, type FinalComparison } from
 import { inject } from './faults.ts';
 import { ClickLoad, ShopLoad } from './load.ts';
 import { laneFits, laneSchedules, ResourceGuard, faultResources } from './lanes.ts';
-import { checkSlotSamples, ProgressProbe, RecoveryLatch, SharedObserver, SlotSampler, type GroupSpec } from './probes.ts';
+import { checkSlotSamples, ProgressProbe, RecoveryLatch, SharedObserver, SlotSampler, type Baseline, type GroupSpec } from './probes.ts';
 import { RedisClusterView } from './redis-cluster.ts';
 import { FaultSchedule, fitsAnother, stackKinds, summarize, unfitKinds, type FaultKind, type FaultRecord, type PlannedFault } from './schedule.ts';
 import { ThrowawayStack } from './stack.ts';
@@ -211,14 +211,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     // One fault: its baseline, the injection, then observations until every check passed once (or the stall bound).
     const runFault = async (next: PlannedFault, n: number, turn: number): Promise<void> => {
       injectedSoFar += 1;
-      let base = await probe.baseline();
+      let base = await steadyBaseline(probe, o.signal);
       const at = Date.now();
       const overlapping = active.size;
       active.add(n);
       try {
         const injected = await inject(next, { stack, admin, processes: procs, topics: [...topics, CLICK_TOPIC], backoffMs: 1000, n: turn, redisCluster: rcView, signal: o.signal });
         // A zombie is measured from its SIGCONT: what it and the group do after it woke up.
-        if (next.kind === 'zombie-consumer') base = await probe.baseline();
+        if (next.kind === 'zombie-consumer') base = await steadyBaseline(probe, o.signal);
         const latch = new RecoveryLatch(probe.checkNames());
         let pending: string[] = [];
         let lastPending: string[] = [];
@@ -318,6 +318,23 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     report.machine.cpuSeconds = Math.round((cpu.user + cpu.system) / 1e4) / 100;
   }
   return report;
+}
+
+/**
+ * A baseline, read again while it fails: with lanes another lane's fault
+ * (a Postgres restart) may be under way, and a fault's baseline must not
+ * fail the run for it.
+ */
+async function steadyBaseline(probe: ProgressProbe, signal?: AbortSignal): Promise<Baseline> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      return await probe.baseline();
+    } catch (err) {
+      if (Date.now() > deadline || signal?.aborted) throw err;
+      await sleep(500);
+    }
+  }
 }
 
 async function until(what: string, ms: number, ok: () => Promise<boolean>, why?: () => Promise<string>): Promise<void> {

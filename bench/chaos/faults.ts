@@ -120,13 +120,15 @@ async function killRedisMaster(c: FaultContext): Promise<Injected> {
   return { from: at, detail: `SIGKILL Redis master :${master.port} pid ${pid}; replica :${replica!.port} took over after ${tookOverMs} ms; node back (a replica, in sync) after ${Date.now() - at} ms` };
 }
 
-/** Waits until every partition of the pipeline's topics has as many in-sync replicas as replicas; resolves with the time waited. */
+/** Waits until every partition of the pipeline's topics and of __consumer_offsets has as many in-sync replicas as replicas; resolves with the time waited. */
 async function waitFullIsr(c: FaultContext, timeoutMs: number): Promise<number> {
   const t0 = Date.now();
   let short = '?';
   while (Date.now() - t0 < timeoutMs && !c.signal?.aborted) {
     try {
-      const meta = await c.admin.fetchTopicMetadata({ topics: c.topics });
+      // The group coordinators' offsets topic too: a partition of it left with one in-sync replica goes offline with that broker.
+      const internal = (await c.admin.listTopics()).filter((t) => t === '__consumer_offsets');
+      const meta = await c.admin.fetchTopicMetadata({ topics: [...c.topics, ...internal] });
       const under = meta.topics.flatMap((t) => t.partitions.filter((p) => p.isr.length < p.replicas.length).map((p) => `${t.name}/${p.partitionId}`));
       if (under.length === 0) return Date.now() - t0;
       short = `${under.length} under-replicated, e.g. ${under[0]}`;
