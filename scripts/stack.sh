@@ -631,9 +631,10 @@ kafka_cluster_up() {
   # Up when every broker answers and each sees all N in the cluster metadata.
   local deadline=$(($(date +%s) + KAFKA_TIMEOUT)) err info
   for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do
-    until info=$(node "$TPL/probe.mjs" kafka "$HOST:$(kc_port "$i")" 2>&1) &&
+    # The port first (cheap): a node probe is a Node.js start, CPU taken from the JVM still starting.
+    until port_open "$(kc_port "$i")" && info=$(node "$TPL/probe.mjs" kafka "$HOST:$(kc_port "$i")" 2>&1) &&
       [ "$(grep -o "@$HOST:" <<<"$info" | wc -l)" -eq "$KAFKA_BROKERS_N" ]; do
-      err=$info
+      err=${info:-port $(kc_port "$i") not open yet}
       if ! kill -0 "${pids[$((i - 1))]}" 2>/dev/null; then
         tail_log "$(kc_dir "$i")/kafka.out"
         tail_log "$(kc_dir "$i")/logs/server.log"

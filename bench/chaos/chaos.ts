@@ -13,7 +13,7 @@ import { sleep } from '../../src/util/sleep.ts';
 import { compareAll, firstOrderRecords, waitCatchUp, type FinalComparison } from './final.ts';
 import { inject } from './faults.ts';
 import { ClickLoad, ShopLoad } from './load.ts';
-import { laneFits, laneSchedules, ResourceGuard, faultResources } from './lanes.ts';
+import { faultResources, laneFits, laneSchedules, laneStartDelayMs, ResourceGuard } from './lanes.ts';
 import { checkSlotSamples, ProgressProbe, RecoveryLatch, SharedObserver, SlotSampler, type Baseline, type GroupSpec } from './probes.ts';
 import { RedisClusterView } from './redis-cluster.ts';
 import { FaultSchedule, fitsAnother, stackKinds, summarize, unfitKinds, type FaultKind, type FaultRecord, type PlannedFault } from './schedule.ts';
@@ -216,7 +216,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       const overlapping = active.size;
       active.add(n);
       try {
-        const injected = await inject(next, { stack, admin, processes: procs, topics: [...topics, CLICK_TOPIC], backoffMs: 1000, n: turn, redisCluster: rcView, signal: o.signal });
+        const injected = await inject(next, { stack, admin, processes: procs, topics: [...topics, CLICK_TOPIC], backoffMs: 1000, n: turn, redisCluster: rcView, signal: o.signal, restartInBackground: o.lanes });
+        // Awaited after the recovery: until then a failed restart must not count as unhandled.
+        injected.back?.catch(() => undefined);
         // A zombie is measured from its SIGCONT: what it and the group do after it woke up.
         if (next.kind === 'zombie-consumer') base = await steadyBaseline(probe, o.signal);
         const latch = new RecoveryLatch(probe.checkNames());
@@ -235,12 +237,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           lastPending = pending;
           await sleep(250);
         }
-        const rec: FaultRecord = { n, kind: next.kind, target: next.target, atS: Math.round((at - t0) / 100) / 10, recoveryMs, slowest: lastPending, detail: injected.detail };
+        // The fault holds its server until the node is back: the next fault of it starts from a whole cluster.
+        const back = injected.back ? `; ${await injected.back}` : '';
+        const rec: FaultRecord = { n, kind: next.kind, target: next.target, atS: Math.round((at - t0) / 100) / 10, recoveryMs, slowest: lastPending, detail: `${injected.detail}${back}` };
         if (o.lanes) rec.overlapping = overlapping;
         if (next.stopMs) rec.stopMs = next.stopMs;
         if (recoveryMs === null) rec.stalled = pending;
         report.faults.push(rec);
-        log(`chaos: #${n} ${next.kind} ${next.target} at ${rec.atS} s: ${recoveryMs === null ? `STALLED (${pending.join(', ')})` : `recovered in ${(recoveryMs / 1000).toFixed(1)} s (last: ${lastPending.join(', ') || '-'})`}${o.lanes ? ` [${overlapping} other fault(s) under way]` : ''} — ${injected.detail}`);
+        log(`chaos: #${n} ${next.kind} ${next.target} at ${rec.atS} s: ${recoveryMs === null ? `STALLED (${pending.join(', ')})` : `recovered in ${(recoveryMs / 1000).toFixed(1)} s (last: ${lastPending.join(', ') || '-'})`}${o.lanes ? ` [${overlapping} other fault(s) under way]` : ''} — ${rec.detail}`);
       } finally {
         active.delete(n);
       }
@@ -253,9 +257,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       let numbered = 0;
       // A lane that fails (a takeover that never came) ends the others at their next fault, then the run fails with its error.
       let failed = false;
-      const lanes = await Promise.allSettled([...laneSchedules({ ...scheduleOpts, kinds }).values()].map(async (schedule) => {
+      const lanes = await Promise.allSettled([...laneSchedules({ ...scheduleOpts, kinds }).values()].map(async (schedule, lane) => {
         for (let turn = 1; !failed; turn++) {
           const next = schedule.next();
+          if (turn === 1) next.gapMs += laneStartDelayMs(lane);
           if (o.signal?.aborted) throw new Error('interrupted');
           if (!laneFits({ now: Date.now(), endAt, kindSoFar: turn - 1, faultsPerKind: o.faultsPerKind, faultsSoFar: injectedSoFar, maxFaults, next, reserveMs })) break;
           await sleep(next.gapMs, o.signal);

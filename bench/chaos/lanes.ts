@@ -31,6 +31,15 @@ export function laneSchedules(o: ScheduleOptions & { kinds: readonly FaultKind[]
 }
 
 /**
+ * Lane i's first fault comes i x 2.5 s later than lane 0's: eight faults in
+ * the same second would restart five processes and a JVM at once, and the
+ * lanes would then stay in step (each waits for the slowest recovery).
+ */
+export function laneStartDelayMs(lane: number): number {
+  return lane * 2500;
+}
+
+/**
  * What a fault holds from its injection until it recovered. Two faults on
  * one resource never overlap: a consumer member is not killed while a
  * zombie stop of it is being measured (the SIGCONT would go to the

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { faultResources, laneFits, laneSchedules, laneSeed, ResourceGuard } from '../../bench/chaos/lanes.ts';
+import { faultResources, laneFits, laneSchedules, laneSeed, laneStartDelayMs, ResourceGuard } from '../../bench/chaos/lanes.ts';
 import { RecoveryLatch, SharedObserver, type Observation } from '../../bench/chaos/probes.ts';
 import { stackKinds } from '../../bench/chaos/schedule.ts';
 import { Rng } from '../../src/generator/rng.ts';
@@ -86,6 +86,12 @@ describe('chaos fault lanes', () => {
     (await third)();
     expect(order).toEqual(['kafka', 'second w1']);
     expect(guard.holding).toEqual([]);
+  });
+
+  it('starts the lanes apart, not all in the same second', () => {
+    const starts = KINDS.map((_, i) => laneStartDelayMs(i));
+    expect(starts[0]).toBe(0);
+    for (let i = 1; i < starts.length; i++) expect(starts[i]! - starts[i - 1]!).toBeGreaterThanOrEqual(2000);
   });
 
   it('fits another fault of a lane only below the per-kind and total bounds and with time left', () => {
