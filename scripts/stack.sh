@@ -326,6 +326,9 @@ redis_status() {
 
 REDIS_CLUSTER_DIR="$STATE/redis-cluster"
 REDIS_CLUSTER_NODES=6
+# Milliseconds until a silent master is failed over (cluster-node-timeout); a
+# throw-away stack that kills masters may shorten it.
+REDIS_CLUSTER_NODE_TIMEOUT=${STACK_REDIS_CLUSTER_NODE_TIMEOUT:-3000}
 rc_port() { echo $((REDIS_PORT + $1)); }
 rc_dir() { echo "$REDIS_CLUSTER_DIR/node-$1"; }
 rc_cli() { redis-cli -h "$HOST" -p "$(rc_port "$1")" "${@:2}"; }
@@ -344,7 +347,8 @@ redis_cluster_up() {
     port=$(rc_port "$i")
     dir=$(rc_dir "$i")
     mkdir -p "$dir"
-    render "$TPL/redis/redis-cluster.conf" "$dir/redis.conf" "PORT=$port" "BUS_PORT=$((port + 100))" "DIR=$dir"
+    render "$TPL/redis/redis-cluster.conf" "$dir/redis.conf" "PORT=$port" "BUS_PORT=$((port + 100))" "DIR=$dir" \
+      "NODE_TIMEOUT=$REDIS_CLUSTER_NODE_TIMEOUT"
     if live_pid "$dir/redis.pid" redis-server >/dev/null; then continue; fi
     rm -f "$dir/redis.pid"
     port_open "$port" && die "port $port is taken by another process; not starting redis cluster node $i"
@@ -448,9 +452,14 @@ kafka_classpath() {
 }
 
 # The JVM command line of kafka-run-class.sh, minus JMX.
+# STACK_KAFKA_JVM_OPTS replaces the heap and GC options (a throw-away stack
+# that restarts brokers often, the chaos suite, trades throughput for a
+# faster start: C1 only and the serial GC).
+KAFKA_JVM_OPTS_DEFAULT="-Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent"
 kafka_java() {
-  KAFKA_JAVA=(java -Xms256m -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20
-    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent
+  local jvm_opts
+  read -r -a jvm_opts <<<"${STACK_KAFKA_JVM_OPTS:-$KAFKA_JVM_OPTS_DEFAULT}"
+  KAFKA_JAVA=(java "${jvm_opts[@]}"
     -Djava.awt.headless=true -Djava.net.preferIPv4Stack=true
     "-Dkafka.logs.dir=$KAFKA_DIR/logs"
     "-Dlog4j.configuration=file:$KAFKA_DIR/log4j.properties"
@@ -459,11 +468,20 @@ kafka_java() {
 
 kafka_probe() { node "$TPL/probe.mjs" kafka "$HOST:$KAFKA_PORT"; }
 
+# STACK_KAFKA_EXTRA_PROPERTIES: space-separated key=value lines appended to
+# each broker's server.properties (a later key wins), e.g. a shorter
+# broker.session.timeout.ms for a throw-away stack; none by default.
+kafka_extra_properties() {
+  [ -n "${STACK_KAFKA_EXTRA_PROPERTIES:-}" ] || return 0
+  { echo "# STACK_KAFKA_EXTRA_PROPERTIES"; tr -s ' ' '\n' <<<"$STACK_KAFKA_EXTRA_PROPERTIES"; } >>"$1"
+}
+
 kafka_up() {
   kafka_classpath
   mkdir -p "$KAFKA_DIR/logs"
   render "$TPL/kafka/server.properties" "$KAFKA_DIR/server.properties" \
     "PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "STATE=$STATE"
+  kafka_extra_properties "$KAFKA_DIR/server.properties"
   cp "$TPL/kafka/log4j.properties" "$KAFKA_DIR/log4j.properties"
   kafka_java
   local pid
@@ -574,6 +592,7 @@ kafka_cluster_up() {
     mkdir -p "$dir/logs"
     render "$TPL/kafka/server-cluster.properties" "$dir/server.properties" \
       "NODE_ID=$i" "PORT=$port" "CONTROLLER_PORT=$((port + 1))" "VOTERS=$(kc_voters)" "DIR=$dir"
+    kafka_extra_properties "$dir/server.properties"
     cp "$TPL/kafka/log4j.properties" "$dir/log4j.properties"
     if [ ! -f "$dir/data/meta.properties" ]; then
       log "kafka-$i: formatting storage (cluster id $(cat "$cid_file"))"
@@ -612,9 +631,10 @@ kafka_cluster_up() {
   # Up when every broker answers and each sees all N in the cluster metadata.
   local deadline=$(($(date +%s) + KAFKA_TIMEOUT)) err info
   for ((i = 1; i <= KAFKA_BROKERS_N; i++)); do
-    until info=$(node "$TPL/probe.mjs" kafka "$HOST:$(kc_port "$i")" 2>&1) &&
+    # The port first (cheap): a node probe is a Node.js start, CPU taken from the JVM still starting.
+    until port_open "$(kc_port "$i")" && info=$(node "$TPL/probe.mjs" kafka "$HOST:$(kc_port "$i")" 2>&1) &&
       [ "$(grep -o "@$HOST:" <<<"$info" | wc -l)" -eq "$KAFKA_BROKERS_N" ]; do
-      err=$info
+      err=${info:-port $(kc_port "$i") not open yet}
       if ! kill -0 "${pids[$((i - 1))]}" 2>/dev/null; then
         tail_log "$(kc_dir "$i")/kafka.out"
         tail_log "$(kc_dir "$i")/logs/server.log"
@@ -739,10 +759,15 @@ svc_fn() { # service action
   esac
 }
 
+# STACK_LOCK_NAME gives a caller that restarts one service while another
+# restarts (the chaos suite: a broker and a Redis node at once) a lock of
+# its own per service; by default one lock for the whole stack.
 lock() {
+  local name=${STACK_LOCK_NAME:-stack}
+  [[ $name =~ ^[a-z0-9-]+$ ]] || die "STACK_LOCK_NAME must be lowercase letters, digits and dashes"
   mkdir -p "$STATE"
-  exec 9>"$STATE/stack.lock"
-  flock -w 600 9 || die "another stack.sh holds $STATE/stack.lock"
+  exec 9>"$STATE/$name.lock"
+  flock -w 600 9 || die "another stack.sh holds $STATE/$name.lock"
 }
 
 cmd_up() {

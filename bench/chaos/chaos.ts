@@ -13,9 +13,10 @@ import { sleep } from '../../src/util/sleep.ts';
 import { compareAll, firstOrderRecords, waitCatchUp, type FinalComparison } from './final.ts';
 import { inject } from './faults.ts';
 import { ClickLoad, ShopLoad } from './load.ts';
-import { checkSlotSamples, ProgressProbe, SlotSampler, type GroupSpec } from './probes.ts';
+import { faultResources, laneFits, laneSchedules, laneStartDelayMs, ResourceGuard } from './lanes.ts';
+import { checkSlotSamples, ProgressProbe, RecoveryLatch, SharedObserver, SlotSampler, type Baseline, type GroupSpec } from './probes.ts';
 import { RedisClusterView } from './redis-cluster.ts';
-import { FaultSchedule, fitsAnother, stackKinds, summarize, unfitKinds, type FaultKind, type FaultRecord } from './schedule.ts';
+import { FaultSchedule, fitsAnother, stackKinds, summarize, unfitKinds, type FaultKind, type FaultRecord, type PlannedFault } from './schedule.ts';
 import { ThrowawayStack } from './stack.ts';
 import { Supervised, type ProcessSpec } from './supervisor.ts';
 
@@ -48,6 +49,11 @@ export interface ChaosOptions {
   brokers?: number;
   /** A six-node Redis Cluster (STACK_REDIS_CLUSTER=1) instead of one redis-server. */
   redisCluster?: boolean;
+  /**
+   * Every kind in a lane of its own, all lanes at once (bench/chaos/lanes.ts);
+   * also starts the throw-away servers for fast restarts (FAST_RESTARTS).
+   */
+  lanes?: boolean;
   log?: (line: string) => void;
   /** Aborted (Ctrl-C): no further fault; the run stops its processes and its stack and reports what it had. */
   signal?: AbortSignal;
@@ -60,6 +66,9 @@ export interface ChaosReport {
   durationS: number;
   stack: { kafkaBrokers: number; redis: string; captureProducer: string; logs: string; keptState?: string };
   stallBoundMs: number;
+  /** Faults in concurrent per-kind lanes (else one after the other), and the stack settings that came with them. */
+  lanes: boolean;
+  stackTuning: Record<string, string>;
   faults: FaultRecord[];
   summary: ReturnType<typeof summarize>;
   final: FinalComparison | null;
@@ -75,6 +84,18 @@ const SCHEMAS: WarehouseSchemas = { staging: 'staging', analytics: 'analytics', 
 const SLOT = 'shop_cdc';
 const CLICK_TOPIC = 'clickstream.events';
 const SESSION_MS = 6000;
+/**
+ * The throw-away stack of a lanes run, whose servers are killed every 20 s
+ * or so: brokers on the C1 compiler and the serial GC (a JVM start in about
+ * half the CPU), fenced by the controller after 6 s without a heartbeat
+ * instead of 9, and Redis masters failed over after 2 s instead of 3
+ * (scripts/stack.sh; the shared stack keeps its defaults).
+ */
+const FAST_RESTARTS = {
+  STACK_KAFKA_JVM_OPTS: '-Xms128m -Xmx768m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC',
+  STACK_KAFKA_EXTRA_PROPERTIES: 'broker.session.timeout.ms=6000 broker.heartbeat.interval.ms=1000',
+  STACK_REDIS_CLUSTER_NODE_TIMEOUT: '2000',
+};
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const log = o.log ?? ((l: string) => console.log(l));
@@ -90,14 +111,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   // Apart from the stack's state, which is removed at the end: the process logs stay for a look afterwards.
   const logs = mkdtempSync(join(tmpdir(), 'chaos-logs-'));
   // Brokers on b+2..b+7 (node k and its controller at b+2k, b+2k+1); cluster nodes from the Redis port + 1, so that Redis moves to b+20.
-  const stack = new ThrowawayStack(state, { pg: b, redis: redisCluster ? b + 20 : b + 1, kafka: b + 2, kafkaController: b + 6, registry: b + 10 }, { brokers, redisCluster });
+  const stack = new ThrowawayStack(state, { pg: b, redis: redisCluster ? b + 20 : b + 1, kafka: b + 2, kafkaController: b + 6, registry: b + 10 }, { brokers, redisCluster }, o.lanes ? FAST_RESTARTS : {});
   const u = stack.urls;
   const t0 = Date.now();
   const cpu0 = process.cpuUsage();
   const load0 = loadavg();
   const report: ChaosReport = {
     seed: o.seed, minutes: o.minutes, startedAt: new Date(t0).toISOString(), durationS: 0,
-    stack: { kafkaBrokers: brokers, redis: redisCluster ? 'Redis Cluster (3 masters, 3 replicas)' : 'single', captureProducer: process.env.CAPTURE_PRODUCER ?? 'kafkajs', logs }, stallBoundMs, faults: [], summary: summarize([]), final: null,
+    stack: { kafkaBrokers: brokers, redis: redisCluster ? 'Redis Cluster (3 masters, 3 replicas)' : 'single', captureProducer: process.env.CAPTURE_PRODUCER ?? 'kafkajs', logs }, stallBoundMs, lanes: o.lanes === true, stackTuning: o.lanes ? FAST_RESTARTS : {}, faults: [], summary: summarize([]), final: null,
     slot: { samples: 0, violations: 0, firstViolations: [] }, load: {}, processes: [], machine: { loadavgStart: load0, loadavgEnd: [], cpuSeconds: 0 }, ok: false,
   };
   const stops: Array<() => Promise<unknown>> = [];
@@ -179,40 +200,97 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     stops.push(async () => sampler.stop());
     log(`chaos: pipeline up and applying after ${((Date.now() - t0) / 1000).toFixed(0)} s; faults start`);
 
-    const schedule = new FaultSchedule({
+    const scheduleOpts = {
       seed: o.seed, kinds, consumerTargets: ['warehouse-1', 'warehouse-2', 'clickstream'], zombieTargets: ['warehouse-1', 'warehouse-2'],
-      minGapMs: o.gapMs?.[0] ?? 3000, maxGapMs: o.gapMs?.[1] ?? 12_000, sessionTimeoutMs: SESSION_MS,
-    });
+      minGapMs: o.gapMs?.[0] ?? (o.lanes ? 1000 : 3000), maxGapMs: o.gapMs?.[1] ?? (o.lanes ? 3000 : 12_000), sessionTimeoutMs: SESSION_MS,
+    };
     const rcView = redisCluster ? new RedisClusterView(stack.redisNodePorts) : undefined;
-    const endAt = Date.now() + o.minutes * 60_000;
-    for (let n = 1; ; n++) {
-      const next = schedule.next();
-      if (o.signal?.aborted) throw new Error('interrupted');
-      if (!fitsAnother({ now: Date.now(), endAt, faultsSoFar: report.faults.length, maxFaults, next, reserveMs: o.reserveMs ?? 60_000 })) break;
-      await sleep(next.gapMs, o.signal);
-      if (o.signal?.aborted) throw new Error('interrupted');
-      let base = await probe.baseline();
+    const observer = new SharedObserver(() => probe.observe());
+    const active = new Set<number>();
+    let injectedSoFar = 0;
+    // One fault: its baseline, the injection, then observations until every check passed once (or the stall bound).
+    const runFault = async (next: PlannedFault, n: number, turn: number): Promise<void> => {
+      injectedSoFar += 1;
+      let base = await steadyBaseline(probe, o.signal);
       const at = Date.now();
-      const injected = await inject(next, { stack, admin, processes: procs, topics: [...topics, CLICK_TOPIC], backoffMs: 1000, n, redisCluster: rcView, signal: o.signal });
-      // A zombie is measured from its SIGCONT: what it and the group do after it woke up.
-      if (next.kind === 'zombie-consumer') base = await probe.baseline();
-      let pending: string[] = [];
-      let lastPending: string[] = [];
-      let recoveryMs: number | null = null;
-      while (Date.now() - injected.from < stallBoundMs && !o.signal?.aborted) {
-        pending = await probe.pending(base);
-        if (pending.length === 0) {
-          recoveryMs = Date.now() - injected.from;
-          break;
+      const overlapping = active.size;
+      active.add(n);
+      try {
+        const injected = await inject(next, { stack, admin, processes: procs, topics: [...topics, CLICK_TOPIC], backoffMs: 1000, n: turn, redisCluster: rcView, signal: o.signal, restartInBackground: o.lanes });
+        // Awaited after the recovery: until then a failed restart must not count as unhandled.
+        injected.back?.catch(() => undefined);
+        // A zombie is measured from its SIGCONT: what it and the group do after it woke up.
+        if (next.kind === 'zombie-consumer') base = await steadyBaseline(probe, o.signal);
+        const latch = new RecoveryLatch(probe.checkNames());
+        let pending: string[] = [];
+        let lastPending: string[] = [];
+        let recoveryMs: number | null = null;
+        let seen = Date.now();
+        while (Date.now() - injected.from < stallBoundMs && !o.signal?.aborted) {
+          const obs = await observer.after(seen);
+          seen = obs.at + 1;
+          pending = latch.note(probe.pendingAt(base, obs));
+          if (pending.length === 0) {
+            recoveryMs = obs.at - injected.from;
+            break;
+          }
+          lastPending = pending;
+          await sleep(250);
         }
-        lastPending = pending;
-        await sleep(250);
+        // The fault holds its server until the node is back: the next fault of it starts from a whole cluster.
+        const back = injected.back ? `; ${await injected.back}` : '';
+        const rec: FaultRecord = { n, kind: next.kind, target: next.target, atS: Math.round((at - t0) / 100) / 10, recoveryMs, slowest: lastPending, detail: `${injected.detail}${back}` };
+        if (o.lanes) rec.overlapping = overlapping;
+        if (next.stopMs) rec.stopMs = next.stopMs;
+        if (recoveryMs === null) rec.stalled = pending;
+        report.faults.push(rec);
+        log(`chaos: #${n} ${next.kind} ${next.target} at ${rec.atS} s: ${recoveryMs === null ? `STALLED (${pending.join(', ')})` : `recovered in ${(recoveryMs / 1000).toFixed(1)} s (last: ${lastPending.join(', ') || '-'})`}${o.lanes ? ` [${overlapping} other fault(s) under way]` : ''} — ${rec.detail}`);
+      } finally {
+        active.delete(n);
       }
-      const rec: FaultRecord = { n, kind: next.kind, target: next.target, atS: Math.round((at - t0) / 100) / 10, recoveryMs, slowest: lastPending, detail: injected.detail };
-      if (next.stopMs) rec.stopMs = next.stopMs;
-      if (recoveryMs === null) rec.stalled = pending;
-      report.faults.push(rec);
-      log(`chaos: #${n} ${next.kind} ${next.target} at ${rec.atS} s: ${recoveryMs === null ? `STALLED (${pending.join(', ')})` : `recovered in ${(recoveryMs / 1000).toFixed(1)} s (last: ${lastPending.join(', ') || '-'})`} — ${injected.detail}`);
+    };
+    const endAt = Date.now() + o.minutes * 60_000;
+    const reserveMs = o.reserveMs ?? 60_000;
+    if (o.lanes) {
+      // Every kind in a lane of its own, all at once; a fault waits only for a fault on the same resource.
+      const guard = new ResourceGuard();
+      let numbered = 0;
+      // A lane that fails (a takeover that never came) ends the others at their next fault, then the run fails with its error.
+      let failed = false;
+      const lanes = await Promise.allSettled([...laneSchedules({ ...scheduleOpts, kinds }).values()].map(async (schedule, lane) => {
+        for (let turn = 1; !failed; turn++) {
+          const next = schedule.next();
+          if (turn === 1) next.gapMs += laneStartDelayMs(lane);
+          if (o.signal?.aborted) throw new Error('interrupted');
+          if (!laneFits({ now: Date.now(), endAt, kindSoFar: turn - 1, faultsPerKind: o.faultsPerKind, faultsSoFar: injectedSoFar, maxFaults, next, reserveMs })) break;
+          await sleep(next.gapMs, o.signal);
+          const release = await guard.acquire(faultResources(next));
+          try {
+            if (o.signal?.aborted) throw new Error('interrupted');
+            // The wait for the resource may have used up the time left.
+            if (failed || !laneFits({ now: Date.now(), endAt, kindSoFar: turn - 1, faultsPerKind: o.faultsPerKind, faultsSoFar: injectedSoFar, maxFaults, next: { ...next, gapMs: 0 }, reserveMs })) break;
+            await runFault(next, ++numbered, turn);
+          } catch (err) {
+            failed = true;
+            throw err;
+          } finally {
+            release();
+          }
+        }
+      }));
+      report.faults.sort((x, y) => x.n - y.n);
+      const lost = lanes.find((l): l is PromiseRejectedResult => l.status === 'rejected');
+      if (lost) throw lost.reason;
+    } else {
+      const schedule = new FaultSchedule(scheduleOpts);
+      for (let n = 1; ; n++) {
+        const next = schedule.next();
+        if (o.signal?.aborted) throw new Error('interrupted');
+        if (!fitsAnother({ now: Date.now(), endAt, faultsSoFar: report.faults.length, maxFaults, next, reserveMs })) break;
+        await sleep(next.gapMs, o.signal);
+        if (o.signal?.aborted) throw new Error('interrupted');
+        await runFault(next, n, n);
+      }
     }
 
     log('chaos: faults over; stopping the load and waiting for the pipeline to catch up');
@@ -245,6 +323,23 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     report.machine.cpuSeconds = Math.round((cpu.user + cpu.system) / 1e4) / 100;
   }
   return report;
+}
+
+/**
+ * A baseline, read again while it fails: with lanes another lane's fault
+ * (a Postgres restart) may be under way, and a fault's baseline must not
+ * fail the run for it.
+ */
+async function steadyBaseline(probe: ProgressProbe, signal?: AbortSignal): Promise<Baseline> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      return await probe.baseline();
+    } catch (err) {
+      if (Date.now() > deadline || signal?.aborted) throw err;
+      await sleep(500);
+    }
+  }
 }
 
 async function until(what: string, ms: number, ok: () => Promise<boolean>, why?: () => Promise<string>): Promise<void> {

@@ -32,6 +32,12 @@ export interface FaultContext {
   n: number;
   /** The Redis Cluster's nodes, when the stack runs one. */
   redisCluster?: RedisClusterView;
+  /**
+   * A killed broker or Redis master restarts while recovery is measured
+   * (--lanes): the pipeline has to go on with the two brokers left, or on
+   * the replica that took over; `Injected.back` says when the node is back.
+   */
+  restartInBackground?: boolean;
   signal?: AbortSignal;
 }
 
@@ -39,6 +45,8 @@ export interface Injected {
   /** Recovery is measured from here. */
   from: number;
   detail: string;
+  /** With restartInBackground: resolves, with a line for the detail, once the killed node is back. */
+  back?: Promise<string>;
 }
 
 export async function inject(f: PlannedFault, c: FaultContext): Promise<Injected> {
@@ -71,7 +79,7 @@ export async function inject(f: PlannedFault, c: FaultContext): Promise<Injected
       if (pid === undefined) throw new Error('redis is not running');
       await killAndWait(pid);
       await sleep(c.backoffMs);
-      await c.stack.stack('up', 'redis');
+      await c.stack.restart('redis');
       return { from: now, detail: `SIGKILL redis-server pid ${pid}, restarted after ${Date.now() - now} ms` };
     }
     case 'kill-redis-master':
@@ -81,10 +89,14 @@ export async function inject(f: PlannedFault, c: FaultContext): Promise<Injected
       const b = await chooseBroker(c);
       const at = Date.now();
       await killAndWait(b.broker.pid);
-      await sleep(c.backoffMs);
-      await c.stack.stack('up', 'kafka');
       const isr = isrWaitMs > 0 ? `, full ISR after ${isrWaitMs} ms before the kill` : '';
-      return { from: at, detail: `SIGKILL broker ${b.broker.nodeId} pid ${b.broker.pid} (${b.why}), restarted after ${Date.now() - at} ms${isr}` };
+      const restart = async () => {
+        await sleep(c.backoffMs);
+        await c.stack.restart('kafka');
+        return `restarted after ${Date.now() - at} ms`;
+      };
+      if (c.restartInBackground) return { from: at, detail: `SIGKILL broker ${b.broker.nodeId} pid ${b.broker.pid} (${b.why})${isr}`, back: restart() };
+      return { from: at, detail: `SIGKILL broker ${b.broker.nodeId} pid ${b.broker.pid} (${b.why}), ${await restart()}${isr}` };
     }
     case 'pg-restart': {
       await c.stack.pgRestartImmediate();
@@ -115,18 +127,25 @@ async function killRedisMaster(c: FaultContext): Promise<Injected> {
   await killAndWait(pid);
   await rc.waitTakeover(master.port, replica!.id, 60_000, c.signal);
   const tookOverMs = Date.now() - at;
-  await sleep(c.backoffMs);
-  await c.stack.stack('up', 'redis');
-  return { from: at, detail: `SIGKILL Redis master :${master.port} pid ${pid}; replica :${replica!.port} took over after ${tookOverMs} ms; node back (a replica, in sync) after ${Date.now() - at} ms` };
+  const restart = async () => {
+    await sleep(c.backoffMs);
+    await c.stack.restart('redis');
+    return `node back (a replica, in sync) after ${Date.now() - at} ms`;
+  };
+  const detail = `SIGKILL Redis master :${master.port} pid ${pid}; replica :${replica!.port} took over after ${tookOverMs} ms`;
+  if (c.restartInBackground) return { from: at, detail, back: restart() };
+  return { from: at, detail: `${detail}; ${await restart()}` };
 }
 
-/** Waits until every partition of the pipeline's topics has as many in-sync replicas as replicas; resolves with the time waited. */
+/** Waits until every partition of the pipeline's topics and of __consumer_offsets has as many in-sync replicas as replicas; resolves with the time waited. */
 async function waitFullIsr(c: FaultContext, timeoutMs: number): Promise<number> {
   const t0 = Date.now();
   let short = '?';
   while (Date.now() - t0 < timeoutMs && !c.signal?.aborted) {
     try {
-      const meta = await c.admin.fetchTopicMetadata({ topics: c.topics });
+      // The group coordinators' offsets topic too: a partition of it left with one in-sync replica goes offline with that broker.
+      const internal = (await c.admin.listTopics()).filter((t) => t === '__consumer_offsets');
+      const meta = await c.admin.fetchTopicMetadata({ topics: [...c.topics, ...internal] });
       const under = meta.topics.flatMap((t) => t.partitions.filter((p) => p.isr.length < p.replicas.length).map((p) => `${t.name}/${p.partitionId}`));
       if (under.length === 0) return Date.now() - t0;
       short = `${under.length} under-replicated, e.g. ${under[0]}`;

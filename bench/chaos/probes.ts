@@ -104,47 +104,132 @@ export class ProgressProbe {
     return { at, walLsn: parseLsn(rows[0]!.l), applied, highs, outboxMax: ob };
   }
 
-  /** The processes that have not made progress since the baseline (empty: recovered). */
-  async pending(b: Baseline): Promise<string[]> {
-    const out: string[] = [];
-    const check = async (name: string, f: () => Promise<boolean>) => {
-      const ok = await f().catch(() => false);
-      if (!ok) out.push(name);
-    };
-    await check('capture', async () => {
-      const c = await metric(this.o.capture.spec.healthPort, 'capture_confirmed_lsn');
-      return c !== undefined && BigInt(Math.round(c)) >= b.walLsn;
+  /**
+   * What the processes and stores show now, read once for every fault being
+   * measured (with --lanes several are at once): each check's raw reading,
+   * judged against a baseline by pendingAt. A reading that fails is absent.
+   */
+  async observe(): Promise<Observation> {
+    const at = Date.now();
+    const soft = <T>(p: Promise<T>) => p.then((v) => v as T | undefined, () => undefined);
+    const captureLsn = soft(metric(this.o.capture.spec.healthPort, 'capture_confirmed_lsn').then((c) => (c === undefined ? undefined : BigInt(Math.round(c)))));
+    const members = new Map<string, { pid: number | undefined; applied: number | undefined }>();
+    const groups = new Map<string, { stable: boolean; stored: Map<string, string> | undefined }>();
+    const { meta } = quoted(this.o.schemas);
+    const perGroup = this.o.groups.map(async (g) => {
+      await Promise.all(g.members.map(async (m) => {
+        const pid = m.pid;
+        members.set(m.name, { pid, applied: await soft(metric(m.spec.healthPort, 'consumer_messages_applied_total')) });
+      }));
+      // Every running member is back in the group and the group is not rebalancing (a zombie rejoined).
+      const stable = await soft(withTimeout(this.o.admin.describeGroups([g.group]), 3000, 'group').then((r) => {
+        const d = r.groups[0];
+        return d !== undefined && d.state === 'Stable' && d.members.length === g.members.filter((m) => m.running).length;
+      }));
+      const stored = await soft(withTimeout(readStoredOffsets(this.o.warehouse, this.o.schemas, g.group), 3000, 'stored offsets'));
+      groups.set(g.group, { stable: stable === true, stored: stored as Map<string, string> | undefined });
     });
+    const outbox = soft(withTimeout(this.o.warehouse.query<{ m: string | null }>(`SELECT min(id)::text AS m FROM ${meta}.redis_outbox`), 3000, 'outbox').then((r) => (r.rows[0]?.m ? BigInt(r.rows[0].m) : null)));
+    // 404 is an answer too (a customer without orders has no CLV yet): what counts is that lookups are served.
+    const api = soft(http(this.o.api.spec.healthPort, `/customers/${this.o.apiCustomerId()}/clv`).then((r) => [200, 404].includes(r.status)));
+    const registry = soft(http(this.o.registry.spec.healthPort, '/subjects').then((r) => r.status === 200));
+    await Promise.all(perGroup);
+    return { at, captureLsn: await captureLsn, members, groups, outboxMinId: await outbox, api: (await api) === true, registry: (await registry) === true };
+  }
+
+  /** The check names pendingAt judges, in order. */
+  checkNames(): string[] {
+    return ['capture', ...this.o.groups.flatMap((g) => [...g.members.map((m) => m.name), `${g.group} membership`, `${g.group} offsets`]), 'redis outbox', 'api', 'registry'];
+  }
+
+  /** The checks an observation does not pass against the baseline (empty: recovered). */
+  pendingAt(b: Baseline, obs: Observation): string[] {
+    const out: string[] = [];
+    if (obs.captureLsn === undefined || obs.captureLsn < b.walLsn) out.push('capture');
     for (const g of this.o.groups) {
       for (const m of g.members) {
-        await check(m.name, async () => {
-          const before = b.applied.get(m.name);
-          const n = await metric(m.spec.healthPort, 'consumer_messages_applied_total');
-          if (n === undefined) return false;
-          return before?.pid === m.pid ? n > before!.n : n > 0;
-        });
+        const before = b.applied.get(m.name);
+        const now = obs.members.get(m.name);
+        const ok = now?.applied !== undefined && (before?.pid === now.pid ? now.applied > before!.n : now.applied > 0);
+        if (!ok) out.push(m.name);
       }
-      // Every running member is back in the group and the group is not rebalancing (a zombie rejoined).
-      await check(`${g.group} membership`, async () => {
-        const d = (await withTimeout(this.o.admin.describeGroups([g.group]), 3000, 'group')).groups[0];
-        return d !== undefined && d.state === 'Stable' && d.members.length === g.members.filter((m) => m.running).length;
-      });
-      await check(`${g.group} offsets`, async () => {
-        const stored = await withTimeout(readStoredOffsets(this.o.warehouse, this.o.schemas, g.group), 3000, 'stored offsets');
-        for (const [k, high] of b.highs.get(g.group) ?? []) if (high > 0n && BigInt(stored.get(k) ?? '0') < high) return false;
-        return true;
-      });
+      const gs = obs.groups.get(g.group);
+      if (!gs?.stable) out.push(`${g.group} membership`);
+      let offsets = gs?.stored !== undefined;
+      for (const [k, high] of b.highs.get(g.group) ?? []) if (offsets && high > 0n && BigInt(gs!.stored!.get(k) ?? '0') < high) offsets = false;
+      if (!offsets) out.push(`${g.group} offsets`);
     }
-    await check('redis outbox', async () => {
-      if (b.outboxMax === 0n) return true;
-      const { meta } = quoted(this.o.schemas);
-      const r = await withTimeout(this.o.warehouse.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${meta}.redis_outbox WHERE id <= $1`, [b.outboxMax.toString()]), 3000, 'outbox');
-      return r.rows[0]!.n === '0';
-    });
-    // 404 is an answer too (a customer without orders has no CLV yet): what counts is that lookups are served.
-    await check('api', async () => [200, 404].includes((await http(this.o.api.spec.healthPort, `/customers/${this.o.apiCustomerId()}/clv`)).status));
-    await check('registry', async () => (await http(this.o.registry.spec.healthPort, '/subjects')).status === 200);
+    if (b.outboxMax > 0n && (obs.outboxMinId === undefined || (obs.outboxMinId !== null && obs.outboxMinId <= b.outboxMax))) out.push('redis outbox');
+    if (!obs.api) out.push('api');
+    if (!obs.registry) out.push('registry');
     return out;
+  }
+
+  /** The processes that have not made progress since the baseline (empty: recovered). */
+  async pending(b: Baseline): Promise<string[]> {
+    return this.pendingAt(b, await this.observe());
+  }
+}
+
+export interface Observation {
+  /** When the reading started: it says nothing about what happened before. */
+  at: number;
+  captureLsn: bigint | undefined;
+  members: Map<string, { pid: number | undefined; applied: number | undefined }>;
+  groups: Map<string, { stable: boolean; stored: Map<string, string> | undefined }>;
+  /** Smallest id left in the Redis outbox; null: empty; undefined: not read. */
+  outboxMinId: bigint | null | undefined;
+  api: boolean;
+  registry: boolean;
+}
+
+/**
+ * One observation at a time for every fault being measured: a caller asks
+ * for one started no earlier than a moment (its fault's injection, or just
+ * after the one it saw last) and shares whichever is in flight if it
+ * qualifies; a new one starts at most every `minIntervalMs`, so eight
+ * lanes polling cost about what one did.
+ */
+export class SharedObserver {
+  private cur: { at: number; p: Promise<Observation> } | undefined;
+
+  constructor(private readonly observe: () => Promise<Observation>, private readonly minIntervalMs = 250) {}
+
+  async after(t: number): Promise<Observation> {
+    for (;;) {
+      const c = this.cur;
+      if (c && c.at >= t) return c.p;
+      if (c) {
+        await c.p.catch(() => undefined);
+        if (this.cur !== c) continue;
+        const wait = c.at + this.minIntervalMs - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        if (this.cur !== c) continue;
+      }
+      const at = Date.now();
+      const p = this.observe();
+      this.cur = { at, p };
+      return p;
+    }
+  }
+}
+
+/**
+ * Recovery from one fault: each check counts once it passed in an
+ * observation taken after the fault. Latched rather than all at once:
+ * with lanes another fault may knock a process over again after it had
+ * recovered from this one, which is that fault's recovery, not this one's.
+ */
+export class RecoveryLatch {
+  private readonly passed = new Set<string>();
+
+  constructor(private readonly names: readonly string[]) {}
+
+  /** Notes the checks that pass now; returns those that have not passed yet. */
+  note(pendingNow: readonly string[]): string[] {
+    const now = new Set(pendingNow);
+    for (const n of this.names) if (!now.has(n)) this.passed.add(n);
+    return this.names.filter((n) => !this.passed.has(n));
   }
 }
 

@@ -7,6 +7,10 @@ export function reportMarkdown(r: ChaosReport): string {
   out.push(`# Chaos run, seed ${r.seed}`, '');
   out.push(`${r.ok ? 'PASSED' : 'FAILED'}: ${r.faults.length} faults in ${r.minutes} min (run ${r.durationS} s in all, started ${r.startedAt}),`);
   out.push(`on a throw-away stack with ${r.stack.kafkaBrokers} Kafka broker(s) and ${r.stack.redis === 'single' ? 'a single Redis' : `a ${r.stack.redis}`}, capture producer ${r.stack.captureProducer ?? 'kafkajs'}; stall bound ${s(r.stallBoundMs)}.`);
+  if (r.lanes) {
+    const over = r.faults.filter((f) => (f.overlapping ?? 0) > 0).length;
+    out.push(`Faults in concurrent lanes, one per kind (--lanes): ${over} of ${r.faults.length} were injected while a fault of another lane was under way (at most ${Math.max(0, ...r.faults.map((f) => f.overlapping ?? 0))} at once). Stack settings for fast restarts: ${Object.entries(r.stackTuning ?? {}).map(([k, v]) => `${k}='${v}'`).join(', ') || 'none'}.`);
+  }
   out.push(`Load average ${r.machine.loadavgStart.map((x) => x.toFixed(1)).join('/')} at the start, ${r.machine.loadavgEnd.map((x) => x.toFixed(1)).join('/')} at the end (2 cores, shared).`, '');
   if (r.error) out.push('Error:', '', '```', r.error, '```', '');
   if (r.stack.keptState) out.push(`The stack's state is kept in ${r.stack.keptState} (servers stopped): \`STACK_STATE=${r.stack.keptState} bash scripts/stack.sh up postgres\` with the run's ports brings its rows back.`, '');
@@ -14,7 +18,7 @@ export function reportMarkdown(r: ChaosReport): string {
   for (const k of r.summary.byKind) out.push(`| ${k.kind} | ${k.faults} | ${k.recovered} | ${s(k.p50Ms)} | ${s(k.maxMs)} |`);
   const a = r.summary.all;
   out.push(`| **all** | ${a.faults} | ${a.recovered} | ${s(a.p50Ms)} | ${s(a.maxMs)} |`, '');
-  out.push('Recovery: from the fault (for a zombie member, from its SIGCONT) until every process made progress again: the capture confirmed the WAL position of the fault, every consumer member applied messages, both groups were stable with every running member in them and stored offsets at the high watermarks of the fault, every Redis outbox row of the fault was written to Redis, the API answered a CLV lookup, the registry its subject list.', '');
+  out.push('Recovery: from the fault (for a zombie member, from its SIGCONT) until every process made progress again (each check passed at least once after the fault): the capture confirmed the WAL position of the fault, every consumer member applied messages, both groups were stable with every running member in them and stored offsets at the high watermarks of the fault, every Redis outbox row of the fault was written to Redis, the API answered a CLV lookup, the registry its subject list.', '');
   if (r.final) {
     const f = r.final;
     out.push('## Final comparison', '', `Caught up ${s(f.caughtUpMs)} after the load stopped. Rows compared: ${f.rowsCompared}.`, '');
@@ -33,7 +37,7 @@ export function reportMarkdown(r: ChaosReport): string {
   out.push('## Load', '', Object.entries(r.load).map(([k, v]) => `${k} ${v}`).join(', '), '');
   out.push('## Processes', '', '| process | starts | exits not caused by the suite |', '|---|---:|---|');
   for (const p of r.processes) out.push(`| ${p.name} | ${p.starts} | ${p.unexpectedExits.length === 0 ? 'none' : p.unexpectedExits.map((e) => e.signal ?? `code ${e.code}`).join(', ')} |`);
-  out.push('', '## Faults', '', '| # | at | kind | target | recovery | last to recover | detail |', '|---:|---:|---|---|---:|---|---|');
-  for (const f of r.faults) out.push(`| ${f.n} | ${f.atS} s | ${f.kind} | ${f.target} | ${f.recoveryMs === null ? `STALLED: ${(f.stalled ?? []).join(', ')}` : s(f.recoveryMs)} | ${(f.slowest ?? []).join(', ')} | ${f.detail ?? ''} |`);
+  out.push('', '## Faults', '', `| # | at | kind | target |${r.lanes ? ' others under way |' : ''} recovery | last to recover | detail |`, `|---:|---:|---|---|${r.lanes ? '---:|' : ''}---:|---|---|`);
+  for (const f of r.faults) out.push(`| ${f.n} | ${f.atS} s | ${f.kind} | ${f.target} |${r.lanes ? ` ${f.overlapping ?? 0} |` : ''} ${f.recoveryMs === null ? `STALLED: ${(f.stalled ?? []).join(', ')}` : s(f.recoveryMs)} | ${(f.slowest ?? []).join(', ')} | ${f.detail ?? ''} |`);
   return `${out.join('\n')}\n`;
 }

@@ -138,6 +138,8 @@ export interface FaultRecord {
   recoveryMs: number | null;
   /** What had not recovered at the stall bound. */
   stalled?: string[];
+  /** --lanes: how many faults of other lanes were under way when this one was injected. */
+  overlapping?: number;
   /** What was still pending at the last look before recovery: where the time went. */
   slowest?: string[];
   detail?: string;

@@ -46,7 +46,8 @@ export class ThrowawayStack {
   readonly brokers: number;
   readonly redisCluster: boolean;
 
-  constructor(readonly state: string, readonly ports: StackPorts, shape: StackShape = { brokers: 1, redisCluster: false }) {
+  /** `tuning`: more STACK_* settings (scripts/stack.sh), e.g. the fast-restart ones of a lanes run. */
+  constructor(readonly state: string, readonly ports: StackPorts, shape: StackShape = { brokers: 1, redisCluster: false }, tuning: Record<string, string> = {}) {
     this.brokers = shape.brokers;
     this.redisCluster = shape.redisCluster;
     this.env = {
@@ -54,6 +55,7 @@ export class ThrowawayStack {
       STACK_KAFKA_CONTROLLER_PORT: String(ports.kafkaController), STACK_REGISTRY_PORT: String(ports.registry), STACK_KAFKA_BROKERS: String(shape.brokers),
       // Explicit either way: a STACK_REDIS_CLUSTER in the caller's shell must not change this stack.
       STACK_REDIS_CLUSTER: shape.redisCluster ? '1' : '0',
+      ...tuning,
     };
   }
 
@@ -85,8 +87,21 @@ export class ThrowawayStack {
 
   /** `stack.sh <args>` on this stack (async: the suite's load and probes keep running meanwhile). */
   async stack(...args: string[]): Promise<string> {
+    return this.stackWith({}, ...args);
+  }
+
+  /**
+   * `stack.sh up <service>` after a kill, as a service manager would, under
+   * a lock of that service's own: a broker and a Redis node killed in two
+   * lanes restart at the same time, not one after the other.
+   */
+  restart(service: 'redis' | 'kafka'): Promise<string> {
+    return this.stackWith({ STACK_LOCK_NAME: `stack-${service}` }, 'up', service);
+  }
+
+  private async stackWith(env: Record<string, string>, ...args: string[]): Promise<string> {
     try {
-      const r = await run('bash', [join(REPO, 'scripts/stack.sh'), ...args], { env: { ...process.env, ...this.env }, timeout: 300_000, maxBuffer: 16 << 20 });
+      const r = await run('bash', [join(REPO, 'scripts/stack.sh'), ...args], { env: { ...process.env, ...this.env, ...env }, timeout: 300_000, maxBuffer: 16 << 20 });
       return r.stdout;
     } catch (err) {
       const e = err as { stdout?: string; stderr?: string; message: string };
