@@ -3,6 +3,7 @@ import { buildRelationSchemas } from '../../src/publisher/relation-schema.ts';
 import type { PreparedRelation } from '../../src/publisher/schema-manager.ts';
 import type { ChangeEvent, Relation } from '../../src/source/change-event.ts';
 import { PgoutputDecoder } from '../../src/source/pgoutput.ts';
+import { Msg } from '../../test/helpers/pgoutput-messages.ts';
 
 /**
  * npx tsx bench/capture/codec.ts [changes]
@@ -15,25 +16,6 @@ import { PgoutputDecoder } from '../../src/source/pgoutput.ts';
  * code in one session; the pg protocol parser and the Kafka client are not in it.
  */
 const N = Number(process.argv[2] ?? 500_000);
-
-class Msg {
-  parts: Buffer[] = [];
-  u8(v: number) { this.parts.push(Buffer.from([v])); return this; }
-  ch(c: string) { return this.u8(c.charCodeAt(0)); }
-  i16(v: number) { const b = Buffer.alloc(2); b.writeInt16BE(v); this.parts.push(b); return this; }
-  i32(v: number) { const b = Buffer.alloc(4); b.writeInt32BE(v); this.parts.push(b); return this; }
-  u64(v: bigint) { const b = Buffer.alloc(8); b.writeBigUInt64BE(v); this.parts.push(b); return this; }
-  str(s: string) { this.parts.push(Buffer.from(`${s}\0`)); return this; }
-  tuple(vals: (string | null)[]) {
-    this.i16(vals.length);
-    for (const v of vals) {
-      if (v === null) this.ch('n');
-      else { const b = Buffer.from(v); this.ch('t').i32(b.length); this.parts.push(b); }
-    }
-    return this;
-  }
-  get buf() { return Buffer.concat(this.parts); }
-}
 
 const NUM = (p: number, s: number) => ((p << 16) | s) + 4;
 const tables: Record<string, { oid: number; cols: [string, number, number, boolean][] }> = {

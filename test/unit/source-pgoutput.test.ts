@@ -1,28 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { validateChangeEvent, type ChangeEvent, type Relation } from '../../src/source/change-event.ts';
 import { PgoutputDecoder, type DecoderSink } from '../../src/source/pgoutput.ts';
+import { Msg } from '../helpers/pgoutput-messages.ts';
 import { UNAVAILABLE, parseArrayLiteral, parseDate, parseScalar, parseTimestamp, columnType, civilFromDays, daysFromCivil } from '../../src/source/pg-values.ts';
-
-/** Tiny builder for pgoutput v1 messages, written from the protocol docs. */
-class Msg {
-  parts: Buffer[] = [];
-  u8(v: number) { this.parts.push(Buffer.from([v])); return this; }
-  ch(c: string) { return this.u8(c.charCodeAt(0)); }
-  i16(v: number) { const b = Buffer.alloc(2); b.writeInt16BE(v); this.parts.push(b); return this; }
-  i32(v: number) { const b = Buffer.alloc(4); b.writeInt32BE(v); this.parts.push(b); return this; }
-  u64(v: bigint) { const b = Buffer.alloc(8); b.writeBigUInt64BE(v); this.parts.push(b); return this; }
-  str(s: string) { this.parts.push(Buffer.from(s + '\0')); return this; }
-  tuple(vals: (string | null | 'U')[]) {
-    this.i16(vals.length);
-    for (const v of vals) {
-      if (v === null) this.ch('n');
-      else if (v === 'U') this.ch('u');
-      else { const b = Buffer.from(v); this.ch('t').i32(b.length); this.parts.push(b); }
-    }
-    return this;
-  }
-  get buf() { return Buffer.concat(this.parts); }
-}
 
 const PG_TS = 1_000_000n; // 2000-01-01T00:00:01Z in pg epoch micros
 
