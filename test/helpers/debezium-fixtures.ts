@@ -1,6 +1,7 @@
 import avro from 'avsc';
 import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { avroOptions } from '../../src/consumer/avro.ts';
+import { validateEnvelope, type RowChange } from '../../src/consumer/envelope.ts';
 import { TABLES, type TableName } from '../../src/consumer/tables.ts';
 
 /**
@@ -165,6 +166,14 @@ export function avroType(schema: Record<string, unknown>): avro.Type {
 }
 
 /** Confluent wire bytes without a registry: magic byte, schema id, Avro body. */
+const changeTypes = new Map<TableName, avro.Type>();
+/** A fixture event as the warehouse consumer receives it: through the table's Avro envelope and the runtime check. */
+export function fixtureChange(ev: FixtureEvent): RowChange {
+  let t = changeTypes.get(ev.table);
+  if (!t) changeTypes.set(ev.table, (t = avroType(envelopeSchema('shop', ev.table))));
+  return validateEnvelope(t.fromBuffer(t.toBuffer(envelopeValue(ev))));
+}
+
 export function wire(id: number, type: avro.Type, value: unknown): Buffer {
   const head = Buffer.alloc(5);
   head.writeInt32BE(id, 1);

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { validateEnvelope, type RowChange } from '../../src/consumer/envelope.ts';
 import { type TableName } from '../../src/consumer/tables.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { applyBatch } from '../../consumers/warehouse/apply.ts';
@@ -8,7 +7,7 @@ import type { BatchMessage } from '../../src/sinks/postgres/batch-tx.ts';
 import { fullRefresh } from '../../consumers/warehouse/full-refresh.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { runVerify, type VerifyReport } from '../../src/rebuild/verify.ts';
-import { avroType, envelopeSchema, envelopeValue, ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
+import { fixtureChange, ShopSim } from '../helpers/debezium-fixtures.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
 /**
@@ -20,12 +19,6 @@ import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
  * corrupts one value per table, runs verify, checks every table names
  * exactly its corrupted key, and restores the tables with a full refresh.
  */
-const types = new Map<TableName, ReturnType<typeof avroType>>();
-function toChange(ev: FixtureEvent): RowChange {
-  let t = types.get(ev.table);
-  if (!t) types.set(ev.table, (t = avroType(envelopeSchema('shop', ev.table))));
-  return validateEnvelope(t.fromBuffer(t.toBuffer(envelopeValue(ev))));
-}
 
 type Corruption = { table: string; key: string; kind: 'changed' | 'missing' | 'extra' };
 
@@ -77,7 +70,7 @@ describe('verify names every single corrupted value (Postgres only)', () => {
     const streams = new Map<TableName, BatchMessage[]>();
     for (const ev of sim.events) {
       const st = streams.get(ev.table) ?? [];
-      st.push({ offset: String(st.length), change: toChange(ev) });
+      st.push({ offset: String(st.length), change: fixtureChange(ev) });
       streams.set(ev.table, st);
     }
     for (const [table, msgs] of streams) {

@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { validateEnvelope, type RowChange } from '../../src/consumer/envelope.ts';
 import { TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { applyBatch } from '../../consumers/warehouse/apply.ts';
 import type { BatchMessage } from '../../src/sinks/postgres/batch-tx.ts';
 import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
-import { avroType, envelopeSchema, envelopeValue, rng, ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
+import { fixtureChange, rng, ShopSim } from '../helpers/debezium-fixtures.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
 /**
@@ -20,12 +19,6 @@ import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
  * orders, orders moved between customers, late segment changes, duplicate
  * deliveries and re-applied ranges.
  */
-const types = new Map<TableName, ReturnType<typeof avroType>>();
-function toChange(ev: FixtureEvent): RowChange {
-  let t = types.get(ev.table);
-  if (!t) types.set(ev.table, (t = avroType(envelopeSchema('shop', ev.table))));
-  return validateEnvelope(t.fromBuffer(t.toBuffer(envelopeValue(ev))));
-}
 
 describe('warehouse CLV delta', () => {
   const id = uniqueId('wh_clvd');
@@ -65,7 +58,7 @@ describe('warehouse CLV delta', () => {
     const streams = new Map<TableName, BatchMessage[]>();
     for (const ev of sim.events) {
       const s = streams.get(ev.table) ?? [];
-      const ch = toChange(ev);
+      const ch = fixtureChange(ev);
       s.push({ offset: String(s.length), change: ch });
       if (rand() < 0.05) s.push({ offset: String(s.length + 1), change: ch });
       streams.set(ev.table, s);

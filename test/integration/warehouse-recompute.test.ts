@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { validateEnvelope, type RowChange } from '../../src/consumer/envelope.ts';
 import { TABLES, TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
 import { applyBatch } from '../../consumers/warehouse/apply.ts';
@@ -9,7 +8,7 @@ import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts'
 import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { stagingRows } from '../../consumers/warehouse/staging-apply.ts';
 import { fullRefresh } from '../../consumers/warehouse/full-refresh.ts';
-import { avroType, envelopeSchema, envelopeValue, rng, ShopSim, type FixtureEvent } from '../helpers/debezium-fixtures.ts';
+import { fixtureChange, rng, ShopSim } from '../helpers/debezium-fixtures.ts';
 import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
 
 /**
@@ -19,12 +18,6 @@ import { stackEnv, uniqueId } from '../helpers/stack-env.ts';
  * must then equal its batch recomputation and staging must equal the
  * simulated source.
  */
-const types = new Map<TableName, ReturnType<typeof avroType>>();
-function toChange(ev: FixtureEvent): RowChange {
-  let t = types.get(ev.table);
-  if (!t) types.set(ev.table, (t = avroType(envelopeSchema('shop', ev.table))));
-  return validateEnvelope(t.fromBuffer(t.toBuffer(envelopeValue(ev))));
-}
 
 function simRowsAsText(sim: ShopSim, table: TableName): string[] {
   return [...sim.rows[table].values()].map((r) => JSON.stringify(Object.keys(TABLES[table].columns).map((c) => (r[c] === null || r[c] === undefined ? null : String(r[c]))))).sort();
@@ -58,7 +51,7 @@ describe('warehouse recompute (Postgres only)', () => {
     const streams = new Map<TableName, BatchMessage[]>();
     for (const ev of sim.events) {
       const s = streams.get(ev.table) ?? [];
-      const ch = toChange(ev);
+      const ch = fixtureChange(ev);
       s.push({ offset: String(s.length), change: ch });
       if (rand() < 0.05) s.push({ offset: String(s.length + 1), change: ch });
       streams.set(ev.table, s);
@@ -116,7 +109,7 @@ describe('warehouse recompute (Postgres only)', () => {
       const streams = new Map<TableName, BatchMessage[]>();
       for (const ev of sim.events) {
         const st = streams.get(ev.table) ?? [];
-        st.push({ offset: String(st.length), change: toChange(ev) });
+        st.push({ offset: String(st.length), change: fixtureChange(ev) });
         streams.set(ev.table, st);
       }
       for (const [table, msgs] of streams) {
