@@ -2,6 +2,7 @@ import type { SchemaRegistry } from '@kafkajs/confluent-schema-registry';
 import { type Admin, type Consumer, type Kafka, type KafkaMessage, type Producer } from 'kafkajs';
 import type pg from 'pg';
 import { decodeConfluent } from '../../src/consumer/avro.ts';
+import { BatchAcker } from '../../src/consumer/batch-acker.ts';
 import { DeadLetterWriter } from '../../src/consumer/dead-letters.ts';
 import { createGroupClients } from '../../src/consumer/group-clients.ts';
 import { decodeSlice } from '../../src/consumer/slice-decode.ts';
@@ -52,6 +53,7 @@ export class ClickstreamConsumer implements Service {
   private producer: Producer | undefined;
   private admin: Admin | undefined;
   private stopping: Promise<void> | undefined;
+  private acker: BatchAcker | undefined;
   private readonly seeker: StoredOffsetSeeker;
   /** Totals since start, for logs and tests. */
   readonly stats = { batches: 0, inserted: 0, duplicates: 0, beyondLateness: 0, deadLettered: 0 };
@@ -72,6 +74,9 @@ export class ClickstreamConsumer implements Service {
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
     await ensureTopic(this.admin, this.o.topic, this.o.partitions ?? 3, { log, signal, replication: this.o.topicReplication });
     const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal, replication: this.o.topicReplication });
+    // Postgres holds the position; the Kafka commit is for monitoring, in the background.
+    const acker = new BatchAcker(consumer, log);
+    this.acker = acker;
     this.seeker.seekOnGroupJoin(consumer);
     await consumer.subscribe({ topics: [this.o.topic], fromBeginning: true });
     await consumer.run({
@@ -86,9 +91,7 @@ export class ClickstreamConsumer implements Service {
           const slice = batch.messages.slice(i, i + max);
           await this.processSlice(batch.topic, batch.partition, slice, dlq);
           const last = slice[slice.length - 1]!;
-          resolveOffset(last.offset);
-          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last.offset) + 1n).toString() }])
-            .catch((err: Error) => log.debug({ err: err.message }, 'kafka offset commit failed; Postgres holds the position'));
+          acker.ack(batch.topic, batch.partition, last.offset, (BigInt(last.offset) + 1n).toString(), resolveOffset);
           await heartbeat();
         }
       },
@@ -159,7 +162,10 @@ export class ClickstreamConsumer implements Service {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.seeker.stop();
-      // disconnect waits for the batch in flight: its transaction commits or rolls back whole.
+      // stop waits for the batch in flight: its transaction commits or rolls back whole.
+      // Its queued Kafka offset commit then still lands before the disconnect.
+      await this.consumer?.stop().catch((err) => this.o.log.warn({ err: errorMessage(err) }, 'consumer stop'));
+      await this.acker?.settled();
       await this.consumer?.disconnect().catch((err) => this.o.log.warn({ err: errorMessage(err) }, 'consumer disconnect'));
       await this.producer?.disconnect().catch(() => {});
       await this.admin?.disconnect().catch(() => {});

@@ -127,7 +127,7 @@ export class WarehouseConsumer implements Service {
     this.consumer = consumer;
     await Promise.all([this.admin.connect(), this.producer.connect(), consumer.connect()]);
     const dlq = new DeadLetterWriter(this.producer, this.admin, log, { keptIn: `${this.o.schemas.meta}.dead_letters`, signal, replication: this.o.topicReplication });
-    const acker = new BatchAcker(consumer, this.sink, log, this.stages);
+    const acker = new BatchAcker(consumer, log, { sink: this.sink, timer: this.stages });
     this.acker = acker;
     const commit = new GroupCommit<DecodedPart, BatchOutcome>(async (parts) => {
       const t0 = performance.now();

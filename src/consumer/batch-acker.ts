@@ -14,20 +14,27 @@ import type { StageTimer } from './stage-timer.ts';
  *    group (the seek on assignment uses the Postgres offsets). Commits run
  *    one at a time, coalesced, so Kafka's offset never moves backwards and
  *    the next batch never waits for the broker.
+ *
+ * Never awaiting the Kafka commit matters under faults: after a broker
+ * dies kafkajs keeps sending OffsetCommit to the old coordinator and
+ * retries each refusal for seconds; a member that waited for it would miss
+ * its heartbeats, lose its partitions and rejoin, again and again (the
+ * clickstream group stalled for minutes that way in a chaos run).
  */
 export class BatchAcker {
   private readonly toCommit = new Map<string, { topic: string; partition: number; offset: string }>();
   private committing: Promise<void> | undefined;
 
+  /** `sink`: where `durable` hands the outbox rows; a group without a Redis outbox (clickstream) has none. */
   constructor(
     private readonly consumer: Consumer,
-    private readonly sink: ClvRedisSink,
     private readonly log: Logger,
-    private readonly timer?: StageTimer,
+    private readonly o: { sink?: ClvRedisSink; timer?: StageTimer } = {},
   ) {}
 
   durable(outbox: readonly OutboxRow[]): void {
-    this.sink.publish(outbox);
+    if (!this.o.sink) throw new Error('BatchAcker.durable: this group has no Redis sink');
+    this.o.sink.publish(outbox);
   }
 
   ack(topic: string, partition: number, lastOffset: string, nextOffset: string, resolveOffset: (o: string) => void): void {
@@ -56,7 +63,7 @@ export class BatchAcker {
         // Harmless: Postgres holds the position; Kafka catches up on the next commit.
         this.log.debug({ err: (err as Error).message }, 'kafka offset commit failed');
       }
-      this.timer?.add('ack.kafka', performance.now() - t0);
+      this.o.timer?.add('ack.kafka', performance.now() - t0);
     }
   }
 }

@@ -38,6 +38,12 @@ export function createGroupClients(kafka: Kafka, o: GroupClientOptions): GroupCl
     maxWaitTimeInMs: 100,
     ...o.consumerConfig,
     sessionTimeout,
+    // kafkajs waits for a JoinGroup answer up to this plus 5 s, and the
+    // coordinator waits this long for members that do not rejoin. Its default
+    // (60 s) let a group sit in one rebalance for minutes when coordinators
+    // moved twice after a broker kill; a member needs far less to finish its
+    // transaction in flight and rejoin.
+    rebalanceTimeout: sessionTimeout * 3,
     heartbeatInterval: Math.min(3000, Math.floor(sessionTimeout / 5)),
     // Postgres or the registry being down is a pause, not a reason to die; a fatal error ends the process.
     retry: consumerRetry({ log: o.log, signal: o.signal, onFatal: o.onFatal, endpoints: o.endpoints }),
