@@ -1,5 +1,6 @@
 import kafkajs, { type Admin, type Consumer, type ConsumerConfig, type Kafka, type Producer } from 'kafkajs';
 import { consumerRetry, watchConsumerCrash } from '../lifecycle/consumer-crash.ts';
+import { watchGroupLiveness } from '../lifecycle/group-liveness.ts';
 import type { Logger } from '../logger.ts';
 import type { GroupMemberHooks } from './member-hooks.ts';
 
@@ -18,6 +19,8 @@ export interface GroupClientOptions extends Pick<GroupMemberHooks, 'onConsumer' 
   name: string;
   isStopping: () => boolean;
   sessionTimeoutMs?: number;
+  /** No accepted heartbeat for this long after a join: stuck, reported to onFatal (default 2 x session + rebalance timeout). */
+  livenessBoundMs?: number;
   /** Fetch sizes and the like, on top of the shared settings. */
   consumerConfig?: Partial<ConsumerConfig>;
 }
@@ -32,6 +35,7 @@ export function createGroupClients(kafka: Kafka, o: GroupClientOptions): GroupCl
   const admin = kafka.admin();
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: kafkajs.Partitioners.DefaultPartitioner });
   const sessionTimeout = o.sessionTimeoutMs ?? 10_000;
+  const rebalanceTimeout = sessionTimeout * 3;
   const consumer = kafka.consumer({
     groupId: o.group,
     allowAutoTopicCreation: false,
@@ -43,12 +47,13 @@ export function createGroupClients(kafka: Kafka, o: GroupClientOptions): GroupCl
     // (60 s) let a group sit in one rebalance for minutes when coordinators
     // moved twice after a broker kill; a member needs far less to finish its
     // transaction in flight and rejoin.
-    rebalanceTimeout: sessionTimeout * 3,
+    rebalanceTimeout,
     heartbeatInterval: Math.min(3000, Math.floor(sessionTimeout / 5)),
     // Postgres or the registry being down is a pause, not a reason to die; a fatal error ends the process.
     retry: consumerRetry({ log: o.log, signal: o.signal, onFatal: o.onFatal, endpoints: o.endpoints }),
   });
   o.onConsumer?.(consumer);
   watchConsumerCrash(consumer, { log: o.log, signal: o.signal, onFatal: o.onFatal, endpoints: o.endpoints, name: o.name, isStopping: o.isStopping });
+  watchGroupLiveness(consumer, { log: o.log, signal: o.signal, onFatal: o.onFatal, name: o.name, isStopping: o.isStopping, boundMs: o.livenessBoundMs ?? 2 * sessionTimeout + rebalanceTimeout });
   return { admin, producer, consumer };
 }

@@ -20,6 +20,8 @@ export interface ThrowawayKafka {
   port: number;
   brokers: string[];
   dir: string;
+  /** The broker's JVM (SIGSTOP/SIGCONT in tests of a broker that stops answering). */
+  pid: number;
   /** Resolves once a metadata request is answered; returns ms since spawn. */
   started: number;
   stop(): Promise<void>;
@@ -109,7 +111,7 @@ export async function startThrowawayKafka(opts: { timeoutMs?: number } = {}): Pr
     try {
       await admin.connect();
       const c = await admin.describeCluster();
-      if (c.brokers.length > 0) return { port, brokers, dir, started: Date.now() - t0, stop };
+      if (c.brokers.length > 0) return { port, brokers, dir, pid: child.pid!, started: Date.now() - t0, stop };
     } catch {
       // not yet
     } finally {
