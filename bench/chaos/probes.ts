@@ -148,9 +148,7 @@ export class ProgressProbe {
     if (obs.captureLsn === undefined || obs.captureLsn < b.walLsn) out.push('capture');
     for (const g of this.o.groups) {
       for (const m of g.members) {
-        const before = b.applied.get(m.name);
-        const now = obs.members.get(m.name);
-        const ok = now?.applied !== undefined && (before?.pid === now.pid ? now.applied > before!.n : now.applied > 0);
+        const ok = memberProgressed(b.applied.get(m.name), obs.members.get(m.name));
         if (!ok) out.push(m.name);
       }
       const gs = obs.groups.get(g.group);
@@ -169,6 +167,20 @@ export class ProgressProbe {
   async pending(b: Baseline): Promise<string[]> {
     return this.pendingAt(b, await this.observe());
   }
+}
+
+/**
+ * Whether a consumer member applied messages since the baseline, from its
+ * `consumer_messages_applied_total`. A new pid counts from 0. A process that
+ * rebuilt its services after a retriable failure (runMain) also starts its
+ * counters again from 0, under the same pid: a count below the baseline is
+ * such a reset, and every message counted since came after it (the rule of
+ * Prometheus' rate()).
+ */
+export function memberProgressed(before: { pid: number | undefined; n: number } | undefined, now: { pid: number | undefined; applied: number | undefined } | undefined): boolean {
+  if (now?.applied === undefined) return false;
+  if (before !== undefined && before.pid === now.pid && now.applied >= before.n) return now.applied > before.n;
+  return now.applied > 0;
 }
 
 export interface Observation {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkSlotSamples, metricSum } from '../../bench/chaos/probes.ts';
+import { checkSlotSamples, memberProgressed, metricSum } from '../../bench/chaos/probes.ts';
 import { FaultSchedule, fitsAnother, quantile, stackKinds, summarize, type FaultRecord } from '../../bench/chaos/schedule.ts';
 
 const FAULT_KINDS = stackKinds({ redisCluster: false });
@@ -111,5 +111,19 @@ describe('slot claims against the topic', () => {
     const samples = [{ at: 1, confirmed: 300n, highs: new Map([[0, 10n], [1, 10n]]) }];
     expect(checkSlotSamples(samples, orderLsns, missing, inSource).map((v) => v.orderId)).toEqual([3]);
     expect(checkSlotSamples(samples, orderLsns, missing, new Set([1, 2, 4, 5]))).toEqual([]);
+  });
+
+  it('counts a consumer member as progressed across a restart and a counter reset under the same pid', () => {
+    const before = { pid: 10, n: 500 };
+    expect(memberProgressed(before, { pid: 10, applied: 500 })).toBe(false);
+    expect(memberProgressed(before, { pid: 10, applied: 501 })).toBe(true);
+    // services rebuilt in-process: the counter started again from 0
+    expect(memberProgressed(before, { pid: 10, applied: 0 })).toBe(false);
+    expect(memberProgressed(before, { pid: 10, applied: 7 })).toBe(true);
+    // a new process
+    expect(memberProgressed(before, { pid: 11, applied: 0 })).toBe(false);
+    expect(memberProgressed(before, { pid: 11, applied: 3 })).toBe(true);
+    expect(memberProgressed(before, { pid: 10, applied: undefined })).toBe(false);
+    expect(memberProgressed(undefined, { pid: 10, applied: 1 })).toBe(true);
   });
 });
