@@ -33,6 +33,13 @@ import { join } from 'node:path';
  *   measured from then.
  * The Node generator's due-time latency (bench/lookup/raw-client.ts) is
  * the other check; `--fixed-generators h2load,raw` runs both in one window.
+ *
+ * Its load shape is burstier than the raw client's (what is due every
+ * 1 ms): the clients' 10 ms ticks line up, as libev reschedules a late
+ * repeating timer from the present, so after a stall of h2load the clients
+ * fire together (measured: most starts share their microsecond with
+ * another, and the 99th-percentile gap between starts is a whole tick),
+ * and after a stall of N ms each client sends N/10 requests at once.
  */
 
 export interface H2loadOptions {
@@ -98,7 +105,7 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
     // bash's `times` after h2load: the children's CPU, which a Node parent cannot read once the child is gone.
     const script = 'h2load "$@"; rc=$?; echo H2LOAD_TIMES; times; exit $rc';
     const out = await new Promise<string>((resolve, reject) => {
-      const child = spawn('bash', ['-c', script, 'h2load', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('/bin/bash', ['-c', script, 'h2load', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });

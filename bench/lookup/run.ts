@@ -164,7 +164,9 @@ function startApi(): Promise<{ child: ChildProcess; value: string }> {
         const entry = JSON.parse(line) as { msg?: string; url?: string };
         return entry.msg === 'listening' ? entry.url : undefined;
       } catch {
-        return undefined; // not a log line
+        // Not a log line (e.g. node's --trace-gc with --api-node-args): shown, not swallowed.
+        process.stderr.write(`[api] ${line}\n`);
+        return undefined;
       }
     }, opts.apiRoot ?? REPO);
 }
