@@ -817,6 +817,8 @@ cmd_test_deps() {
   apt_install chromium openssl
   # Not for npm test: the C load generator of `npm run bench:lookup -- --generator wrk`.
   apt_install wrk
+  # h2load, the paced C generator of `bench:lookup -- --generator h2load`; test/integration/bench-lookup-h2load.test.ts runs it.
+  apt_install nghttp2-client
   if ! (cd "$REPO" && node -e "require('node-rdkafka')" >/dev/null 2>&1); then
     apt_install build-essential python3 libssl-dev zlib1g-dev
     log "building node-rdkafka $NODE_RDKAFKA_VERSION (librdkafka from its npm sources; a few minutes, once per npm ci)"

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import autocannon from 'autocannon';
+import { runH2load } from './h2load.ts';
 import { runRaw } from './raw-client.ts';
 import { runWrk } from './wrk.ts';
 
@@ -15,9 +16,18 @@ import { runWrk } from './wrk.ts';
 /**
  * wrk is closed-loop (each connection sends its next request when the last
  * is answered) and cannot pace a rate, so with `wrk` the fixed-rate runs use
- * the raw client (evenly paced, open loop) and the rest use wrk.
+ * the raw client (evenly paced, open loop) and the rest use wrk. `h2load`
+ * (bench/lookup/h2load.ts) is the other way round: it paces the fixed-rate
+ * runs, and wrk runs the closed-loop ones.
  */
-export type Generator = 'raw' | 'autocannon' | 'wrk';
+export type Generator = 'raw' | 'autocannon' | 'wrk' | 'h2load';
+
+/** The generator that actually makes a run's load: wrk cannot pace, h2load is only used where it does. */
+export function generatorOf(g: Generator, paced: boolean): Generator {
+  if (g === 'wrk' && paced) return 'raw';
+  if (g === 'h2load' && !paced) return 'wrk';
+  return g;
+}
 
 export interface LoadOptions {
   url: string;
@@ -35,6 +45,8 @@ export interface LoadOptions {
   ids: { customers: number; seed: number };
   /** wrk threads (its -t). */
   wrkThreads?: number;
+  /** h2load: requests in flight per connection (`-m`) and connections (default: 100 req/s each). */
+  h2load?: { inFlight: number; connections?: number };
   /** Pid of the server process whose CPU is charged to the requests. */
   serverPid: number;
 }
@@ -49,6 +61,8 @@ export interface PhaseResult {
   exactMs: { p50: number; p90: number; p99: number; p999: number; max: number };
   /** raw generator at a fixed rate: latency from when each request was due (queueing behind the pacing included). */
   fromDueMs?: { p50: number; p99: number; p999: number };
+  /** h2load runs: its shape and the checks of what its latency leaves out (bench/lookup/h2load.ts). */
+  h2load?: { connections: number; perClientRps: number; inFlight: number; holdBackPossible: boolean; maxStartGapMs: number; startGapsOver2Ms: number };
   /** 1-minute load average when the run ended: this machine is shared, and a busy neighbour shows here. */
   loadAvg1m: number;
   /** CPU (user+system) of the server process per 10,000 answered requests. */
@@ -91,8 +105,9 @@ interface Measured {
   /** Every response's latency, or (wrk) the percentiles its histogram gives, in ms. */
   latencies: Float64Array | PhaseResult['exactMs'];
   fromDue?: Float64Array;
-  /** CPU seconds of a generator that is its own process (wrk). */
+  /** CPU seconds of a generator that is its own process (wrk, h2load). */
   generatorCpuS?: number;
+  h2load?: PhaseResult['h2load'];
 }
 
 async function autocannonLoad(o: LoadOptions): Promise<Measured> {
@@ -133,11 +148,27 @@ async function wrkLoad(o: LoadOptions): Promise<Measured> {
   };
 }
 
+async function h2loadLoad(o: LoadOptions): Promise<Measured> {
+  if (o.rate === undefined) throw new Error('h2load is only used at a fixed rate');
+  const r = await runH2load({
+    url: o.url, rate: o.rate, durationS: o.durationS, path: o.path,
+    inFlight: o.h2load?.inFlight ?? 8, ...(o.h2load?.connections !== undefined ? { connections: o.h2load.connections } : {}),
+  });
+  return {
+    requests: r.requests, non2xx: r.non2xx, errors: r.errors, latencies: r.latenciesMs, generatorCpuS: r.cpuS,
+    h2load: {
+      connections: r.connections, perClientRps: r.perClientRps, inFlight: r.inFlight,
+      holdBackPossible: r.holdBackPossible, maxStartGapMs: r.maxStartGapMs, startGapsOver2Ms: r.startGapsOver2Ms,
+    },
+  };
+}
+
 export async function runPhase(o: LoadOptions): Promise<PhaseResult> {
   const serverBefore = processCpuSeconds(o.serverPid);
   const genBefore = process.cpuUsage();
-  const generator: Generator = o.generator === 'wrk' && o.rate !== undefined ? 'raw' : o.generator;
-  const r = generator === 'raw' ? await rawLoad(o) : generator === 'wrk' ? await wrkLoad(o) : await autocannonLoad(o);
+  const generator = generatorOf(o.generator, o.rate !== undefined);
+  const r = generator === 'raw' ? await rawLoad(o) : generator === 'wrk' ? await wrkLoad(o)
+    : generator === 'h2load' ? await h2loadLoad(o) : await autocannonLoad(o);
   const genOwn = process.cpuUsage(genBefore);
   const genCpuS = r.generatorCpuS ?? (genOwn.user + genOwn.system) / 1e6;
   const serverAfter = processCpuSeconds(o.serverPid);
@@ -152,6 +183,7 @@ export async function runPhase(o: LoadOptions): Promise<PhaseResult> {
     errors: r.errors,
     exactMs: r.latencies instanceof Float64Array ? pcts(r.latencies.sort()) : r.latencies,
     ...(due ? { fromDueMs: { p50: due.p50, p99: due.p99, p999: due.p999 } } : {}),
+    ...(r.h2load ? { h2load: r.h2load } : {}),
     loadAvg1m: round3(loadavg()[0]!),
     serverCpuSPer10k: round3((serverCpu * 10_000) / answered),
     serverSystemCpuSPer10k: round3(((serverAfter.system - serverBefore.system) * 10_000) / answered),

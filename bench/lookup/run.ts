@@ -11,7 +11,7 @@ import { rebuildRedisClv } from '../../src/api/clv-rebuild.ts';
 import { loadStackConfig } from '../../src/config/index.ts';
 import { redisClientOptions } from '../../src/config/redis.ts';
 import { migrate } from '../../src/migrations/runner.ts';
-import { medians, round3, runPhase, type Generator, type PhaseResult } from './load.ts';
+import { generatorOf, medians, round3, runPhase, type Generator, type PhaseResult } from './load.ts';
 
 /**
  * `npm run bench:lookup`: GET /customers/:id/clv, random ids among 10,000
@@ -21,7 +21,10 @@ import { medians, round3, runPhase, type Generator, type PhaseResult } from './l
  * (bench/lookup/raw-client.ts, evenly paced, lighter on the CPU), or
  * `--generator wrk` (bench/lookup/wrk.ts, the C generator, for the
  * closed-loop phases; the fixed-rate phase then uses the raw client, as wrk
- * cannot pace a rate).
+ * cannot pace a rate), or `--generator h2load` (bench/lookup/h2load.ts, a C
+ * generator that paces: the fixed-rate phase by h2load, the others by wrk).
+ * `--fixed-generators h2load,raw` runs the fixed phase with each of them in
+ * turn (ABBA), so the two are compared in the same window.
  * Three phases, each `--runs` times (medians go to the results file):
  *
  * - fixed: an overall 5,000 req/s over 10 connections; exact p50/p99/p99.9.
@@ -60,6 +63,11 @@ const program = new Command('bench:lookup')
   .option('--pipelining <n>', 'requests in flight per connection in the max phase (HTTP/1.1 pipelining)', num, 1)
   .option('--generator <name>', 'load generator: autocannon (bursty pacing at a fixed rate), raw (bench/lookup/raw-client.ts, evenly paced) or wrk (closed-loop phases; fixed rate by raw)', 'autocannon')
   .option('--wrk-threads <n>', 'wrk threads (its -t)', num, 1)
+  .option('--fixed-generators <list>', 'fixed phase only: these paced generators in turn (ABBA), e.g. h2load,raw; medians per generator')
+  .option('--h2load-in-flight <n>', 'h2load: requests in flight per connection (-m)', num, 8)
+  .option('--h2load-connections <n>', 'h2load: connections at the fixed rate (default: 100 req/s each)', num)
+  .option('--api-node-args <args>', 'node options of the API process, space-separated (e.g. "--max-semi-space-size=32")')
+  .option('--probe', 'load bench/lookup/api-probe.ts into the API: event-loop delay and GC of every run')
   .option('--api-root <dir>', 'start the API from this checkout instead of this one (a before/after comparison in one session)')
   .option('--api-env <kv...>', 'extra environment of the API process, KEY=VALUE (e.g. API_FAST_LANE=false)')
   .option('--customers <n>', 'customers seeded in Postgres and Redis', num, 10_000)
@@ -69,12 +77,22 @@ const program = new Command('bench:lookup')
 const opts = program.opts<{
   runs: number; phases: string; duration: number; rate: number; connections: number; maxDuration: number;
   maxConnections: number; pipelining: number; generator: Generator; wrkThreads: number; customers: number; cpuProf?: string; out: string;
-  apiRoot?: string; apiEnv?: string[];
+  apiRoot?: string; apiEnv?: string[]; fixedGenerators?: string; h2loadInFlight: number; h2loadConnections?: number;
+  apiNodeArgs?: string; probe?: boolean;
 }>();
-if (!['raw', 'autocannon', 'wrk'].includes(opts.generator)) {
-  process.stderr.write(`--generator must be raw, autocannon or wrk, got "${opts.generator}"\n`);
-  process.exit(2);
+const GENERATORS: Generator[] = ['raw', 'autocannon', 'wrk', 'h2load'];
+const fixedGenerators = (opts.fixedGenerators?.split(',').map((g) => g.trim()) ?? [opts.generator]) as Generator[];
+for (const g of [opts.generator, ...fixedGenerators]) {
+  if (!GENERATORS.includes(g)) {
+    process.stderr.write(`generators are raw, autocannon, wrk or h2load, got "${g}"\n`);
+    process.exit(2);
+  }
 }
+const SHAPES: Partial<Record<Generator, string>> = {
+  raw: 'open loop, evenly paced: what is due every 1 ms; latency also from the due time',
+  autocannon: 'autocannon overallRate: per-connection quota per second, sent back to back (bursty)',
+  h2load: 'h2load --rps: 100 req/s per connection, one request per 10 ms tick each; latency from the submit (no correction for coordinated omission, see bench/lookup/h2load.ts)',
+};
 const phases = new Set(opts.phases.split(',').map((p) => p.trim()));
 const log = (m: string) => process.stderr.write(`[bench:lookup] ${m}\n`);
 
@@ -128,18 +146,46 @@ const apiEnv = Object.fromEntries((opts.apiEnv ?? []).map((kv) => {
   return [kv.slice(0, at), kv.slice(at + 1)];
 }));
 
+const PROBE = fileURLToPath(new URL('./api-probe.ts', import.meta.url));
+
 function startApi(): Promise<{ child: ChildProcess; value: string }> {
   const prof = opts.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`] : [];
-  return startChild([...prof, '--import', 'tsx', 'src/api/main.ts'],
+  const nodeArgs = opts.apiNodeArgs?.split(' ').filter((a) => a.length > 0) ?? [];
+  // The probe is this checkout's file even when the API is another's (--api-root).
+  const probe = opts.probe ? ['--import', PROBE] : [];
+  return startChild([...prof, ...nodeArgs, '--import', 'tsx', ...probe, 'src/api/main.ts'],
     { API_PORT: '0', ANALYTICS_SCHEMA: `${SCHEMA}_an`, REDIS_KEY_PREFIX: PREFIX, LOG_LEVEL: 'info', ...apiEnv },
     (line) => {
+      if (line.startsWith(PROBE_MARK)) {
+        probeLines.shift()?.(JSON.parse(line.slice(PROBE_MARK.length)) as ApiProbe);
+        return undefined;
+      }
       try {
         const entry = JSON.parse(line) as { msg?: string; url?: string };
         return entry.msg === 'listening' ? entry.url : undefined;
       } catch {
-        return undefined; // not a log line
+        // Not a log line (e.g. node's --trace-gc with --api-node-args): shown, not swallowed.
+        process.stderr.write(`[api] ${line}\n`);
+        return undefined;
       }
     }, opts.apiRoot ?? REPO);
+}
+
+const PROBE_MARK = 'API_PROBE ';
+/** What bench/lookup/api-probe.ts prints: loop delay and GC since the previous probe. */
+type ApiProbe = Record<string, unknown>;
+/** Waiters for the API's next probe line, in order. */
+const probeLines: ((p: ApiProbe) => void)[] = [];
+
+/** The API's probe since the last call (SIGUSR2; api-probe.ts answers on stdout); undefined without --probe. */
+async function probeApi(child: ChildProcess): Promise<ApiProbe | undefined> {
+  if (!opts.probe) return undefined;
+  const next = new Promise<ApiProbe | undefined>((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), 5_000);
+    probeLines.push((p) => { clearTimeout(timer); resolve(p); });
+  });
+  child.kill('SIGUSR2');
+  return next;
 }
 
 async function stopChild(child: ChildProcess | undefined): Promise<void> {
@@ -161,17 +207,30 @@ function idPaths(seed: number, max: number): () => string {
 }
 
 function ids(seed: number, max: number) {
-  return { path: idPaths(seed, max), ids: { customers: max, seed }, wrkThreads: opts.wrkThreads };
+  const h2load = { inFlight: opts.h2loadInFlight, ...(opts.h2loadConnections !== undefined ? { connections: opts.h2loadConnections } : {}) };
+  return { path: idPaths(seed, max), ids: { customers: max, seed }, wrkThreads: opts.wrkThreads, h2load };
 }
 
-async function phase(name: string, url: string, pid: number, o: { durationS: number; connections: number; rate?: number; pipelining: number }): Promise<PhaseResult[]> {
-  const runs: PhaseResult[] = [];
+type Run = PhaseResult & { apiProbe?: ApiProbe };
+
+/** `probed`: the server runs api-probe.ts (the API with --probe; never the trivial server, which SIGUSR2 would end). */
+async function phase(name: string, url: string, api: ChildProcess, o: { durationS: number; connections: number; rate?: number; pipelining: number },
+  generators: Generator[] = [opts.generator], probed = opts.probe === true): Promise<Run[]> {
+  const runs: Run[] = [];
   for (let i = 1; i <= opts.runs; i++) {
-    const r = await runPhase({ url, serverPid: pid, generator: opts.generator, ...ids(0x9e3779b9 + i, opts.customers), ...o });
-    runs.push(r);
-    const due = r.fromDueMs ? ` (from due time: p99 ${r.fromDueMs.p99} ms)` : '';
-    log(`${name} ${i}/${opts.runs} (${r.generator}): ${r.throughputRps} req/s, p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms${due}; `
-      + `non-2xx ${r.non2xx}, errors ${r.errors}; server CPU ${r.serverCpuSPer10k} s/10k (system ${r.serverSystemCpuSPer10k}), generator ${r.generatorCpuSPer10k} s/10k; load ${r.loadAvg1m}`);
+    // ABBA: which generator goes first alternates, so neither always follows the other.
+    for (const generator of i % 2 === 1 ? generators : [...generators].reverse()) {
+      if (probed) await probeApi(api);
+      const r: Run = await runPhase({ url, serverPid: api.pid!, generator, ...ids(0x9e3779b9 + i, opts.customers), ...o });
+      const p = probed ? await probeApi(api) : undefined;
+      if (p) r.apiProbe = p;
+      runs.push(r);
+      const due = r.fromDueMs ? ` (from due time: p99 ${r.fromDueMs.p99} ms)` : '';
+      const h2 = r.h2load ? ` (h2load: hold-back possible ${r.h2load.holdBackPossible}, longest start gap ${r.h2load.maxStartGapMs} ms)` : '';
+      log(`${name} ${i}/${opts.runs} (${r.generator}): ${r.throughputRps} req/s, p50 ${r.exactMs.p50} ms, p99 ${r.exactMs.p99} ms, p99.9 ${r.exactMs.p999} ms${due}${h2}; `
+        + `non-2xx ${r.non2xx}, errors ${r.errors}; server CPU ${r.serverCpuSPer10k} s/10k (system ${r.serverSystemCpuSPer10k}), generator ${r.generatorCpuSPer10k} s/10k; load ${r.loadAvg1m}`
+        + (p ? `; API ${JSON.stringify(p)}` : ''));
+    }
   }
   return runs;
 }
@@ -194,8 +253,8 @@ async function main(): Promise<void> {
 
     const maxShape = { durationS: opts.maxDuration, connections: opts.maxConnections, pipelining: opts.pipelining };
     const fixed = phases.has('fixed')
-      ? await phase('fixed', url, api.pid!, { durationS: opts.duration, connections: opts.connections, rate: opts.rate, pipelining: 1 }) : [];
-    const max = phases.has('max') ? await phase('max', url, api.pid!, maxShape) : [];
+      ? await phase('fixed', url, api, { durationS: opts.duration, connections: opts.connections, rate: opts.rate, pipelining: 1 }, fixedGenerators) : [];
+    const max = phases.has('max') ? await phase('max', url, api, maxShape) : [];
     const metrics = await (await fetch(`${url}/metrics`)).text();
     await stopChild(api);
 
@@ -205,7 +264,7 @@ async function main(): Promise<void> {
       trivial = t.child;
       const turl = `http://127.0.0.1:${t.value}`;
       await runPhase({ url: turl, serverPid: trivial.pid!, generator: opts.generator, durationS: 2, connections: opts.maxConnections, pipelining: opts.pipelining, ...ids(1, opts.customers) });
-      calibration = await phase('calibration', turl, trivial.pid!, maxShape);
+      calibration = await phase('calibration', turl, trivial, maxShape, [opts.generator], false);
     }
 
     const counter = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? NaN);
@@ -213,20 +272,25 @@ async function main(): Promise<void> {
       measuredAt: new Date().toISOString(),
       setup: {
         customers: opts.customers, runs: opts.runs, node: process.version, cpus: cpus().length,
-        generator: opts.generator === 'wrk'
-          ? `wrk (${opts.wrkThreads} thread(s), its own process) in the max and calibration phases; the raw client (in the bench process) at the fixed rate`
-          : `${opts.generator} (in the bench process), pipelining ${opts.pipelining} in the max and calibration phases`,
-        api: { root: opts.apiRoot ?? REPO, env: apiEnv },
+        generator: {
+          fixed: fixedGenerators.map((g) => generatorOf(g, true)),
+          closedLoop: generatorOf(opts.generator, false),
+          wrkThreads: opts.wrkThreads, pipelining: opts.pipelining,
+          ...(fixedGenerators.includes('h2load') ? { h2load: { inFlight: opts.h2loadInFlight, connections: opts.h2loadConnections ?? `${opts.rate}/100` } } : {}),
+        },
+        api: { root: opts.apiRoot ?? REPO, env: apiEnv, nodeArgs: opts.apiNodeArgs ?? '', probe: opts.probe === true },
         fixed: {
           rateRps: opts.rate, durationS: opts.duration, connections: opts.connections,
-          loadShape: opts.generator !== 'autocannon' ? 'open loop, evenly paced: what is due every 1 ms' : 'autocannon overallRate: per-connection quota per second, sent back to back (bursty)',
+          loadShape: Object.fromEntries(fixedGenerators.map((g) => [generatorOf(g, true), SHAPES[generatorOf(g, true)]])),
         },
         max: { durationS: opts.maxDuration, connections: opts.maxConnections, pipelining: opts.pipelining },
         responseBytes: Buffer.byteLength(sample),
         loadAvg1mAtStart: loadBefore,
       },
       median: {
-        ...(fixed.length ? { fixed: medians(fixed) } : {}),
+        ...(fixed.length ? { fixed: medians(fixed.filter((r) => r.generator === generatorOf(fixedGenerators[0]!, true))) } : {}),
+        ...(fixedGenerators.length > 1
+          ? { fixedByGenerator: Object.fromEntries(fixedGenerators.map((g) => generatorOf(g, true)).map((g) => [g, medians(fixed.filter((r) => r.generator === g))])) } : {}),
         ...(max.length ? { max: medians(max) } : {}),
         ...(calibration.length ? { calibration: medians(calibration) } : {}),
       },
