@@ -83,8 +83,9 @@ export function loadWarehouseConsumerConfig(env: Env = process.env): WarehouseCo
     },
     maxMessagesPerTx: int(env, 'CONSUMER_MAX_MESSAGES_PER_TX', 20_000, { min: 1 }),
     txBudgetMs: int(env, 'CONSUMER_TX_BUDGET_MS', 250, { min: 1 }),
-    // Under the session timeout with room to spare: the member heartbeats between transactions.
-    backlogTxBudgetMs: int(env, 'CONSUMER_BACKLOG_TX_BUDGET_MS', 2000, { min: 1, max: 5000 }),
+    // Under the session timeout (10 s): the member heartbeats between transactions, and
+    // during one too, so one slower than its budget on a busy machine keeps its partitions.
+    backlogTxBudgetMs: int(env, 'CONSUMER_BACKLOG_TX_BUDGET_MS', 5000, { min: 1, max: 5000 }),
     partitionsConcurrently: int(env, 'CONSUMER_PARTITIONS_CONCURRENTLY', 8, { min: 1, max: 64 }),
     // Brokers refuse less than group.min.session.timeout.ms (6 s by default). 10 s bounds
     // the wait for a SIGKILLed member's partitions (docs/consumers.md, "Restarts").

@@ -70,6 +70,9 @@ export interface WarehouseConsumerOptions extends GroupMemberHooks {
   topicReplication?: TopicReplication;
 }
 
+/** How often a member heartbeats while its transaction runs (kafkajs sends one only when its own interval, 3 s, has passed). */
+const HEARTBEAT_DURING_TX_MS = 1000;
+
 /** A decoded slice of one partition's batch, with its raw messages for dead-lettering. */
 interface DecodedPart extends PartitionBatch {
   slice: KafkaMessage[];
@@ -99,7 +102,7 @@ export class WarehouseConsumer implements Service {
     this.columns = new ExtraColumnResolver(o.registry);
     this.sizer = new TxSizer({
       maxMessages: o.maxMessagesPerTx ?? 20_000, maxBytes: o.maxBytesPerTx ?? 16 << 20,
-      liveBudgetMs: o.txBudgetMs ?? 250, backlogBudgetMs: o.backlogTxBudgetMs ?? 2000,
+      liveBudgetMs: o.txBudgetMs ?? 250, backlogBudgetMs: o.backlogTxBudgetMs ?? 5000,
     });
     this.seeker = new StoredOffsetSeeker({ pool: o.pool, schemas: o.schemas, group: o.group, log: o.log, consumer: () => this.consumer, admin: () => this.admin, onRetentionGap: o.onRetentionGap, warnOnSeekBack: true });
   }
@@ -171,11 +174,18 @@ export class WarehouseConsumer implements Service {
             const part: DecodedPart = await next!;
             const applied = commit.submit(part);
             next = i + 1 < slices.length ? this.decodePart(batch.topic, batch.partition, slices[i + 1]!, dlq) : undefined;
+            // The member keeps heartbeating while the transaction runs, so a
+            // backlog transaction slower than its budget (a busy machine) does
+            // not outlast the session timeout. A failed heartbeat (a rebalance
+            // under way) is left to the one after the slice, which kafkajs acts on.
+            const beat = setInterval(() => void heartbeat().catch(() => {}), HEARTBEAT_DURING_TX_MS);
             try {
               await applied;
             } catch (err) {
               next?.catch(() => {});
               throw err;
+            } finally {
+              clearInterval(beat);
             }
             const last = slice[slice.length - 1]!;
             acker.ack(batch.topic, batch.partition, last.offset, (BigInt(last.offset) + 1n).toString(), resolveOffset);
