@@ -23,7 +23,10 @@ import type { ProduceTransport } from './produce-transport.ts';
  */
 interface RdkError extends Error { code: number; isFatal?: boolean; isRetriable?: boolean }
 interface RdkReport { opaque?: BatchState; topic: string; partition: number; offset: number }
+type DeliveryCb = ((err: Error | null, report: RdkReport) => void) & { dr_msg_cb?: boolean };
 interface RdkProducer {
+  /** node-rdkafka 3.x internals: the function its native side calls per delivery report (see reportsDirect). */
+  _cb_configs?: { event?: { delivery_cb?: DeliveryCb } };
   connect(opts: Record<string, unknown>, cb: (err: RdkError | null) => void): void;
   disconnect(timeout: number, cb: (err: RdkError | null) => void): void;
   produce(topic: string, partition: number | null, message: Buffer | null, key: Buffer | null, timestamp: number | null, opaque: unknown, headers?: Record<string, string>[]): boolean;
@@ -35,6 +38,10 @@ interface RdkProducer {
 interface RdkModule { Producer: new (conf: Record<string, unknown>, topicConf?: Record<string, unknown>) => RdkProducer; librdkafkaVersion: string }
 
 interface BatchState { left: number; resolve: () => void; reject: (e: Error) => void; failed: boolean }
+/** A run of consecutive records of one batch produced to one partition, acknowledged in that order. */
+interface Run { st: BatchState; n: number }
+/** The runs produced to one partition and not yet all reported, oldest first. */
+interface PartitionQueue { runs: Run[]; head: number; lastOffset: number }
 
 /** librdkafka's error codes that are a refusal on the merits (docs/errors.md: KAFKA_REFUSED). */
 const REFUSED = new Set([
@@ -80,6 +87,8 @@ export class RdkafkaTransport implements ProduceTransport {
   private idleTimer: NodeJS.Timeout | null = null;
   private fatal: Error | null = null;
   private readonly batches = new Set<BatchState>();
+  /** Per topic and partition, the runs of records produced there whose reports are still due. */
+  private readonly queues = new Map<string, PartitionQueue[]>();
   /** Partition metadata per topic the publisher made ready, for kafkajs' partitioner. */
   private readonly partitions = new Map<string, { partitionId: number; leader: number; replicas: number[]; isr: number[]; partitionErrorCode: number }[]>();
   private readonly partitioner = Partitioners.DefaultPartitioner();
@@ -107,6 +116,7 @@ export class RdkafkaTransport implements ProduceTransport {
       'allow.auto.create.topics': false,
       dr_cb: true,
     });
+    this.reportsDirect();
     this.producer.on('delivery-report', (err, report) => this.onReport(err, report));
     this.producer.on('event.error', (err) => {
       // Broker connections coming and going are reported here too; librdkafka reconnects by itself.
@@ -146,17 +156,46 @@ export class RdkafkaTransport implements ProduceTransport {
     }
   }
 
+  /**
+   * node-rdkafka calls one function per delivery report, which wraps the error
+   * and emits 'delivery-report' through an EventEmitter. Successful reports
+   * (all but a failing run's) skip that and come here directly; errors still
+   * take node-rdkafka's path, which gives them their librdkafka code. Only
+   * where the internals are not as in node-rdkafka 3.x does every report take
+   * the emitter.
+   */
+  private reportsDirect(): void {
+    const cbs = this.producer._cb_configs?.event;
+    const wrapped = cbs?.delivery_cb;
+    if (!cbs || typeof wrapped !== 'function') return;
+    const direct: DeliveryCb = (err, report) => { if (err) wrapped(err, report); else this.onReport(null, report); };
+    direct.dr_msg_cb = false;
+    cbs.delivery_cb = direct;
+  }
+
+  private queueOf(topic: string, partition: number): PartitionQueue {
+    let qs = this.queues.get(topic);
+    if (!qs) this.queues.set(topic, (qs = []));
+    return (qs[partition] ??= { runs: [], head: 0, lastOffset: -1 });
+  }
+
   send(batch: OutMessage[]): Promise<void> {
     if (this.fatal) return Promise.reject(this.fatal);
     return new Promise<void>((resolve, reject) => {
       const st: BatchState = { left: batch.length, resolve, reject, failed: false };
       if (batch.length === 0) { resolve(); return; }
       this.batches.add(st);
+      let q: PartitionQueue | null = null;
+      let qTopic = '';
+      let qPartition = -1;
       for (let i = 0; i < batch.length; i++) {
         const m = batch[i]!;
         const headers = m.headers ? Object.entries(m.headers).map(([k, v]) => ({ [k]: v })) : undefined;
+        const partition = this.partitionOf(m);
         try {
-          this.producer.produce(m.topic, this.partitionOf(m), m.value, m.key, null, st, headers);
+          // A record with its partition known is acknowledged through its partition's queue (onReport), without
+          // an opaque: node-rdkafka makes a V8 persistent handle for every opaque and takes it apart in the report.
+          this.producer.produce(m.topic, partition, m.value, m.key, null, partition === null ? st : undefined, headers);
           // librdkafka holds its own copy now: let ours go rather than keep every record twice until its ack.
           m.key = null;
           if (m.value) m.value = SENT;
@@ -170,17 +209,46 @@ export class RdkafkaTransport implements ProduceTransport {
           return;
         }
         this.outstanding += 1;
+        if (partition === null) continue;
+        if (q === null || partition !== qPartition || m.topic !== qTopic) {
+          q = this.queueOf(m.topic, partition);
+          qTopic = m.topic;
+          qPartition = partition;
+        }
+        const tail = q.runs.length > q.head ? q.runs[q.runs.length - 1]! : null;
+        if (tail && tail.st === st) tail.n += 1;
+        else q.runs.push({ st, n: 1 });
       }
       if (!this.pollTimer) this.pollTimer = setInterval(() => this.poll(), 1);
     });
   }
 
+  /**
+   * The batch a report without opaque belongs to: the oldest run of its partition. With idempotence
+   * librdkafka reports a partition's records in the order they were produced; the offsets are checked to
+   * grow, so a report out of that order stops the capture instead of acknowledging the wrong batch.
+   */
+  private fromQueue(report: RdkReport): BatchState | null {
+    const q = this.queues.get(report.topic)?.[report.partition];
+    if (!q || q.head >= q.runs.length || (report.offset >= 0 && report.offset <= q.lastOffset)) {
+      this.failAll(new UnavailableError('KAFKA_UNAVAILABLE', `librdkafka reported ${report.topic}/${report.partition} offset ${report.offset} out of produce order (last ${q?.lastOffset ?? 'none'})`));
+      return null;
+    }
+    if (report.offset >= 0) q.lastOffset = report.offset;
+    const run = q.runs[q.head]!;
+    if (--run.n === 0) {
+      q.head += 1;
+      if (q.head === q.runs.length) { q.runs = []; q.head = 0; } else if (q.head >= 1024) { q.runs = q.runs.slice(q.head); q.head = 0; }
+    }
+    return run.st;
+  }
+
   private onReport(err: RdkError | null, report: RdkReport): void {
     this.outstanding -= 1;
     if (this.outstanding === 0 && this.pollTimer) { clearInterval(this.pollTimer); this.pollTimer = null; }
-    const st = report.opaque;
+    if (err) { if (!this.fatal) this.failAll(failure(err, `delivery to ${report.topic}`)); return; }
+    const st = report.opaque ?? this.fromQueue(report);
     if (!st || st.failed) return;
-    if (err) { this.failAll(failure(err, `delivery to ${report.topic}`)); return; }
     st.left -= 1;
     if (st.left === 0) { this.batches.delete(st); st.resolve(); }
   }
