@@ -3,6 +3,7 @@ import {
   clvPayloadSql, clvSelectSql, DEFAULT_CLV_THRESHOLDS, dimCustomersSelectSql, dimProductsSelectSql, factOrdersSelectSql, fulfillmentSelectSql, martSalesSelectSql,
   type ClvThresholds,
 } from './derived-sql.ts';
+import { materializeChangeLog } from './change-log.ts';
 import { namespaceLockSql } from '../../src/sinks/postgres/batch-tx.ts';
 import { withIndexesRebuiltAfter } from '../../src/sinks/postgres/bulk-indexes.ts';
 import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
@@ -34,6 +35,8 @@ export async function fullRefresh(
     await client.query('BEGIN');
     const lock = namespaceLockSql(schemas);
     await client.query(lock.sql, lock.params);
+    // A replay's staging and history still in its change log (deferDerived) go into place first.
+    await materializeChangeLog(client, schemas);
     await client.query(`TRUNCATE ${an}.dim_products, ${an}.dim_customers, ${an}.fact_orders, ${an}.customer_lifetime_value, ${an}.mart_sales, ${an}.order_fulfillment`);
     // dim_customers keeps its indexes: the fact_orders load probes it per order.
     const bulk = ['fact_orders', 'customer_lifetime_value', 'mart_sales', 'order_fulfillment'].map((t) => `${an}.${t}`);
