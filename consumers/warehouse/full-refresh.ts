@@ -26,7 +26,11 @@ export interface FullRefreshResult {
 export async function fullRefresh(
   pool: pg.Pool,
   schemas: WarehouseSchemas,
-  opts: { redisKeyPrefix: string; thresholds?: ClvThresholds },
+  /**
+   * `outbox: false` leaves the Redis outbox alone: a replay's rebuilt rows
+   * reach Redis through the swap, which queues only the figures that changed.
+   */
+  opts: { redisKeyPrefix: string; thresholds?: ClvThresholds; outbox?: boolean },
 ): Promise<FullRefreshResult> {
   const { stg, an, meta } = quoted(schemas);
   const started = Date.now();
@@ -55,7 +59,7 @@ export async function fullRefresh(
         `INSERT INTO ${an}.customer_lifetime_value
          SELECT c.*, nextval('${meta}.clv_version_seq') FROM (${clvSelectSql(`${an}.fact_orders`, `${an}.dim_customers`, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS)}) c`);
       await client.query(`INSERT INTO ${an}.order_fulfillment ${fulfillmentSelectSql(stg)}`);
-      await client.query(
+      if (opts.outbox !== false) await client.query(
         `INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
          SELECT $1, p.customer_id::bigint, p.version::bigint, p.payload FROM (${clvPayloadSql(an)}) p`, [opts.redisKeyPrefix]);
       return { fact, clv };

@@ -169,7 +169,7 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
     if (deferred) {
       // Stopped first: the refresh must see staging exactly at the offsets stored with it.
       await stopConsumer();
-      const r = await fullRefresh(o.pool, rebuilt, { redisKeyPrefix: rbPrefix, thresholds: o.thresholds });
+      const r = await fullRefresh(o.pool, rebuilt, { redisKeyPrefix: rbPrefix, thresholds: o.thresholds, outbox: false });
       log.info({ factOrders: r.factOrders, customers: r.customers, ms: r.ms }, 'replay: derived tables built from the rebuilt staging');
     }
     log.info('replay: handing over');
