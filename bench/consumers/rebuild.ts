@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
 import type pg from 'pg';
 import { REPO } from '../capture/harness.ts';
 import { fullRefresh } from '../../consumers/warehouse/full-refresh.ts';
@@ -15,7 +16,17 @@ import { createPipeline, loadavg, log, median, round, waitDrained } from './pipe
  *      consumers/warehouse/full-refresh.ts) of every derived table from the
  *      staging the replay just swapped in.
  * Same data, same machine, same run; ratio = replay / batch.
+ *
+ * BENCH_TREES=before=/tmp/x,after=. (name=dir, each a checkout with
+ * node_modules): every run replays with each checkout's replay CLI, in
+ * alternating order (ABBA), each followed by its own batch refresh, on one
+ * backlog. Default: this checkout alone.
  */
+const TREES = (process.env.BENCH_TREES ?? `this=${REPO}`).split(',').map((t) => {
+  const i = t.indexOf('=');
+  if (i < 1) throw new Error(`BENCH_TREES: "${t}" is not name=dir`);
+  return { tree: t.slice(0, i), dir: resolve(t.slice(i + 1)) };
+});
 export interface RebuildOptions {
   customers: number;
   orders: number;
@@ -25,11 +36,11 @@ export interface RebuildOptions {
   onRun?: (partial: unknown) => void;
 }
 
-function runReplay(env: NodeJS.ProcessEnv, group: string, cpuProf?: string): Promise<{ wallSeconds: number; summary: any; phases: Record<string, number>; stages: Record<string, number> }> {
+function runReplay(env: NodeJS.ProcessEnv, group: string, tree: string, cpuProf?: string): Promise<{ wallSeconds: number; summary: any; phases: Record<string, number>; stages: Record<string, number> }> {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
     const args = ['--import', 'tsx', ...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${cpuProf}`] : []), 'src/cli/replay.ts', '--group', group, '--from-offset', '0', '--json'];
-    const child = spawn(process.execPath, args, { cwd: REPO, env: { ...env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, args, { cwd: tree, env: { ...env, LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     const phases: Record<string, number> = {};
     // the consumer's stage timings (src/consumer/stage-timer.ts), summed over the replay, ms
@@ -100,17 +111,19 @@ export async function rebuild(id: string, o: RebuildOptions) {
     const { an, meta } = quoted(p.schemas);
     const runs = [];
     for (let r = 0; r < o.runs; r++) {
+     const order = r % 2 === 0 ? TREES : [...TREES].reverse();
+     for (const [ti, t] of order.entries()) {
       const loadBefore = loadavg();
-      const replay = await runReplay(env, p.group, r === 0 ? process.env.BENCH_PROFILE_DIR : undefined);
+      const replay = await runReplay(env, p.group, t.dir, r === 0 && ti === 0 ? process.env.BENCH_PROFILE_DIR : undefined);
       const loadMid = loadavg();
-      log(`rebuild run ${r + 1}: replay ${replay.wallSeconds.toFixed(1)} s ${JSON.stringify(replay.phases)}`);
+      log(`rebuild run ${r + 1} (${t.tree}): replay ${replay.wallSeconds.toFixed(1)} s ${JSON.stringify(replay.phases)}`);
       const statements: { sql: string; ms: number }[] = [];
       const batch = await fullRefresh(timedPool(p.wh, statements), p.schemas, { redisKeyPrefix: p.keyPrefix });
       // not part of the timing: the batch queued every CLV row for Redis; nobody flushes it here
       await p.wh.query(`DELETE FROM ${meta}.redis_outbox WHERE key_prefix = $1`, [p.keyPrefix]);
       const { rows } = await p.wh.query(`SELECT (SELECT count(*) FROM ${an}.fact_orders)::int AS fact, (SELECT count(*) FROM ${an}.customer_lifetime_value)::int AS clv`);
       const run = {
-        run: r + 1, loadavgBefore: loadBefore, loadavgMid: loadMid, loadavgAfter: loadavg(),
+        run: r + 1, tree: t.tree, loadavgBefore: loadBefore, loadavgMid: loadMid, loadavgAfter: loadavg(),
         replaySeconds: round(replay.wallSeconds, 2), replayInternalSeconds: replay.summary?.seconds, replayMessages: replay.summary?.messages,
         replayPhases: replay.phases,
         replayStagesMs: replay.stages,
@@ -122,6 +135,7 @@ export async function rebuild(id: string, o: RebuildOptions) {
       log(`rebuild run ${r + 1}: ${JSON.stringify(run)}`);
       runs.push(run);
       o.onRun?.(summary(runs));
+     }
     }
     return summary(runs);
     function summary(rs: typeof runs) {
@@ -130,6 +144,10 @@ export async function rebuild(id: string, o: RebuildOptions) {
       backlogSeconds: round(captureSeconds), seedSeconds: seeded.seconds,
       runs: rs,
       median: { replaySeconds: median(rs.map((r) => r.replaySeconds)), batchSeconds: median(rs.map((r) => r.batchSeconds)), ratio: median(rs.map((r) => r.ratio)) },
+      medianByTree: Object.fromEntries(TREES.map(({ tree }) => {
+        const x = rs.filter((r) => r.tree === tree);
+        return [tree, { replaySeconds: median(x.map((r) => r.replaySeconds)), batchSeconds: median(x.map((r) => r.batchSeconds)), ratio: median(x.map((r) => r.ratio)) }];
+      })),
       };
     }
   } finally {

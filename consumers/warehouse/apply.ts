@@ -6,6 +6,7 @@ import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import type { OutboxRow } from '../../src/sinks/redis/clv-redis.ts';
 import type { ClvThresholds } from './derived-sql.ts';
 import { captureBefore, directKeys, recomputeAffected } from './recompute.ts';
+import { appendChangeLog, loggable, materializeChangeLog } from './change-log.ts';
 import { applyStaging, expandTruncate } from './staging-apply.ts';
 
 /**
@@ -19,7 +20,9 @@ export interface BatchOptions {
   /**
    * Apply staging, history and offsets only, leaving the derived tables to
    * one `fullRefresh` once caught up: how a replay from offset 0 rebuilds
-   * in about the time of a batch full refresh instead of key by key.
+   * in about the time of a batch full refresh instead of key by key. The
+   * changes go to the change log (change-log.ts), which `fullRefresh`
+   * materializes into staging and history first.
    */
   deferDerived?: boolean;
   /** Collects the time of each step of the transaction (src/consumer/stage-timer.ts). */
@@ -58,6 +61,15 @@ export async function applyBatches(pool: pg.Pool, schemas: WarehouseSchemas, gro
     await client.query(`SET LOCAL random_page_cost = ${BATCH_RANDOM_PAGE_COST}`);
     const outbox: OutboxRow[] = [];
     for (const seg of segments(changes)) {
+      if (opts.deferDerived) {
+        if (loggable(seg)) {
+          await appendChangeLog(client, schemas, seg);
+          lap('tx.changeLog');
+          continue;
+        }
+        // What this run does depends on staging at its point of the stream: staging catches up with the log first.
+        await materializeChangeLog(client, schemas);
+      }
       const run = seg[0]!.op === 't' ? await expandTruncate(client, schemas, seg[0]!) : seg;
       if (run.length === 0) continue;
       if (opts.deferDerived) {

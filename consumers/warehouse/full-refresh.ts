@@ -3,6 +3,7 @@ import {
   clvPayloadSql, clvSelectSql, DEFAULT_CLV_THRESHOLDS, dimCustomersSelectSql, dimProductsSelectSql, factOrdersSelectSql, fulfillmentSelectSql, martSalesSelectSql,
   type ClvThresholds,
 } from './derived-sql.ts';
+import { materializeChangeLog } from './change-log.ts';
 import { namespaceLockSql } from '../../src/sinks/postgres/batch-tx.ts';
 import { withIndexesRebuiltAfter } from '../../src/sinks/postgres/bulk-indexes.ts';
 import { quoted, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
@@ -25,7 +26,11 @@ export interface FullRefreshResult {
 export async function fullRefresh(
   pool: pg.Pool,
   schemas: WarehouseSchemas,
-  opts: { redisKeyPrefix: string; thresholds?: ClvThresholds },
+  /**
+   * `outbox: false` leaves the Redis outbox alone: a replay's rebuilt rows
+   * reach Redis through the swap, which queues only the figures that changed.
+   */
+  opts: { redisKeyPrefix: string; thresholds?: ClvThresholds; outbox?: boolean },
 ): Promise<FullRefreshResult> {
   const { stg, an, meta } = quoted(schemas);
   const started = Date.now();
@@ -34,6 +39,8 @@ export async function fullRefresh(
     await client.query('BEGIN');
     const lock = namespaceLockSql(schemas);
     await client.query(lock.sql, lock.params);
+    // A replay's staging and history still in its change log (deferDerived) go into place first.
+    await materializeChangeLog(client, schemas);
     await client.query(`TRUNCATE ${an}.dim_products, ${an}.dim_customers, ${an}.fact_orders, ${an}.customer_lifetime_value, ${an}.mart_sales, ${an}.order_fulfillment`);
     // dim_customers keeps its indexes: the fact_orders load probes it per order.
     const bulk = ['fact_orders', 'customer_lifetime_value', 'mart_sales', 'order_fulfillment'].map((t) => `${an}.${t}`);
@@ -52,7 +59,7 @@ export async function fullRefresh(
         `INSERT INTO ${an}.customer_lifetime_value
          SELECT c.*, nextval('${meta}.clv_version_seq') FROM (${clvSelectSql(`${an}.fact_orders`, `${an}.dim_customers`, opts.thresholds ?? DEFAULT_CLV_THRESHOLDS)}) c`);
       await client.query(`INSERT INTO ${an}.order_fulfillment ${fulfillmentSelectSql(stg)}`);
-      await client.query(
+      if (opts.outbox !== false) await client.query(
         `INSERT INTO ${meta}.redis_outbox (key_prefix, customer_id, version, payload)
          SELECT $1, p.customer_id::bigint, p.version::bigint, p.payload FROM (${clvPayloadSql(an)}) p`, [opts.redisKeyPrefix]);
       return { fact, clv };

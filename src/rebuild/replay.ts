@@ -169,7 +169,7 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
     if (deferred) {
       // Stopped first: the refresh must see staging exactly at the offsets stored with it.
       await stopConsumer();
-      const r = await fullRefresh(o.pool, rebuilt, { redisKeyPrefix: rbPrefix, thresholds: o.thresholds });
+      const r = await fullRefresh(o.pool, rebuilt, { redisKeyPrefix: rbPrefix, thresholds: o.thresholds, outbox: false });
       log.info({ factOrders: r.factOrders, customers: r.customers, ms: r.ms }, 'replay: derived tables built from the rebuilt staging');
     }
     log.info('replay: handing over');
@@ -177,12 +177,15 @@ export async function replayWarehouse(o: ReplayOptions): Promise<ReplayResult> {
     let swap: SwapResult | undefined;
     for (let attempt = 1; !swap; attempt++) {
       o.signal?.throwIfAborted();
-      if (!consumer) await startConsumer(false);
       // Catch up with the live group without holding anything, so the wait under the lock below is short.
       for (;;) {
         o.signal?.throwIfAborted();
         const [rb, live] = await Promise.all([readStoredOffsets(o.pool, rebuilt, rebuildGroup), readStoredOffsets(o.pool, o.live, o.group)]);
         if (covers(rb, live)) break;
+        // Started only when there is something to catch up with: a group join
+        // (and, after the deferred phase, the old member's leave) costs
+        // seconds, up to a session timeout on a busy machine.
+        if (!consumer) await startConsumer(false);
         const c = replayedCount(ranges.map((r) => ({ ...r, end: BigInt(live.get(tpKey(r.topic, r.partition)) ?? r.end) })), rb);
         o.onProgress?.({ phase: 'handover', ...c });
         await sleep(Math.min(poll, 200), o.signal);
