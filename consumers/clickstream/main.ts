@@ -2,7 +2,7 @@ import kafkajs from 'kafkajs';
 import { kafkaClientConfig } from '../../src/config/kafka.ts';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
-import { HEALTH_PORTS } from '../../src/health/config.ts';
+import { HEALTH_PORTS, loadWatchdogConfig } from '../../src/health/config.ts';
 import { consumerHealth, loadConsumerHealthConfig } from '../../src/health/process-health.ts';
 import { isMain } from '../../src/lifecycle/is-main.ts';
 import { postgresEndpoint } from '../../src/lifecycle/endpoints.ts';
@@ -54,6 +54,6 @@ export const runClickstreamConsumer = (): Promise<void> => runMain('consumer-cli
     },
   };
   return [h.server, connections, h.probe, consumer, h.ready];
-});
+}, { startupBoundMs: () => loadWatchdogConfig(process.env).exitMs });
 
 if (isMain(import.meta.url)) await runClickstreamConsumer();

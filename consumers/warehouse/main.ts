@@ -6,7 +6,7 @@ import { createRegistry } from '../../src/consumer/avro.ts';
 import { loadWarehouseConsumerConfig } from './config.ts';
 import { kafkaLogCreator } from '../../src/consumer/kafka-log.ts';
 import { WarehouseConsumer } from './consumer.ts';
-import { HEALTH_PORTS } from '../../src/health/config.ts';
+import { HEALTH_PORTS, loadWatchdogConfig } from '../../src/health/config.ts';
 import { consumerHealth, loadConsumerHealthConfig } from '../../src/health/process-health.ts';
 import { isMain } from '../../src/lifecycle/is-main.ts';
 import { postgresEndpoint } from '../../src/lifecycle/endpoints.ts';
@@ -71,6 +71,6 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
     },
   };
   return [h.server, connections, h.probe, consumer, h.ready];
-});
+}, { startupBoundMs: () => loadWatchdogConfig(process.env).exitMs });
 
 if (isMain(import.meta.url)) await runWarehouseConsumer();

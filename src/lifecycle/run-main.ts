@@ -27,6 +27,15 @@ export interface MainContext {
 export interface MainOptions {
   /** The servers to name in start-up lines; defaults to the stack config's (SOURCE_DATABASE_URL, ...). */
   endpoints?: () => Endpoint[];
+  /**
+   * Longest one start-up (build and start, retries included) may take
+   * before the process exits 1 (code STALLED) for its supervisor to restart
+   * it; 0 or absent: no bound. Read per start-up; a bad setting is left to
+   * build to report. The progress watchdog covers a process once started;
+   * this covers a start-up step that never settles (seen once in a chaos
+   * run: a consumer silent in its migrations after a Postgres restart).
+   */
+  startupBoundMs?: () => number;
 }
 
 /**
@@ -76,10 +85,18 @@ export async function runMain(name: string, build: (log: Logger, ctx: MainContex
     let live = true;
     const ctx: MainContext = { fatal: (err) => { if (live) report(err); }, signal: stopController.signal, endpoints };
     let c: Classified;
+    const bound = startupBound(opts);
+    const startupTimer = bound > 0 ? setTimeout(() => {
+      log.fatal({ code: 'STALLED', boundMs: bound }, `start-up did not finish in ${Math.round(bound / 1000)} s; exiting`);
+      process.stderr.write(`${name}: start-up did not finish in ${Math.round(bound / 1000)} s [STALLED]\n`);
+      process.exit(1);
+    }, bound) : undefined;
+    startupTimer?.unref();
     try {
       const services = await build(log, ctx);
       group = new ServiceGroup(log);
       await group.start(services);
+      clearTimeout(startupTimer);
       if (stopController.signal.aborted) return;
       waits.recovered();
       log.info('ready');
@@ -91,6 +108,7 @@ export async function runMain(name: string, build: (log: Logger, ctx: MainContex
       log.error({ err: c.error }, 'failed after start-up; restarting the services');
       waits = new WaitLog(log, 'restart');
     } catch (err) {
+      clearTimeout(startupTimer);
       if (stopController.signal.aborted) return;
       c = classify(err, { endpoints });
       if (!c.retriable) {
@@ -105,6 +123,14 @@ export async function runMain(name: string, build: (log: Logger, ctx: MainContex
     const delay = backoffDelay(Math.max(0, attempt));
     waits.failed(c, delay);
     await sleep(delay, stopController.signal);
+  }
+}
+
+function startupBound(opts: MainOptions): number {
+  try {
+    return opts.startupBoundMs?.() ?? 0;
+  } catch {
+    return 0;
   }
 }
 

@@ -22,7 +22,12 @@ const types = {
  * bench:consumers). Measured on the full refresh too (docs/benchmarks-consumers.md).
  */
 export function createWarehousePool(connectionString: string, max = 4): pg.Pool {
-  return new pg.Pool({ connectionString, max, types, options: '-c TimeZone=UTC -c jit=off', application_name: 'cdc-warehouse' });
+  // A connect that gets no answer (a server in the middle of a restart) fails after 30 s (as does a wait for a free client) and is
+  // retried, instead of waiting for ever; keepalive finds a peer that went away without a word.
+  return new pg.Pool({
+    connectionString, max, types, options: '-c TimeZone=UTC -c jit=off', application_name: 'cdc-warehouse',
+    connectionTimeoutMillis: 30_000, keepAlive: true, keepAliveInitialDelayMillis: 10_000,
+  });
 }
 
 export interface WarehouseSchemas {
