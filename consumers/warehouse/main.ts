@@ -46,7 +46,7 @@ export const runWarehouseConsumer = (): Promise<void> => runMain('consumer-wareh
   const redis = createRedisClient(cfg.stack, { enableOfflineQueue: false, maxRetriesPerRequest: 1, lazyConnect: true });
   redis.on('error', (err) => log.debug({ err: err.message }, 'redis'));
   // An outage is waited out (the outbox keeps the CLV updates); refused credentials are not.
-  await connectRedis(redis).catch((err: Error) => {
+  await connectRedis(redis, { waitMs: 10_000 }).catch((err: Error) => {
     if (err instanceof AuthFailedError) throw err;
     log.warn({ err: err.message }, 'redis unavailable at start; CLV waits in the outbox');
   });
