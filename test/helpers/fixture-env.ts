@@ -1,9 +1,11 @@
-import type { Admin, Producer } from 'kafkajs';
+import { Redis } from 'ioredis';
+import kafkajs, { type Admin, type Kafka, type Producer } from 'kafkajs';
 import type pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { TABLE_NAMES, type TableName } from '../../src/consumer/tables.ts';
 import { migrate, warehouseSchemaNames } from '../../src/migrations/runner.ts';
-import type { WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
+import { createWarehousePool, type WarehouseSchemas } from '../../src/sinks/postgres/pool.ts';
 import { registerTable, type FixtureEvent } from './debezium-fixtures.ts';
 import { stackEnv, uniqueId } from './stack-env.ts';
 
@@ -40,4 +42,42 @@ export async function produceFixtures(producer: Producer, env: FixtureEnv, event
     byTopic.set(enc.topic, list);
   }
   await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+}
+
+/**
+ * The clients and fixture namespace of a warehouse-consumer test file, set
+ * up in its beforeAll and removed in its afterAll (topics, the three
+ * schemas, the Redis keys of its prefix). Read the fields inside tests.
+ */
+export interface FixtureStack {
+  kafka: Kafka;
+  admin: Admin;
+  producer: Producer;
+  pool: pg.Pool;
+  redis: Redis;
+  env: FixtureEnv;
+}
+
+export function useFixtureStack(clientId: string, name: string, numPartitions: number): FixtureStack {
+  const s = {} as FixtureStack;
+  beforeAll(async () => {
+    s.kafka = new kafkajs.Kafka({ clientId, brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
+    s.admin = s.kafka.admin();
+    s.producer = s.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await Promise.all([s.admin.connect(), s.producer.connect()]);
+    s.pool = createWarehousePool(stackEnv.warehouseUrl, 6);
+    s.redis = new Redis(stackEnv.redisUrl, { maxRetriesPerRequest: 1 });
+    s.env = await makeFixtureEnv(s.admin, s.pool, name, numPartitions);
+  });
+  afterAll(async () => {
+    const { env } = s;
+    await s.admin.deleteTopics({ topics: env.topics }).catch(() => {});
+    await s.pool.query(`DROP SCHEMA IF EXISTS "${env.schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${env.schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${env.schemas.meta}" CASCADE`);
+    const keys = await s.redis.keys(`${env.id}:*`);
+    if (keys.length) await s.redis.del(...keys);
+    await Promise.all([s.admin.disconnect(), s.producer.disconnect()]);
+    await s.pool.end();
+    s.redis.disconnect();
+  });
+  return s;
 }

@@ -1,15 +1,11 @@
-import kafkajs, { type Admin, type Kafka, type Producer } from 'kafkajs';
-import { Redis } from 'ioredis';
-import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { createLogger } from '../../src/logger.ts';
-import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
 import { ShopSim } from '../helpers/debezium-fixtures.ts';
-import { makeFixtureEnv, produceFixtures, type FixtureEnv } from '../helpers/fixture-env.ts';
+import { produceFixtures, useFixtureStack } from '../helpers/fixture-env.ts';
 import { stackEnv } from '../helpers/stack-env.ts';
 
 /**
@@ -20,35 +16,11 @@ import { stackEnv } from '../helpers/stack-env.ts';
  * have rebalanced (one join), the transaction must have run once, and the
  * warehouse must end exact.
  */
-let kafka: Kafka;
-let admin: Admin;
-let producer: Producer;
-let pool: pg.Pool;
-let redis: Redis;
-let env: FixtureEnv;
-
-beforeAll(async () => {
-  kafka = new kafkajs.Kafka({ clientId: 'test-slow-tx', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
-  admin = kafka.admin();
-  producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await Promise.all([admin.connect(), producer.connect()]);
-  pool = createWarehousePool(stackEnv.warehouseUrl, 6);
-  redis = new Redis(stackEnv.redisUrl, { maxRetriesPerRequest: 1 });
-  env = await makeFixtureEnv(admin, pool, 'cons_slowtx', 1);
-});
-
-afterAll(async () => {
-  await admin.deleteTopics({ topics: env.topics }).catch(() => {});
-  await pool.query(`DROP SCHEMA IF EXISTS "${env.schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${env.schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${env.schemas.meta}" CASCADE`);
-  const keys = await redis.keys(`${env.id}:*`);
-  if (keys.length) await redis.del(...keys);
-  await Promise.all([admin.disconnect(), producer.disconnect()]);
-  await pool.end();
-  redis.disconnect();
-});
+const s = useFixtureStack('test-slow-tx', 'cons_slowtx', 1);
 
 describe('a transaction longer than the session timeout', () => {
   it('keeps the partitions (no rebalance), runs once, and ends exact', async () => {
+    const { kafka, admin, producer, pool, redis, env } = s;
     const sim = new ShopSim(11);
     const products: string[] = [];
     const customers: string[] = [];

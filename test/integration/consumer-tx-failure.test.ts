@@ -1,17 +1,13 @@
-import kafkajs, { type Admin, type Kafka, type Producer } from 'kafkajs';
-import { Redis } from 'ioredis';
-import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WarehouseConsumer } from '../../consumers/warehouse/consumer.ts';
 import { diffDerivedTables } from '../../consumers/warehouse/batch-recompute.ts';
 import { createRegistry } from '../../src/consumer/avro.ts';
 import { waitCaughtUp } from '../../src/consumer/lag.ts';
 import { createLogger } from '../../src/logger.ts';
 import { readStoredOffsets } from '../../src/sinks/postgres/batch-tx.ts';
-import { createWarehousePool } from '../../src/sinks/postgres/pool.ts';
 import { sleep } from '../../src/util/sleep.ts';
 import { ShopSim } from '../helpers/debezium-fixtures.ts';
-import { makeFixtureEnv, produceFixtures, type FixtureEnv } from '../helpers/fixture-env.ts';
+import { produceFixtures, useFixtureStack } from '../helpers/fixture-env.ts';
 import { stackEnv } from '../helpers/stack-env.ts';
 
 /**
@@ -23,35 +19,11 @@ import { stackEnv } from '../helpers/stack-env.ts';
  * the stored offsets are watched while it does; once the trigger goes, the
  * warehouse catches up exactly.
  */
-let kafka: Kafka;
-let admin: Admin;
-let producer: Producer;
-let pool: pg.Pool;
-let redis: Redis;
-let env: FixtureEnv;
-
-beforeAll(async () => {
-  kafka = new kafkajs.Kafka({ clientId: 'test-tx-failure', brokers: stackEnv.kafkaBrokers, logLevel: kafkajs.logLevel.NOTHING });
-  admin = kafka.admin();
-  producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-  await Promise.all([admin.connect(), producer.connect()]);
-  pool = createWarehousePool(stackEnv.warehouseUrl, 6);
-  redis = new Redis(stackEnv.redisUrl, { maxRetriesPerRequest: 1 });
-  env = await makeFixtureEnv(admin, pool, 'cons_txfail', 1);
-});
-
-afterAll(async () => {
-  await admin.deleteTopics({ topics: env.topics }).catch(() => {});
-  await pool.query(`DROP SCHEMA IF EXISTS "${env.schemas.staging}" CASCADE; DROP SCHEMA IF EXISTS "${env.schemas.analytics}" CASCADE; DROP SCHEMA IF EXISTS "${env.schemas.meta}" CASCADE`);
-  const keys = await redis.keys(`${env.id}:*`);
-  if (keys.length) await redis.del(...keys);
-  await Promise.all([admin.disconnect(), producer.disconnect()]);
-  await pool.end();
-  redis.disconnect();
-});
+const s = useFixtureStack('test-tx-failure', 'cons_txfail', 1);
 
 describe('a failed transaction with the next slice decoded ahead', () => {
   it('stores and acknowledges no offset past the failed slice, retries it, and ends exact', async () => {
+    const { kafka, admin, producer, pool, redis, env } = s;
     const sim = new ShopSim(7);
     const products: string[] = [];
     const customers: string[] = [];
