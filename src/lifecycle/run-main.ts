@@ -1,5 +1,6 @@
 import { loadStackConfig } from '../config/index.ts';
 import { CdcError, ConfigError } from '../errors.ts';
+import { StalledError } from '../health/watchdog.ts';
 import { createLogger, type Logger } from '../logger.ts';
 import { sleep } from '../util/sleep.ts';
 import { classify, type Classified } from './classify.ts';
@@ -32,8 +33,8 @@ export interface MainOptions {
    * before the process exits 1 (code STALLED) for its supervisor to restart
    * it; 0 or absent: no bound. Read per start-up; a bad setting is left to
    * build to report. The progress watchdog covers a process once started;
-   * this covers a start-up step that never settles (seen once in a chaos
-   * run: a consumer silent in its migrations after a Postgres restart).
+   * this covers a start-up step that never settles (seen in a chaos run: a
+   * warehouse member waiting in its Redis Cluster connect after a master kill).
    */
   startupBoundMs?: () => number;
 }
@@ -87,9 +88,9 @@ export async function runMain(name: string, build: (log: Logger, ctx: MainContex
     let c: Classified;
     const bound = startupBound(opts);
     const startupTimer = bound > 0 ? setTimeout(() => {
-      log.fatal({ code: 'STALLED', boundMs: bound }, `start-up did not finish in ${Math.round(bound / 1000)} s; exiting`);
-      process.stderr.write(`${name}: start-up did not finish in ${Math.round(bound / 1000)} s [STALLED]\n`);
-      process.exit(1);
+      const err = new StalledError(`start-up did not finish in ${Math.round(bound / 1000)} s`);
+      log.fatal({ err: err.message, code: err.code, boundMs: bound }, 'start-up stalled; exiting');
+      exitOnStartupError(name, err, 1);
     }, bound) : undefined;
     startupTimer?.unref();
     try {
