@@ -208,9 +208,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const observer = new SharedObserver(() => probe.observe());
     const active = new Set<number>();
     let injectedSoFar = 0;
+    // Per kind, over the kind's lanes: checked and counted with no await between, so lanes of one kind never overshoot the bound.
+    const kindSoFar = new Map<FaultKind, number>();
     // One fault: its baseline, the injection, then observations until every check passed once (or the stall bound).
     const runFault = async (next: PlannedFault, n: number, turn: number): Promise<void> => {
       injectedSoFar += 1;
+      kindSoFar.set(next.kind, (kindSoFar.get(next.kind) ?? 0) + 1);
       let base = await steadyBaseline(probe, o.signal);
       const at = Date.now();
       const overlapping = active.size;
@@ -257,18 +260,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       let numbered = 0;
       // A lane that fails (a takeover that never came) ends the others at their next fault, then the run fails with its error.
       let failed = false;
-      const lanes = await Promise.allSettled([...laneSchedules({ ...scheduleOpts, kinds }).values()].map(async (schedule, lane) => {
+      const lanes = await Promise.allSettled(laneSchedules({ ...scheduleOpts, kinds }).map(async ({ kind, schedule }, lane) => {
         for (let turn = 1; !failed; turn++) {
           const next = schedule.next();
           if (turn === 1) next.gapMs += laneStartDelayMs(lane);
           if (o.signal?.aborted) throw new Error('interrupted');
-          if (!laneFits({ now: Date.now(), endAt, kindSoFar: turn - 1, faultsPerKind: o.faultsPerKind, faultsSoFar: injectedSoFar, maxFaults, next, reserveMs })) break;
+          if (!laneFits({ now: Date.now(), endAt, kindSoFar: kindSoFar.get(kind) ?? 0, faultsPerKind: o.faultsPerKind, faultsSoFar: injectedSoFar, maxFaults, next, reserveMs })) break;
           await sleep(next.gapMs, o.signal);
           const release = await guard.acquire(faultResources(next));
           try {
             if (o.signal?.aborted) throw new Error('interrupted');
             // The wait for the resource may have used up the time left.
-            if (failed || !laneFits({ now: Date.now(), endAt, kindSoFar: turn - 1, faultsPerKind: o.faultsPerKind, faultsSoFar: injectedSoFar, maxFaults, next: { ...next, gapMs: 0 }, reserveMs })) break;
+            if (failed || !laneFits({ now: Date.now(), endAt, kindSoFar: kindSoFar.get(kind) ?? 0, faultsPerKind: o.faultsPerKind, faultsSoFar: injectedSoFar, maxFaults, next: { ...next, gapMs: 0 }, reserveMs })) break;
             await runFault(next, ++numbered, turn);
           } catch (err) {
             failed = true;

@@ -9,7 +9,7 @@ export function reportMarkdown(r: ChaosReport): string {
   out.push(`on a throw-away stack with ${r.stack.kafkaBrokers} Kafka broker(s) and ${r.stack.redis === 'single' ? 'a single Redis' : `a ${r.stack.redis}`}, capture producer ${r.stack.captureProducer ?? 'kafkajs'}; stall bound ${s(r.stallBoundMs)}.`);
   if (r.lanes) {
     const over = r.faults.filter((f) => (f.overlapping ?? 0) > 0).length;
-    out.push(`Faults in concurrent lanes, one per kind (--lanes): ${over} of ${r.faults.length} were injected while a fault of another lane was under way (at most ${Math.max(0, ...r.faults.map((f) => f.overlapping ?? 0))} at once). Stack settings for fast restarts: ${Object.entries(r.stackTuning ?? {}).map(([k, v]) => `${k}='${v}'`).join(', ') || 'none'}.`);
+    out.push(`Faults in concurrent lanes, one per kind and per member for the member kinds (--lanes): ${over} of ${r.faults.length} were injected while a fault of another lane was under way (at most ${Math.max(0, ...r.faults.map((f) => f.overlapping ?? 0))} at once). Stack settings for fast restarts: ${Object.entries(r.stackTuning ?? {}).map(([k, v]) => `${k}='${v}'`).join(', ') || 'none'}.`);
   }
   out.push(`Load average ${r.machine.loadavgStart.map((x) => x.toFixed(1)).join('/')} at the start, ${r.machine.loadavgEnd.map((x) => x.toFixed(1)).join('/')} at the end (2 cores, shared).`, '');
   if (r.error) out.push('Error:', '', '```', r.error, '```', '');

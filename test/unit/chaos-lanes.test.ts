@@ -16,22 +16,31 @@ describe('chaos fault lanes', () => {
     for (const s of seeds) expect(Number.isInteger(s) && s >= 0 && s < 2 ** 32).toBe(true);
   });
 
-  it('deals each lane only its kind, replayed from the seed whatever the other lanes are', () => {
+  it('deals each lane only its kind (and member), replayed from the seed whatever the other lanes are', () => {
     const take = (kinds: typeof KINDS, seed = 1212) => {
       const lanes = laneSchedules({ seed, ...opts, kinds });
-      return new Map([...lanes].map(([k, s]) => [k, Array.from({ length: 60 }, () => s.next())]));
+      return new Map(lanes.map((l) => [l.name, { kind: l.kind, faults: Array.from({ length: 60 }, () => l.schedule.next()) }]));
     };
     const all = take(KINDS);
-    expect([...all.keys()]).toEqual(KINDS);
-    for (const [kind, faults] of all) for (const f of faults) expect(f.kind).toBe(kind);
+    // A lane per kind, and per member for the two member kinds.
+    const memberLanes = [...opts.consumerTargets.map((m) => `kill-consumer:${m}`), ...opts.zombieTargets.map((m) => `zombie-consumer:${m}`)];
+    expect(new Set(all.keys())).toEqual(new Set([...KINDS.filter((k) => k !== 'kill-consumer' && k !== 'zombie-consumer'), ...memberLanes]));
+    for (const [name, { kind, faults }] of all) {
+      for (const f of faults) {
+        expect(f.kind).toBe(kind);
+        if (name.includes(':')) expect(f.target).toBe(name.slice(name.indexOf(':') + 1));
+      }
+    }
     // A lane does not depend on which other lanes run.
     expect(take(['zombie-consumer', 'kill-broker']).get('kill-broker')).toEqual(all.get('kill-broker'));
+    expect(take(['kill-consumer']).get('kill-consumer:clickstream')).toEqual(all.get('kill-consumer:clickstream'));
     expect(take(KINDS, 1213).get('kill-broker')).not.toEqual(all.get('kill-broker'));
-    // Gaps in range, and the consumer lane still deals every member once before any twice.
-    for (const faults of all.values()) for (const f of faults) expect(f.gapMs >= 1000 && f.gapMs <= 3000).toBe(true);
-    const kills = all.get('kill-consumer')!.map((f) => f.target);
-    for (let i = 0; i + 3 <= kills.length; i += 3) expect(new Set(kills.slice(i, i + 3))).toEqual(new Set(opts.consumerTargets));
-    for (const f of all.get('zombie-consumer')!) expect(f.stopMs! > 6000 + 1999 && f.stopMs! <= 6000 + 8000).toBe(true);
+    // Two members' lanes of one kind are not the same sequence.
+    const gaps = (name: string) => all.get(name)!.faults.map((f) => f.gapMs);
+    expect(gaps('kill-consumer:warehouse-1')).not.toEqual(gaps('kill-consumer:warehouse-2'));
+    // Gaps in range; a zombie stays stopped past the session timeout.
+    for (const { faults } of all.values()) for (const f of faults) expect(f.gapMs >= 1000 && f.gapMs <= 3000).toBe(true);
+    for (const m of opts.zombieTargets) for (const f of all.get(`zombie-consumer:${m}`)!.faults) expect(f.stopMs! > 6000 + 1999 && f.stopMs! <= 6000 + 8000).toBe(true);
   });
 
   it('names the resource a fault holds: one member for both consumer kinds, one server each', () => {
